@@ -1,0 +1,1 @@
+"""mnist_ae: train and watch autoencoder representations of handwritten digits in JAX."""
