@@ -1,0 +1,168 @@
+"""Every configuration key, its default and its meaning, in one place.
+
+Experiment files in `experiments/` start from `base_config()` and change a few values; the CLI
+overrides any key with `--config.KEY=VALUE`. `validate` rejects bad values before any compute so
+a typo costs a second, not an epoch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+TASKS = {
+    "reconstruction": "train an autoencoder, with the alternating embedding-classifier probe",
+    "classification": "train a plain supervised classifier on the pixels",
+    "sweep": "train many latent sizes / seeds / learning rates at once under jax.vmap",
+    "analyze": "PCA, t-SNE, figures and quality numbers for the codes of a finished run",
+}
+LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
+
+# key: (default, meaning). The single source for defaults, `--config.help` and validation.
+FIELDS: dict[str, tuple[Any, str]] = {
+    "task": ("reconstruction", "one of: " + ", ".join(TASKS)),
+    "seed": (0, "seed for parameter init and the on-device data order"),
+    # data
+    "dataset": ("mnist", "mnist | fashion_mnist"),
+    "data_dir": ("", "folder with the IDX .gz files ('' = the repo's data/mnist, or "
+                     "/usr/share/datasets/fashion-mnist for fashion_mnist)"),
+    "data_source": ("idx", "idx (local IDX files) | tfds (tensorflow-datasets, needs internet)"),
+    "train_limit": (0, "use only the first N training examples (0 = all)"),
+    "test_limit": (0, "use only the first N test examples (0 = all)"),
+    # model
+    "model": ("mlp", "mlp | conv (conv: the reference 50,161-parameter conv autoencoder)"),
+    "hidden": ((128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
+    "latent_dim": (64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
+    "init": ("torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
+    "probe_hidden": ((64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
+    # optimisation
+    "learning_rate": (1e-3, "AdamW learning rate of the autoencoder / classifier"),
+    "probe_learning_rate": (1e-3, "AdamW learning rate of the probe"),
+    "weight_decay": (1e-5, "AdamW weight decay (both optimizers)"),
+    "batch_size": (256, "global batch size"),
+    "epochs": (5, "training epochs"),
+    "ae_steps": (1, "autoencoder updates per round (each on its own batch)"),
+    "probe_steps": (1, "probe updates per round, on the round's codes with the AE frozen"),
+    # evaluation, logging, checkpoints
+    "eval_every_epochs": (1, "evaluate on the whole test set every N epochs (and at step 0)"),
+    "eval_batch_size": (1000, "test examples per evaluation chunk"),
+    "log_every_steps": (50, "average train metrics over windows of this many rounds"),
+    "checkpoint_every_epochs": (1, "save a checkpoint every N epochs (and at the end)"),
+    "keep_checkpoints": (3, "keep the last K checkpoints"),
+    "grid_digits": (10, "test digits in the reconstruction grid"),
+    "histogram_every_epochs": (1, "code/weight histograms every N epochs (0 = never)"),
+    "projector_every_evals": (0, "TensorBoard projector every N evals (0 = only at the end)"),
+    "projector_points": (2000, "test codes in the TensorBoard projector"),
+    # analysis
+    "analyze_at_end": (True, "run the embedding analysis at the end of a reconstruction run"),
+    "tsne_backend": ("sklearn", "sklearn | opentsne (extra: tsne)"),
+    "analysis_subsample": (0, "analyse only N test codes (0 = all)"),
+    # W&B
+    "wandb_project": ("mnist_ae", "W&B project"),
+    "wandb_entity": ("", "W&B entity ('' = your default)"),
+    "run_name": ("", "run name ('' = the workdir's name)"),
+    "wandb_group": ("", "W&B group"),
+    "wandb_tags": ((), "W&B tags"),
+    # sweeps
+    "latent_dims": ((2, 3, 5, 10, 50), "sweep: latent sizes trained together (pad-and-mask)"),
+    "seeds": ((0,), "sweep: seeds"),
+    "learning_rates": ((1e-3,), "sweep: autoencoder learning rates"),
+    # scale
+    "num_devices": (0, "devices for data parallelism (0 = all local devices)"),
+}
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration; its message is one line with the fix."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Defaults for every key; experiments override a few."""
+    return ml_collections.ConfigDict({k: v for k, (v, _) in FIELDS.items()})
+
+
+def help_text() -> str:
+    """Every key with its default and meaning, for `--config.help`."""
+    width = max(map(len, FIELDS))
+    return "\n".join(f"  {k:<{width}}  {v!r:<20} {m}" for k, (v, m) in FIELDS.items())
+
+
+def closest_key(key: str) -> str:
+    """The valid key nearest to a misspelt one, for error messages."""
+    match = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.0)
+    return match[0]
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _positive_ints(name: str, values: Any) -> None:
+    _check(
+        len(values) > 0 and all(isinstance(v, int) and v >= 1 for v in values),
+        f"{name}={values!r}: give positive integers, e.g. --config.{name}=2,3,5",
+    )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ConfigError naming the bad value and the fix; checks nothing that needs data."""
+    for key in sorted(set(config.keys()) - set(FIELDS)):
+        raise ConfigError(f"unknown config key {key!r}: did you mean {closest_key(key)!r}?")
+    _check(config.task in TASKS, f"unknown task {config.task!r}: choose one of {', '.join(TASKS)}")
+    from mnist_ae.data import DATASETS  # noqa: PLC0415  (host module, imported lazily)
+
+    _check(config.dataset in DATASETS,
+           f"unknown dataset {config.dataset!r}: choose one of {', '.join(DATASETS)}")
+    _check(config.data_source in ("idx", "tfds"), f"data_source={config.data_source!r}: use idx or tfds")
+    _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
+    _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
+    _check(config.latent_dim >= 1, f"latent_dim={config.latent_dim}: the code needs at least 1 unit")
+    _positive_ints("hidden", config.hidden)
+    _check(all(isinstance(v, int) and v >= 1 for v in config.probe_hidden),
+           f"probe_hidden={config.probe_hidden!r}: give positive integers, or () for a linear probe")
+    for name in ("learning_rate", "probe_learning_rate"):
+        _check(config[name] > 0, f"{name}={config[name]}: the learning rate must be positive")
+    _check(config.weight_decay >= 0, f"weight_decay={config.weight_decay}: must be >= 0")
+    for name in ("batch_size", "epochs", "ae_steps", "probe_steps", "eval_every_epochs",
+                 "eval_batch_size", "log_every_steps", "checkpoint_every_epochs",
+                 "keep_checkpoints", "grid_digits"):
+        _check(isinstance(config[name], int) and config[name] >= 1,
+               f"{name}={config[name]!r}: must be a positive integer")
+    for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample",
+                 "histogram_every_epochs", "projector_every_evals"):
+        _check(config[name] >= 0, f"{name}={config[name]}: must be >= 0 (0 = default)")
+    _check(config.tsne_backend in ("sklearn", "opentsne"),
+           f"tsne_backend={config.tsne_backend!r}: use sklearn or opentsne")
+    if config.task == "sweep":
+        _positive_ints("latent_dims", config.latent_dims)
+        _check(len(config.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in config.seeds),
+               f"seeds={config.seeds!r}: give non-negative integers, e.g. --config.seeds=0,1,2")
+        _check(all(lr > 0 for lr in config.learning_rates),
+               f"learning_rates={config.learning_rates!r}: every learning rate must be positive")
+        _check(config.model == "mlp" or tuple(config.latent_dims) == (256,),
+               "a conv sweep has the fixed 256-unit code: set --config.latent_dims=256 and sweep "
+               "seeds and learning_rates")
+
+
+def check_batch_fits(config: ml_collections.ConfigDict, num_train: int) -> None:
+    """The one check that needs the data size: at least one round per epoch."""
+    per_round = config.batch_size * (config.ae_steps if config.task != "classification" else 1)
+    _check(per_round <= num_train,
+           f"batch_size={config.batch_size} x ae_steps needs {per_round} examples per round but the "
+           f"training set has {num_train}: lower --config.batch_size")
+
+
+def check_workdir(workdir: str | Path) -> Path:
+    """Create the workdir or fail with one line before any compute."""
+    path = Path(workdir).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create workdir {path}: {e.strerror}; pass a writable --workdir") from None
+    _check(os.access(path, os.W_OK), f"workdir {path} is not writable: pass a writable --workdir")
+    return path

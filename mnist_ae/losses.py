@@ -1,0 +1,39 @@
+"""Losses and metrics: pure functions of arrays, shared by training and evaluation."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def to_unit_range(x_u8: jax.Array) -> jax.Array:
+    """uint8 pixels -> float32 in [-1, 1] (the tanh decoder's range); done on the device."""
+    return x_u8.astype(jnp.float32) / 127.5 - 1.0
+
+
+def per_example_mse(recon_bhw: jax.Array, x_bhw: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.square(recon_bhw - x_bhw), axis=(1, 2))
+
+
+def mse(recon_bhw: jax.Array, x_bhw: jax.Array) -> jax.Array:
+    return jnp.mean(per_example_mse(recon_bhw, x_bhw))
+
+
+def cross_entropy(logits_bc: jax.Array, labels_b: jax.Array) -> jax.Array:
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_bc, labels_b))
+
+
+def accuracy(logits_bc: jax.Array, labels_b: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.argmax(logits_bc, -1) == labels_b)
+
+
+def confusion_counts(labels_b: jax.Array, preds_b: jax.Array, weights_b: jax.Array,
+                     num_classes: int) -> jax.Array:
+    """[true, predicted] counts; `weights_b` zeroes padding rows."""
+    return jnp.zeros((num_classes, num_classes), jnp.int32).at[labels_b, preds_b].add(
+        weights_b.astype(jnp.int32))
+
+
+def per_class_accuracy(confusion_cc: jax.Array) -> jax.Array:
+    return jnp.diag(confusion_cc) / jnp.maximum(confusion_cc.sum(axis=1), 1)

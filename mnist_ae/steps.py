@@ -1,0 +1,197 @@
+"""The train round (autoencoder and probe in alternation) and the whole-test-set evaluation.
+
+Pure functions of (task, state, arrays): jittable, vmappable, no I/O. A `Task` holds only static
+things (modules, optimizers, the AE:probe schedule) and is closed over, never traced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from mnist_ae import losses
+from mnist_ae.models import Autoencoder, MLP, make_autoencoder, make_classifier
+from mnist_ae.state import Params, TrainState, learning_rate, make_optimizer, new_state
+
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What is trained. Reconstruction: parts "ae" and "probe"; classification: "classifier"."""
+
+    kind: str
+    autoencoder: Autoencoder | None
+    classifier: MLP  # the probe on the code, or the supervised classifier on pixels
+    optimizers: dict[str, optax.GradientTransformation]
+    ae_steps: int = 1
+    probe_steps: int = 1
+    eval_batch_size: int = 1000
+
+    @property
+    def batches_per_round(self) -> int:
+        return self.ae_steps if self.autoencoder is not None else 1
+
+
+def make_task(config: ml_collections.ConfigDict, *, latent_dim: int | None = None) -> Task:
+    """Build the static task; `latent_dim` overrides the config's (sweeps use the widest)."""
+    optimizer = make_optimizer(config.learning_rate, config.weight_decay)
+    common = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
+                  eval_batch_size=config.eval_batch_size)
+    if config.task == "classification":
+        return Task("classification", None, make_classifier(config.hidden, config.init),
+                    {"classifier": optimizer}, **common)
+    ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init)
+    probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay)
+    return Task("reconstruction", ae, make_classifier(config.probe_hidden, config.init),
+                {"ae": optimizer, "probe": probe_optimizer}, **common)
+
+
+def init_params(task: Task, key: jax.Array) -> dict[str, Params]:
+    x_bhw = jnp.zeros((1, 28, 28), jnp.float32)
+    k_ae, k_clf = jax.random.split(key)
+    if task.autoencoder is None:
+        return {"classifier": task.classifier.init(k_clf, x_bhw)}
+    ae_params = task.autoencoder.init(k_ae, x_bhw)
+    z_bl = task.autoencoder.apply(ae_params, x_bhw, method=Autoencoder.encode)
+    return {"ae": ae_params, "probe": task.classifier.init(k_clf, z_bl)}
+
+
+def init_state(task: Task, seed: int) -> TrainState:
+    """Parameters from the seed's first key, the data order from its second."""
+    k_params, k_data = jax.random.split(jax.random.PRNGKey(seed))
+    return new_state(init_params(task, k_params), task.optimizers, k_data)
+
+
+def _update(task: Task, state: TrainState, part: str,
+            loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]]) -> tuple[TrainState, Metrics]:
+    """One optimizer step on `part` alone: the other parts are constants of `loss_fn`."""
+    params, opt_state = state.params[part], state.opt_states[part]
+    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = task.optimizers[part].update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    state = state.replace(params={**state.params, part: params},
+                          opt_states={**state.opt_states, part: opt_state})
+    return state, {"loss": loss, "accuracy": acc, "grad_norm": optax.global_norm(grads)}
+
+
+def _mean(metrics: list[Metrics], prefix: str) -> Metrics:
+    return {f"{prefix}{k}": jnp.mean(jnp.stack([m[k] for m in metrics])) for k in metrics[0]}
+
+
+def train_round(task: Task, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Array,
+                mask_l: jax.Array | None = None) -> tuple[TrainState, Metrics]:
+    """`ae_steps` AE updates (probe frozen), then `probe_steps` probe updates (AE frozen).
+
+    Probe step j trains on the codes of the round's batch j mod ae_steps, encoded by the
+    just-updated AE under stop_gradient. The schedule is static and unrolled.
+    """
+    if task.autoencoder is None:
+        def ce_loss(p: Params) -> tuple[jax.Array, jax.Array]:
+            logits = task.classifier.apply(p, x_gbhw[0])
+            return losses.cross_entropy(logits, y_gb[0]), losses.accuracy(logits, y_gb[0])
+
+        state, m = _update(task, state, "classifier", ce_loss)
+        metrics = {f"train/{k}": v for k, v in m.items()}
+        metrics["train/param_norm"] = optax.global_norm(state.params["classifier"])
+        metrics["train/learning_rate"] = learning_rate(state.opt_states["classifier"])
+        return state.replace(step=state.step + 1), metrics
+
+    ae = task.autoencoder
+    ae_metrics = []
+    for x_bhw in x_gbhw:
+        def recon_loss(p: Params, x_bhw: jax.Array = x_bhw) -> tuple[jax.Array, jax.Array]:
+            recon_bhw, _ = ae.apply(p, x_bhw, mask_l)
+            return losses.mse(recon_bhw, x_bhw), jnp.zeros(())
+
+        state, m = _update(task, state, "ae", recon_loss)
+        ae_metrics.append(m)
+    codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
+                 for x in x_gbhw]
+    probe_metrics = []
+    for j in range(task.probe_steps):
+        z_bl, y_b = codes_gbl[j % len(codes_gbl)], y_gb[j % len(codes_gbl)]
+
+        def probe_loss(p: Params, z_bl: jax.Array = z_bl, y_b: jax.Array = y_b):
+            logits = task.classifier.apply(p, z_bl)
+            return losses.cross_entropy(logits, y_b), losses.accuracy(logits, y_b)
+
+        state, m = _update(task, state, "probe", probe_loss)
+        probe_metrics.append(m)
+    ae_m = _mean(ae_metrics, "train/ae_")
+    metrics = {
+        "train/recon_mse": ae_m["train/ae_loss"],
+        "train/ae_grad_norm": ae_m["train/ae_grad_norm"],
+        **_mean(probe_metrics, "train/probe_"),
+        "train/ae_param_norm": optax.global_norm(state.params["ae"]),
+        "train/probe_param_norm": optax.global_norm(state.params["probe"]),
+        "train/learning_rate": learning_rate(state.opt_states["ae"]),
+    }
+    return state.replace(step=state.step + 1), metrics
+
+
+def _chunked(x_n: jax.Array, chunk: int) -> jax.Array:
+    """Pad the leading axis to a multiple of `chunk` and fold it: [n, ...] -> [c, chunk, ...]."""
+    n = x_n.shape[0]
+    padded = math.ceil(n / chunk) * chunk
+    x_n = jnp.pad(x_n, [(0, padded - n)] + [(0, 0)] * (x_n.ndim - 1))
+    return x_n.reshape(padded // chunk, chunk, *x_n.shape[1:])
+
+
+def evaluate(task: Task, params: dict[str, Params], images_nhw: jax.Array, labels_n: jax.Array,
+             mask_l: jax.Array | None = None) -> Metrics:
+    """Whole-set metrics in one call: chunks under lax.map, sums, then means over real rows."""
+    n = images_nhw.shape[0]
+    chunk = min(task.eval_batch_size, n)
+    weights_n = jnp.ones((n,), jnp.float32)
+
+    def one_chunk(args: tuple[jax.Array, ...]) -> Metrics:
+        x_u8, y_b, w_b = args
+        x_bhw = losses.to_unit_range(x_u8)
+        if task.autoencoder is None:
+            logits = task.classifier.apply(params["classifier"], x_bhw)
+            sq_b = jnp.zeros_like(w_b)
+        else:
+            recon_bhw, z_bl = task.autoencoder.apply(params["ae"], x_bhw, mask_l)
+            sq_b = losses.per_example_mse(recon_bhw, x_bhw)
+            logits = task.classifier.apply(params["probe"], z_bl)
+        ce_b = optax.softmax_cross_entropy_with_integer_labels(logits, y_b)
+        return {"sq": jnp.sum(sq_b * w_b), "ce": jnp.sum(ce_b * w_b),
+                "confusion": losses.confusion_counts(y_b, jnp.argmax(logits, -1), w_b, logits.shape[-1])}
+
+    parts = jax.lax.map(one_chunk, (_chunked(images_nhw, chunk), _chunked(labels_n.astype(jnp.int32), chunk),
+                                    _chunked(weights_n, chunk)))
+    sums = jax.tree.map(lambda a: a.sum(0), parts)
+    confusion = sums["confusion"]
+    prefix = "test/" if task.autoencoder is None else "test/probe_"
+    metrics = {
+        f"{prefix}loss": sums["ce"] / n,
+        f"{prefix}accuracy": jnp.trace(confusion) / n,
+        f"{prefix}per_class_accuracy": losses.per_class_accuracy(confusion),
+        f"{prefix}confusion": confusion,
+    }
+    if task.autoencoder is not None:
+        metrics["test/recon_mse"] = sums["sq"] / n
+    return metrics
+
+
+def encode(task: Task, ae_params: Params, images_nhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
+    """Codes of a whole image set, chunked like `evaluate`; [n, L]."""
+    n = images_nhw.shape[0]
+    chunk = min(task.eval_batch_size, n)
+    codes = jax.lax.map(
+        lambda x: task.autoencoder.apply(ae_params, losses.to_unit_range(x), mask_l, method=Autoencoder.encode),
+        _chunked(images_nhw, chunk))
+    return codes.reshape(-1, codes.shape[-1])[:n]
+
+
+def reconstruct(task: Task, ae_params: Params, images_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
+    """Reconstructions in [-1, 1] of a small fixed batch (for the image grid)."""
+    recon_bhw, _ = task.autoencoder.apply(ae_params, losses.to_unit_range(images_bhw), mask_l)
+    return recon_bhw
