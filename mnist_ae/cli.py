@@ -1,0 +1,116 @@
+"""The command line: tasks, experiment configs, `--config.KEY=VALUE` overrides, one-line errors.
+
+`launch.py` only calls `main()`. User mistakes (unknown task or key, bad values, missing data,
+unwritable workdir) end with one line on stderr and exit status 2, before any compute.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from absl import flags
+from ml_collections import config_flags
+
+from mnist_ae.config import LOG_FRAMEWORKS, TASKS, ConfigError, check_workdir, closest_key, help_text, validate
+from mnist_ae.config import FIELDS
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+
+flags.DEFINE_string("task", "reconstruction", "; ".join(f"{k}: {v}" for k, v in TASKS.items()))
+flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
+flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
+flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
+config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
+
+
+class UsageError(ValueError):
+    """A command-line mistake: reported in one line."""
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def prepare_argv(argv: list[str]) -> list[str]:
+    """Check task and override keys before absl sees them; default the config to the task's file."""
+    task = _flag_value(argv, "task") or "reconstruction"
+    if task not in TASKS:
+        raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+    for arg in argv:
+        match = re.match(r"--config\.([A-Za-z0-9_]+)", arg)
+        if match and match.group(1) != "help" and match.group(1) not in FIELDS:
+            key = match.group(1)
+            raise UsageError(f"unknown config key {key!r}: did you mean {closest_key(key)!r}? "
+                             "(--config.help lists every key)")
+    if _flag_value(argv, "config") is None:
+        # Before the overrides: config_flags registers `--config.KEY` when it parses `--config`.
+        argv = [argv[0], f"--config={EXPERIMENTS / (task + '.py')}", *argv[1:]]
+    return argv
+
+
+def list_experiments() -> str:
+    """Each experiment file with its docstring's first line and its command."""
+    import ast  # noqa: PLC0415
+
+    lines = []
+    for path in sorted(EXPERIMENTS.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        first = doc.splitlines()[0] if doc else "(no docstring)"
+        command = next((ln.strip() for ln in doc.splitlines() if ln.strip().startswith("python ")), "")
+        lines.append(f"{path.name}\n    {first}\n    $ {command}")
+    return "\n".join(lines)
+
+
+def run_task(config, workdir: Path, framework: str) -> None:
+    """Dispatch to the task's host entry point (heavy imports happen only here)."""
+    if config.task in ("reconstruction", "classification"):
+        from mnist_ae.train import run_training  # noqa: PLC0415
+
+        run_training(config, workdir, framework)
+    else:
+        raise UsageError(f"task {config.task!r} is not available yet")
+
+
+def _main() -> None:
+    config = flags.FLAGS.config
+    config.task = flags.FLAGS.task
+    framework = flags.FLAGS.log_framework
+    if framework not in LOG_FRAMEWORKS:
+        raise UsageError(f"unknown --log_framework {framework!r}: choose one of {', '.join(LOG_FRAMEWORKS)}")
+    validate(config)
+    workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
+    run_task(config, workdir, framework)
+
+
+def main() -> None:
+    argv = sys.argv
+    if "--list" in argv:
+        print(list_experiments())
+        return
+    if "--config.help" in argv:
+        print("config keys (override with --config.KEY=VALUE):\n" + help_text())
+        return
+    from mnist_ae.data import DataError  # noqa: PLC0415
+    from mnist_ae.train import TrainingDiverged  # noqa: PLC0415
+
+    try:
+        argv = prepare_argv(argv)
+        try:
+            flags.FLAGS(argv)
+        except flags.Error as e:
+            raise UsageError(str(e).splitlines()[0]) from None
+        _main()
+    except (UsageError, ConfigError, DataError) as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
+    except TrainingDiverged as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(1)

@@ -1,0 +1,120 @@
+"""What a training run logs, and when: the policy on top of the generic writers.
+
+Host-only. Every function takes host numpy arrays (already pulled back once) and a writer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib
+import ml_collections
+import numpy as np
+import psutil
+
+from mnist_ae.writers import MetricWriter, create_writer, image_grid
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the headless backend is chosen)
+
+__all__ = ["MetricWriter", "open_writer", "scalars"]
+
+MAX_CODE_HISTOGRAMS = 64
+
+
+def open_writer(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
+                *, run_name: str = "", jsonl_tags: Mapping[str, Any] | None = None,
+                subdir: str = "") -> MetricWriter:
+    """metrics.jsonl always; TensorBoard and/or W&B as chosen. Sweeps pass a member subdir."""
+    return create_writer(
+        log_framework, workdir / subdir if subdir else workdir, config=config.to_dict(),
+        wandb_project=config.wandb_project, wandb_entity=config.wandb_entity or None,
+        run_name=run_name or config.run_name or workdir.name, group=config.wandb_group or None,
+        tags=tuple(config.wandb_tags), jsonl_tags=jsonl_tags)
+
+
+def scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Scalar view of eval metrics: per-class vectors become `name/<class>`; matrices are dropped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        value = np.asarray(value)
+        if value.ndim == 0:
+            out[key] = float(value)
+        elif value.ndim == 1:
+            out.update({f"{key}/{i}": float(v) for i, v in enumerate(value)})
+    return out
+
+
+def param_table(params: Any) -> str:
+    """Parameters per layer as a markdown table: the model summary."""
+    rows = [(jax.tree_util.keystr(path, simple=True, separator="/"), leaf.shape, int(np.size(leaf)))
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]]
+    total = sum(r[2] for r in rows)
+    lines = ["| parameter | shape | count |", "|---|---|---:|"]
+    lines += [f"| {name} | {tuple(shape)} | {count:,} |" for name, shape, count in rows]
+    lines.append(f"| **total** | | **{total:,}** |")
+    return "\n".join(lines)
+
+
+def log_model_summary(writer: MetricWriter, params: Any) -> None:
+    writer.write_texts(0, {"model/summary": param_table(params)})
+
+
+def system_metrics() -> dict[str, float]:
+    """Process memory and CPU use; device memory where the backend reports it (GPU/TPU)."""
+    proc = psutil.Process(os.getpid())
+    out = {"system/host_rss_mb": proc.memory_info().rss / 2**20,
+           "system/cpu_percent": proc.cpu_percent(interval=None)}
+    for i, device in enumerate(jax.local_devices()):
+        stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+        if stats and "bytes_in_use" in stats:
+            out[f"system/device{i}_mem_mb"] = stats["bytes_in_use"] / 2**20
+    return out
+
+
+def log_system(writer: MetricWriter, step: int) -> None:
+    writer.write_scalars(step, system_metrics())
+
+
+def reconstruction_grid(originals_bhw: np.ndarray, recon_bhw: np.ndarray) -> np.ndarray:
+    """Originals on the top row, reconstructions under them; uint8 HW1."""
+    originals = originals_bhw.astype(np.float32) / 127.5 - 1.0
+    return image_grid(np.concatenate([originals, np.asarray(recon_bhw)]), rows=2)
+
+
+def save_png(image_hw1: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    plt.imsave(path, image_hw1[..., 0], cmap="gray", vmin=0, vmax=255)
+
+
+def log_reconstructions(writer: MetricWriter, step: int, grid: np.ndarray, workdir: Path) -> None:
+    """The gallery from noise to sharp digits: TensorBoard/W&B images and a PNG per eval."""
+    writer.write_images(step, {"reconstructions": grid})
+    save_png(grid, workdir / "reconstructions" / f"step_{step:07d}.png")
+
+
+def log_histograms(writer: MetricWriter, step: int, codes_nl: np.ndarray | None, params: Any) -> None:
+    """Each code dimension (the first 64 for wide codes) and every weight array."""
+    arrays: dict[str, np.ndarray] = {}
+    if codes_nl is not None:
+        arrays.update({f"code/dim_{i:03d}": codes_nl[:, i]
+                       for i in range(min(codes_nl.shape[1], MAX_CODE_HISTOGRAMS))})
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        arrays["weights/" + jax.tree_util.keystr(path, simple=True, separator="/")] = np.asarray(leaf)
+    writer.write_histograms(step, arrays)
+
+
+def log_projector(writer: MetricWriter, step: int, codes_nl: np.ndarray, labels_n: np.ndarray,
+                  preds_n: np.ndarray | None, images_nhw: np.ndarray, class_names: Sequence[str]) -> None:
+    """Test codes for the TensorBoard projector, labelled by true class and probe prediction."""
+    labels = [class_names[int(y)] for y in labels_n]
+    header, rows = None, None
+    if preds_n is not None:
+        header = ["label", "probe_prediction"]
+        rows = [[lab, class_names[int(p)]] for lab, p in zip(labels, preds_n)]
+    writer.write_embeddings(step, "codes", codes_nl, labels, images_nhw, metadata_header=header,
+                            metadata=rows)

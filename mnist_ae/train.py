@@ -1,0 +1,213 @@
+"""Host orchestration of a training run: data to the device, compiled epochs, eval, logs, checkpoints.
+
+Everything here is I/O and bookkeeping; the math lives in `loop`, `steps` and `models`. The
+device is asked for metrics once per epoch (one `device_get` of the stacked per-round metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mnist_ae import data as data_lib
+from mnist_ae import monitoring
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.config import check_batch_fits
+from mnist_ae.loop import rounds_per_epoch, train_epoch
+from mnist_ae.state import TrainState
+from mnist_ae.steps import Task, encode, evaluate, init_state, make_task, reconstruct
+
+
+class TrainingDiverged(RuntimeError):
+    """Non-finite metrics: the run stops and the last good checkpoint stays."""
+
+
+@dataclasses.dataclass
+class DeviceData:
+    """The dataset resident on the device (uint8), plus the fixed digits of the image grid."""
+
+    train_x: jax.Array
+    train_y: jax.Array
+    test_x: jax.Array
+    test_y: jax.Array
+    grid_x: np.ndarray
+    class_names: tuple[str, ...]
+
+
+def load_data(config: ml_collections.ConfigDict) -> DeviceData:
+    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)
+    tr, te = config.train_limit or None, config.test_limit or None
+    check_batch_fits(config, len(ds.train_images[:tr]))
+    put = jax.device_put
+    return DeviceData(put(ds.train_images[:tr]), put(ds.train_labels[:tr]), put(ds.test_images[:te]),
+                      put(ds.test_labels[:te]), np.asarray(ds.test_images[: config.grid_digits]),
+                      ds.class_names)
+
+
+@dataclasses.dataclass
+class Timer:
+    """Wall time per phase, for the end-of-run summary and the benchmark."""
+
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def add(self, phase: str, since: float) -> None:
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - since
+
+
+def check_finite(metrics: dict[str, Any], where: str, ckpt: Checkpointer) -> None:
+    bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
+    if bad:
+        last = ckpt.latest_epoch()
+        kept = f"the last good checkpoint (epoch {last}) is kept in {ckpt.directory}" if last is not None \
+            else "no checkpoint was written yet"
+        raise TrainingDiverged(f"training diverged {where} ({bad[0]} is not finite); {kept}: "
+                               f"lower --config.learning_rate and rerun with a new --workdir")
+
+
+def window_means(metrics: dict[str, np.ndarray], window: int) -> list[tuple[int, dict[str, float]]]:
+    """Per-round metrics [R] -> (rounds done at window end, means over the window)."""
+    num_rounds = len(next(iter(metrics.values())))
+    return [(end, {k: float(np.mean(v[start:end])) for k, v in metrics.items()})
+            for start in range(0, num_rounds, window)
+            for end in [min(start + window, num_rounds)]]
+
+
+@dataclasses.dataclass
+class Run:
+    """A single (non-sweep) run: static task, compiled functions and where things go."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    task: Task
+    data: DeviceData
+    writer: monitoring.MetricWriter
+    ckpt: Checkpointer
+    timer: Timer
+
+    @functools.cached_property
+    def compiled_epoch(self):
+        return jax.jit(functools.partial(train_epoch, self.task, batch_size=self.config.batch_size),
+                       donate_argnums=0)
+
+    @functools.cached_property
+    def compiled_eval(self):
+        return jax.jit(functools.partial(evaluate, self.task))
+
+    @functools.cached_property
+    def reconstruct(self):
+        return jax.jit(functools.partial(reconstruct, self.task))
+
+    @functools.cached_property
+    def encode(self):
+        return jax.jit(functools.partial(encode, self.task))
+
+    def test_codes(self, state: TrainState) -> np.ndarray:
+        """Codes of the whole test set, computed on the device in one call and pulled back once."""
+        return np.asarray(self.encode(state.params["ae"], self.data.test_x))
+
+    def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
+        t = time.perf_counter()
+        metrics = jax.device_get(self.compiled_eval(state.params, self.data.test_x, self.data.test_y))
+        self.timer.add("eval", t)
+        check_finite(metrics, f"at evaluation after epoch {int(state.epoch)}", self.ckpt)
+        return metrics
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> dict[str, float]:
+    """Train (or resume) the run in `workdir` to `config.epochs`; returns the final test metrics."""
+    timer = Timer()
+    t = time.perf_counter()
+    data = load_data(config)
+    timer.add("data", t)
+    task = make_task(config)
+    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    state = init_state(task, config.seed)
+    if ckpt.latest_epoch() is not None:
+        ckpt.check_fits(config)
+        state = ckpt.restore(state)
+    writer = monitoring.open_writer(config, workdir, log_framework)
+    run = Run(config, workdir, task, data, writer, ckpt, timer)
+    try:
+        final = _train(run, state)
+    finally:
+        ckpt.close()
+        writer.close()
+    return final
+
+
+def _train(run: Run, state: TrainState) -> dict[str, float]:
+    config, data, timer = run.config, run.data, run.timer
+    num_rounds = rounds_per_epoch(run.task, data.train_x.shape[0], config.batch_size)
+    if int(state.epoch) == 0:
+        monitoring.log_model_summary(run.writer, state.params)
+        _log_eval(run, state, run.evaluate(state))
+    t = time.perf_counter()
+    compiled = run.compiled_epoch.lower(state, data.train_x, data.train_y).compile()
+    timer.add("compile", t)
+    metrics = {}
+    for epoch in range(int(state.epoch), config.epochs):
+        t = time.perf_counter()
+        state, per_round = compiled(state, data.train_x, data.train_y)
+        per_round = jax.device_get(per_round)
+        timer.add("train", t)
+        seconds = time.perf_counter() - t
+        check_finite(per_round, f"in epoch {epoch + 1}", run.ckpt)
+        step0 = int(state.step) - num_rounds
+        for end, means in window_means(per_round, config.log_every_steps):
+            run.writer.write_scalars(step0 + end, {"epoch": epoch + 1, **means,
+                                                   "train/steps_per_s": num_rounds / seconds})
+        monitoring.log_system(run.writer, int(state.step))
+        last = epoch + 1 == config.epochs
+        if (epoch + 1) % config.eval_every_epochs == 0 or last:
+            metrics = run.evaluate(state)
+            _log_eval(run, state, metrics)
+        if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
+            t = time.perf_counter()
+            run.ckpt.save(epoch + 1, state, config)
+            timer.add("checkpoint", t)
+    if not metrics:  # resumed a finished run: report its numbers again
+        metrics = run.evaluate(state)
+    final = monitoring.scalars(metrics)
+    run.writer.write_hparams(config.to_dict(), final)
+    if run.task.autoencoder is not None:
+        _log_projector(run, state)
+    run.writer.flush()
+    return final
+
+
+def _log_eval(run: Run, state: TrainState, metrics: dict[str, np.ndarray]) -> None:
+    """Scalars, confusion, reconstruction grid, histograms and (every N evals) the projector."""
+    config, writer = run.config, run.writer
+    step, epoch = int(state.step), int(state.epoch)
+    writer.write_scalars(step, {"epoch": epoch, **monitoring.scalars(metrics)})
+    confusion = "test/confusion" if run.task.autoencoder is None else "test/probe_confusion"
+    writer.write_confusion(step, confusion, metrics[confusion], run.data.class_names)
+    histograms = config.histogram_every_epochs and epoch % config.histogram_every_epochs == 0
+    codes = None
+    if run.task.autoencoder is not None:
+        recon = np.asarray(run.reconstruct(state.params["ae"], jnp.asarray(run.data.grid_x)))
+        monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
+                                       run.workdir)
+        if histograms:
+            codes = run.test_codes(state)
+        evals_done = epoch // config.eval_every_epochs
+        if config.projector_every_evals and evals_done and evals_done % config.projector_every_evals == 0:
+            _log_projector(run, state)
+    if histograms:
+        monitoring.log_histograms(writer, step, codes, state.params)
+
+
+def _log_projector(run: Run, state: TrainState) -> None:
+    points = min(run.config.projector_points, run.data.test_x.shape[0])
+    codes = run.test_codes(state)[:points]
+    preds = np.asarray(jnp.argmax(run.task.classifier.apply(state.params["probe"], codes), -1))
+    monitoring.log_projector(run.writer, int(state.step), codes, np.asarray(run.data.test_y[:points]), preds,
+                             np.asarray(run.data.test_x[:points]), run.data.class_names)
