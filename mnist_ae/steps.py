@@ -69,7 +69,7 @@ def init_state(task: Task, seed: int) -> TrainState:
     return new_state(init_params(task, k_params), task.optimizers, k_data)
 
 
-def _update(task: Task, state: TrainState, part: str,
+def update_part(task: Task, state: TrainState, part: str,
             loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]]) -> tuple[TrainState, Metrics]:
     """One optimizer step on `part` alone: the other parts are constants of `loss_fn`."""
     params, opt_state = state.params[part], state.opt_states[part]
@@ -78,7 +78,7 @@ def _update(task: Task, state: TrainState, part: str,
     params = optax.apply_updates(params, updates)
     state = state.replace(params={**state.params, part: params},
                           opt_states={**state.opt_states, part: opt_state})
-    return state, {"loss": loss, "accuracy": acc, "grad_norm": optax.global_norm(grads)}
+    return state, {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)}
 
 
 def _mean(metrics: list[Metrics], prefix: str) -> Metrics:
@@ -97,9 +97,9 @@ def train_round(task: Task, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Arra
             logits = task.classifier.apply(p, x_gbhw[0])
             return losses.cross_entropy(logits, y_gb[0]), losses.accuracy(logits, y_gb[0])
 
-        state, m = _update(task, state, "classifier", ce_loss)
+        state, m = update_part(task, state, "classifier", ce_loss)
         metrics = {f"train/{k}": v for k, v in m.items()}
-        metrics["train/param_norm"] = optax.global_norm(state.params["classifier"])
+        metrics["train/param_norm"] = optax.tree.norm(state.params["classifier"])
         metrics["train/learning_rate"] = learning_rate(state.opt_states["classifier"])
         return state.replace(step=state.step + 1), metrics
 
@@ -110,7 +110,7 @@ def train_round(task: Task, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Arra
             recon_bhw, _ = ae.apply(p, x_bhw, mask_l)
             return losses.mse(recon_bhw, x_bhw), jnp.zeros(())
 
-        state, m = _update(task, state, "ae", recon_loss)
+        state, m = update_part(task, state, "ae", recon_loss)
         ae_metrics.append(m)
     codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
                  for x in x_gbhw]
@@ -122,15 +122,15 @@ def train_round(task: Task, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Arra
             logits = task.classifier.apply(p, z_bl)
             return losses.cross_entropy(logits, y_b), losses.accuracy(logits, y_b)
 
-        state, m = _update(task, state, "probe", probe_loss)
+        state, m = update_part(task, state, "probe", probe_loss)
         probe_metrics.append(m)
     ae_m = _mean(ae_metrics, "train/ae_")
     metrics = {
         "train/recon_mse": ae_m["train/ae_loss"],
         "train/ae_grad_norm": ae_m["train/ae_grad_norm"],
         **_mean(probe_metrics, "train/probe_"),
-        "train/ae_param_norm": optax.global_norm(state.params["ae"]),
-        "train/probe_param_norm": optax.global_norm(state.params["probe"]),
+        "train/ae_param_norm": optax.tree.norm(state.params["ae"]),
+        "train/probe_param_norm": optax.tree.norm(state.params["probe"]),
         "train/learning_rate": learning_rate(state.opt_states["ae"]),
     }
     return state.replace(step=state.step + 1), metrics

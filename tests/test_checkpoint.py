@@ -1,0 +1,73 @@
+"""Checkpoint round trip, resume equivalence, refusal of a mismatched config, divergence handling."""
+
+from __future__ import annotations
+
+import json
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from mnist_ae import losses
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.config import ConfigError
+from mnist_ae.steps import init_state, make_task
+from mnist_ae.train import TrainingDiverged, run_training
+
+from conftest import tiny
+
+
+def test_round_trip_restores_every_leaf(tmp_path):
+    config = tiny()
+    state = init_state(make_task(config), 3)
+    ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
+    ckpt.save(1, state, config)
+    ckpt.wait()
+    restored = Checkpointer(tmp_path / "ckpt", keep=2).restore(init_state(make_task(config), 0))
+    chex.assert_trees_all_equal(restored, state)
+    assert ckpt.saved_config()["latent_dim"] == config.latent_dim
+    ckpt.close()
+
+
+def _restore_final(workdir, config):
+    ckpt = Checkpointer(workdir / "checkpoints", keep=3)
+    state = ckpt.restore(init_state(make_task(config), 0))
+    ckpt.close()
+    return state
+
+
+def test_resume_gives_the_same_parameters_as_a_straight_run(tmp_path):
+    straight = tiny(epochs=2)
+    run_training(straight, tmp_path / "a", "none")
+    run_training(tiny(epochs=1), tmp_path / "b", "none")
+    resumed_metrics = run_training(tiny(epochs=2), tmp_path / "b", "none")
+    a, b = _restore_final(tmp_path / "a", straight), _restore_final(tmp_path / "b", straight)
+    assert int(b.epoch) == 2 and int(b.step) == int(a.step)
+    chex.assert_trees_all_close(a.params, b.params, atol=1e-6)
+    chex.assert_trees_all_close(a.opt_states, b.opt_states, atol=1e-6)
+    evals = [r for r in map(json.loads, (tmp_path / "b" / "metrics.jsonl").read_text().splitlines())
+             if "test/recon_mse" in r]
+    assert [r["epoch"] for r in evals] == [0, 1, 2]  # step 0 once, then one eval per epoch
+    assert evals[-1]["test/recon_mse"] == pytest.approx(resumed_metrics["test/recon_mse"])
+
+
+def test_keeps_only_the_last_k_checkpoints(tmp_path):
+    run_training(tiny(epochs=4, keep_checkpoints=2), tmp_path, "none")
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3, 4]
+
+
+def test_a_config_that_does_not_fit_the_checkpoint_is_refused(tmp_path):
+    run_training(tiny(epochs=1), tmp_path, "none")
+    with pytest.raises(ConfigError, match="latent_dim=8 but the config has latent_dim=4"):
+        run_training(tiny(epochs=2, latent_dim=4), tmp_path, "none")
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    run_training(tiny(epochs=1), tmp_path, "none")
+    good = _restore_final(tmp_path, tiny())
+    monkeypatch.setattr(losses, "mse", lambda recon, x: np.nan * jax.numpy.mean(recon - x))
+    with pytest.raises(TrainingDiverged, match=r"in epoch 2 .*last good checkpoint \(epoch 1\)"):
+        run_training(tiny(epochs=3), tmp_path, "none")
+    assert Checkpointer(tmp_path / "checkpoints", keep=3).latest_epoch() == 1
+    chex.assert_trees_all_equal(_restore_final(tmp_path, tiny()).params, good.params)

@@ -1,0 +1,72 @@
+"""Model shapes, exact parameter counts against the reference PyTorch models, and the init."""
+
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_ae.models import Autoencoder, make_autoencoder, make_classifier
+
+
+def count(params) -> int:
+    return sum(int(np.size(p)) for p in jax.tree.leaves(params))
+
+
+X_BHW = jnp.zeros((5, 28, 28))
+
+
+@pytest.mark.parametrize("model, latent, expected", [
+    ("mlp", 3, 218_643),   # 784-128-64-3-64-128-784, the reference PyTorch model
+    ("mlp", 64, 226_512),  # 784-128-64-64-64-128-784: (100480+8256+4160) + (4160+8320+101136)
+    ("conv", 0, 50_161),   # the reference conv autoencoder
+])
+def test_parameter_counts_and_shapes(model, latent, expected):
+    ae = make_autoencoder(model, (128, 64), latent, "torch")
+    params = ae.init(jax.random.PRNGKey(0), X_BHW)
+    recon, z = ae.apply(params, X_BHW)
+    chex.assert_shape(recon, (5, 28, 28))
+    chex.assert_shape(z, (5, 256 if model == "conv" else latent))
+    assert count(params) == expected
+
+
+def test_decoder_output_in_tanh_range_and_encode_decode_compose():
+    ae = make_autoencoder("conv", (), 0, "torch")
+    params = ae.init(jax.random.PRNGKey(1), X_BHW)
+    x = jax.random.uniform(jax.random.PRNGKey(2), (5, 28, 28), minval=-1, maxval=1)
+    recon, z = ae.apply(params, x)
+    z2 = ae.apply(params, x, method=Autoencoder.encode)
+    chex.assert_trees_all_close(ae.apply(params, z2, method=Autoencoder.decode), recon)
+    assert float(jnp.max(jnp.abs(recon))) <= 1.0
+
+
+def test_torch_init_is_uniform_within_one_over_sqrt_fan_in():
+    ae = make_autoencoder("mlp", (128, 64), 3, "torch")
+    params = ae.init(jax.random.PRNGKey(0), X_BHW)["params"]
+    kernel = params["encoder"]["Dense_0"]["kernel"]
+    bias = params["encoder"]["Dense_0"]["bias"]
+    bound = 1 / math.sqrt(784)
+    assert float(jnp.max(jnp.abs(kernel))) <= bound and float(jnp.max(jnp.abs(bias))) <= bound
+    # uniform on [-b, b] has std b/sqrt(3); flax's lecun_normal would have std 1/sqrt(784)
+    np.testing.assert_allclose(float(jnp.std(kernel)), bound / math.sqrt(3), rtol=0.02)
+    assert float(jnp.min(jnp.abs(bias))) > 0  # biases are drawn, not zero
+
+
+def test_mask_zeroes_padded_code_units():
+    ae = make_autoencoder("mlp", (32,), 6, "torch")
+    params = ae.init(jax.random.PRNGKey(0), X_BHW)
+    x = jax.random.uniform(jax.random.PRNGKey(1), (5, 28, 28))
+    mask = (jnp.arange(6) < 4).astype(jnp.float32)
+    _, z = ae.apply(params, x, mask)
+    chex.assert_trees_all_equal(z[:, 4:], jnp.zeros((5, 2)))
+    assert float(jnp.min(jnp.abs(z[:, :4]))) > 0
+
+
+def test_classifier_logits_shape():
+    clf = make_classifier((16,), "flax")
+    params = clf.init(jax.random.PRNGKey(0), X_BHW)
+    chex.assert_shape(clf.apply(params, X_BHW), (5, 10))

@@ -1,0 +1,429 @@
+"""Metric writers: every backend is read back from what it wrote to disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_ae import writers as W
+
+CLASSES = [str(i) for i in range(10)]
+
+
+def _digits(n: int, seed: int = 0) -> np.ndarray:
+    """Float images in [-1, 1], like the training data."""
+    return np.random.default_rng(seed).uniform(-1, 1, (n, 28, 28)).astype(np.float32)
+
+
+def _confusion() -> np.ndarray:
+    counts = np.random.default_rng(0).integers(0, 20, (10, 10))
+    np.fill_diagonal(counts, 900)
+    return counts
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def test_image_grid_originals_above_reconstructions():
+    originals, recons = _digits(4, 0), _digits(4, 1)
+    grid = W.image_grid(np.concatenate([originals, recons]), rows=2)
+    assert grid.dtype == np.uint8 and grid.shape == (2 * 28 + 2, 4 * 28 + 3 * 2, 1)
+    expected = W._to_uint8(np.concatenate([originals, recons]), -1.0)
+    np.testing.assert_array_equal(grid[:28, :28, 0], expected[0])
+    np.testing.assert_array_equal(grid[30:, 30:58, 0], expected[5])  # recon 1: row 2, col 2
+    assert (grid[28:30] == 128).all() and (grid[:, 28:30] == 128).all()  # separators
+
+
+def test_image_grid_value_ranges():
+    assert W.image_grid(np.array([[[-1.0, 1.0]]]), 1)[0, :, 0].tolist() == [0, 255]
+    assert W.image_grid(np.array([[[0.0, 1.0]]]), 1)[0, :, 0].tolist() == [0, 255]
+    assert W.image_grid(np.array([[[3, 200]]], np.uint8), 1)[0, :, 0].tolist() == [3, 200]
+
+
+def test_sprite_square_and_shrinks_to_fit():
+    full = W.sprite(_digits(10))
+    assert full.shape == (4 * 28, 4 * 28, 1)  # ceil(sqrt(10)) = 4 thumbnails a side
+    small = W.sprite(_digits(100), max_px=100)  # 10 a side, <= 10 px each -> 28 // 3 = 9
+    assert small.shape == (90, 90, 1)
+
+
+# ----------------------------------------------------------------------------- JSONL
+
+
+def test_jsonl_records_steps_keys_and_tags(tmp_path):
+    path = tmp_path / "sub" / "metrics.jsonl"
+    with W.JsonlWriter(path, tags={"member": 3, "latent_dim": 16}) as w:
+        w.write_scalars(1, {"train/loss": np.float32(0.5)})
+        w.write_scalars(2, {"train/loss": 0.25, "eval/acc": 0.9})
+        w.write_images(2, {"grid": np.zeros((4, 4, 1))})  # no-op
+        w.write_hparams({"model": {"latent_dim": 16}, "lr": 1e-3}, {"test/acc": 0.95})
+        with pytest.raises(ValueError, match="clash"):
+            w.write_scalars(3, {"member": 1.0})
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert records[:2] == [
+        {"step": 1, "member": 3, "latent_dim": 16, "train/loss": 0.5},
+        {"step": 2, "member": 3, "latent_dim": 16, "train/loss": 0.25, "eval/acc": 0.9},
+    ]
+    assert records[2] == {
+        "hparams": {"model.latent_dim": 16, "lr": 1e-3},
+        "metrics": {"test/acc": 0.95},
+        "member": 3,
+        "latent_dim": 16,
+    }
+    assert len(records) == 3
+
+
+def test_flatten_hparams_handles_configdict_and_odd_values():
+    ml_collections = pytest.importorskip("ml_collections")
+    cfg = ml_collections.ConfigDict(
+        {"model": {"widths": (32, 64), "act": None}, "seed": np.int64(1)}
+    )
+    assert W.flatten_hparams(cfg) == {"model.widths": "(32, 64)", "model.act": "None", "seed": 1}
+
+
+# ----------------------------------------------------------------------------- TensorBoard
+
+
+def _accumulator(logdir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    kinds = ("scalars", "images", "histograms", "tensors", "compressedHistograms", "audio")
+    acc = EventAccumulator(str(logdir), size_guidance=dict.fromkeys(kinds, 0))
+    acc.Reload()
+    return acc
+
+
+def _hparams_session_groups(root: Path):
+    """What TensorBoard's HParams tab lists for the runs under `root`."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(root))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(root))
+    ctx = backend_context.Context(base_plugin.TBContext(logdir=str(root), data_provider=provider))
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0, slice_size=10, allowed_statuses=[api_pb2.STATUS_SUCCESS]
+    )
+    return list_session_groups.Handler(context.RequestContext(), ctx, "", request).run()
+
+
+def test_tensorboard_reads_back_everything(tmp_path):
+    logdir = tmp_path / "tb"
+    with W.TensorBoardWriter(logdir) as w:
+        w.write_scalars(1, {"train/loss": 0.5})
+        w.write_scalars(5, {"train/loss": 0.25})
+        w.write_images(5, {"recon": W.image_grid(_digits(8), rows=2)})
+        w.write_histograms(5, {"codes": np.r_[np.random.randn(100), np.nan]})
+        w.write_texts(5, {"notes": "| digit | acc |\n|---|---|\n| 0 | 0.99 |"})
+        w.write_confusion(5, "confusion/test", _confusion(), CLASSES)
+        with pytest.raises(ValueError, match="whole numbers"):
+            w.write_confusion(5, "confusion/rates", np.eye(10) / 2, CLASSES)
+        w.write_hparams({"model": {"latent_dim": 16}, "opt": "adam"}, {"test/acc": 0.95})
+
+    acc = _accumulator(logdir)
+    assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 0.5), (5, 0.25)]
+    (recon,) = acc.Images("recon")
+    assert (recon.step, recon.width, recon.height) == (5, 4 * 28 + 6, 2 * 28 + 2)
+    (hist,) = acc.Histograms("codes")
+    assert hist.step == 5 and hist.histogram_value.num == 100  # NaN dropped
+    (text,) = acc.Tensors("notes/text_summary")
+    assert text.tensor_proto.string_val[0].decode().startswith("| digit | acc |")
+    (confusion,) = acc.Images("confusion/test")
+    assert confusion.step == 5 and min(confusion.width, confusion.height) >= 300
+
+    # HParams: written into this run (no timestamped sub-run), seen by the plugin.
+    assert [p.parent for p in tmp_path.rglob("events.out.tfevents*")] == [logdir]
+    (group,) = _hparams_session_groups(tmp_path).session_groups
+    assert [s.name for s in group.sessions] == ["tb"]
+    assert group.hparams["model.latent_dim"].number_value == 16
+    assert group.hparams["opt"].string_value == "adam"
+    (metric,) = group.metric_values
+    assert metric.name.tag == "hparams/test/acc" and metric.value == pytest.approx(0.95)
+
+
+def _projector_config(logdir: Path):
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector import projector_config_pb2
+
+    text = (logdir / "projector_config.pbtxt").read_text()
+    return text_format.Parse(text, projector_config_pb2.ProjectorConfig())
+
+
+def test_tensorboard_projector_files(tmp_path):
+    n, dim = 30, 8
+    codes = np.random.default_rng(0).normal(size=(n, dim))
+    labels = [str(i % 10) for i in range(n)]
+    extra = [[f"name{i % 10}", str(i % 2 == 0)] for i in range(n)]
+    with W.TensorBoardWriter(tmp_path) as w:
+        w.write_embeddings(7, "codes/test", codes, labels, _digits(n), ["digit", "correct"], extra)
+        w.write_embeddings(7, "codes/test", codes, labels, _digits(n), ["digit", "correct"], extra)
+        w.write_embeddings(7, "codes/train", codes[:5], labels[:5], None)
+        with pytest.raises(ValueError, match="one entry per point"):
+            w.write_embeddings(8, "codes/bad", codes, labels, _digits(n - 1))
+
+    config = _projector_config(tmp_path)
+    assert [e.tensor_name for e in config.embeddings] == ["codes/test:00007", "codes/train:00007"]
+    test, train = config.embeddings
+    tensors = np.loadtxt(tmp_path / test.tensor_path, delimiter="\t")
+    assert tensors.shape == (n, dim) and list(test.tensor_shape) == [n, dim]
+    np.testing.assert_allclose(tensors, codes, rtol=1e-6)
+    rows = (tmp_path / test.metadata_path).read_text().splitlines()
+    assert len(rows) == n + 1 and rows[0] == "label\tdigit\tcorrect"
+    assert rows[1] == "0\tname0\tTrue"
+    sheet = Image.open(tmp_path / test.sprite.image_path)
+    assert sheet.width == sheet.height <= W.MAX_SPRITE_PX
+    assert list(test.sprite.single_image_dim) == [28, 28]
+    assert sheet.width == 28 * 6  # ceil(sqrt(30)) thumbnails a side
+    # Single-column metadata has no header row (the projector's convention).
+    assert (tmp_path / train.metadata_path).read_text().splitlines() == labels[:5]
+    assert not train.HasField("sprite")
+
+
+# ----------------------------------------------------------------------------- W&B
+
+
+@pytest.fixture
+def no_wandb_credentials(tmp_path, monkeypatch):
+    """No API key, no netrc, no WANDB_MODE: the writer must pick offline by itself."""
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NETRC", str(home / ".netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    return home
+
+
+def test_wandb_credentials_detection(no_wandb_credentials, monkeypatch):
+    assert not W._has_wandb_credentials()
+    netrc_file = no_wandb_credentials / ".netrc"
+    netrc_file.write_text("machine api.wandb.ai\n  login user\n  password k\n")
+    assert W._has_wandb_credentials()
+    netrc_file.unlink()
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert W._has_wandb_credentials()
+
+
+_NO_NETWORK_SCRIPT = """
+import socket, sys
+def refuse(host, *args, **kwargs):
+    print("LOOKUP", host, file=sys.stderr, flush=True)
+    raise OSError("no network in tests")
+socket.getaddrinfo = refuse
+from mnist_ae import writers
+w = writers.WandbWriter(project="p", dir=sys.argv[1])
+w.write_scalars(1, {"x": 1.0})
+w.close()
+"""
+
+
+def test_wandb_offline_never_resolves_a_host(tmp_path, no_wandb_credentials):
+    """wandb's usage telemetry exports at interpreter exit, hence a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORK_SCRIPT, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=os.environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "LOOKUP" not in result.stderr
+
+
+def _wandb_records(run_file: Path):
+    """Decodes a .wandb file: a 7-byte header, then LevelDB-log chunks of Record protos."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = run_file.read_bytes(), 32 * 1024
+    pos, payload, records = 7, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer too small for a chunk header
+            pos += block - pos % block
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        payload += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST chunk
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            records.append(record)
+            payload = b""
+    return records
+
+
+def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
+    config = {"model": {"latent_dim": 16}}
+    w = W.WandbWriter(project="mnist_ae", name="t", config=config, dir=tmp_path)
+    assert w.mode == "offline"
+    w.write_scalars(1, {"train/loss": 0.5})
+    w.write_scalars(2, {"train/loss": 0.25})
+    w.write_scalars(2, {"eval/acc": 0.9})  # same step: merged into one row
+    w.write_images(3, {"recon": W.image_grid(_digits(4), 2)})
+    w.write_histograms(3, {"codes": np.random.randn(50)})
+    w.write_texts(3, {"notes": "**bold** <x>"})
+    w.write_confusion(3, "confusion/test", _confusion(), CLASSES)
+    w.write_embeddings(3, "codes/test", np.ones((6, 3)), list("012345"), _digits(6))
+    with pytest.raises(ValueError, match="step 2 < last logged step 3"):
+        w.write_scalars(2, {"late": 1.0})
+    w.write_hparams({"opt": "adam"}, {"test/acc": 0.95})
+    w.close()
+    import wandb
+
+    wandb.teardown()  # finish() returns before wandb-core has flushed the .wandb file
+
+    (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    history: dict[int, dict[str, dict]] = {}  # step -> key -> {field: value}
+    for r in records:
+        if r.WhichOneof("record_type") == "history":
+            row = history.setdefault(r.history.step.num, {})
+            for item in r.history.item:
+                key, *field = list(item.nested_key) or [item.key]
+                row.setdefault(key, {})["/".join(field)] = json.loads(item.value_json)
+    internal = {"_timestamp", "_runtime", "_step"}
+    assert sorted(history) == [1, 2, 3]
+    assert {k: v[""] for k, v in history[1].items() if k not in internal} == {"train/loss": 0.5}
+    assert {k: v[""] for k, v in history[2].items() if k not in internal} == {
+        "train/loss": 0.25,
+        "eval/acc": 0.9,
+    }
+    row = history[3]
+    assert set(row) - internal == {"recon", "codes", "notes", "confusion/test_table", "codes/test"}
+    assert row["recon"]["_type"] == "image-file" and row["recon"]["width"] == 58
+    assert row["codes"]["_type"] == "histogram" and sum(row["codes"]["values"]) == 50
+    assert row["notes"]["_type"] == "html-file"
+    assert (row["codes/test"]["nrows"], row["codes/test"]["ncols"]) == (6, 1 + 1 + 3)
+    table_file = run_file.parent / "files" / row["confusion/test_table"]["path"]
+    table = json.loads(table_file.read_text())
+    assert table["columns"] == ["Actual", "Predicted", "nPredictions"]
+    assert sum(r[2] for r in table["data"]) == _confusion().sum()
+    logged_config = {  # init config travels in the run record, later updates as config records
+        u.key: json.loads(u.value_json)
+        for r in records
+        for u in (r.run.config.update if r.HasField("run") else r.config.update)
+    }
+    assert logged_config["model.latent_dim"] == 16 and logged_config["opt"] == "adam"
+    summary = {
+        "/".join(u.nested_key) or u.key: u.value_json
+        for r in records
+        if r.WhichOneof("record_type") == "summary"
+        for u in r.summary.update
+    }
+    assert json.loads(summary["test/acc"]) == 0.95
+
+
+# ----------------------------------------------------------------------------- combinators
+
+
+def _mock_writer() -> mock.NonCallableMagicMock:
+    return mock.create_autospec(W.MetricWriter, instance=True)
+
+
+def test_multiwriter_fans_out_and_closes_all():
+    a, b = _mock_writer(), _mock_writer()
+    multi = W.MultiWriter([a, b])
+    multi.write_scalars(1, {"x": 1.0})
+    multi.write_confusion(1, "c", np.eye(2), ["a", "b"])
+    a.close.side_effect = OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        multi.close()
+    for w in (a, b):
+        assert [c[0] for c in w.method_calls] == ["write_scalars", "write_confusion", "close"]
+    assert b.write_scalars.call_args == mock.call(1, {"x": 1.0})
+
+
+def test_async_writer_preserves_order_and_close_drains():
+    inner = _mock_writer()
+    main = threading.get_ident()
+    threads = set()
+    def slow_write(*args):
+        threads.add(threading.get_ident())
+        time.sleep(0.002)
+
+    inner.write_scalars.side_effect = slow_write
+    w = W.AsyncWriter(inner, max_pending=4)  # also exercises back-pressure
+    for step in range(20):
+        w.write_scalars(step, {"x": float(step)})
+    w.write_texts(20, {"t": "done"})
+    w.close()
+    w.close()  # idempotent
+    steps = [c.args[0] for c in inner.method_calls if c[0] == "write_scalars"]
+    assert steps == list(range(20))
+    assert [c[0] for c in inner.method_calls[-2:]] == ["write_texts", "close"]
+    assert len(threads) == 1 and main not in threads
+
+
+def test_async_writer_reraises_thread_error_on_next_call_and_close():
+    inner = _mock_writer()
+    inner.write_scalars.side_effect = RuntimeError("boom")
+    w = W.AsyncWriter(inner)
+    w.write_scalars(1, {"x": 1.0})
+    time.sleep(0.05)
+    with pytest.raises(RuntimeError, match="boom"):
+        w.write_texts(2, {"t": "next call"})
+    w.write_scalars(3, {"x": 1.0})
+    with pytest.raises(RuntimeError, match="boom"):
+        w.close()
+    assert inner.close.called
+
+
+def test_async_writer_reraises_on_flush():
+    inner = _mock_writer()
+    inner.write_images.side_effect = ValueError("bad image")
+    w = W.AsyncWriter(inner)
+    w.write_images(1, {"x": np.zeros((2, 2, 1))})
+    with pytest.raises(ValueError, match="bad image"):
+        w.flush()
+    w.close()
+
+
+# ----------------------------------------------------------------------------- factory
+
+
+def test_create_writer_unknown_framework_is_one_clear_line(tmp_path):
+    with pytest.raises(ValueError) as err:
+        W.create_writer("bogus", tmp_path)
+    message = str(err.value)
+    assert "\n" not in message and "'bogus'" in message
+    assert all(name in message for name in W.FRAMEWORKS)
+
+
+def test_create_writer_tensorboard_writes_jsonl_and_events(tmp_path):
+    w = W.create_writer("tensorboard", tmp_path, jsonl_tags={"member": 0}, is_main_process=True)
+    assert isinstance(w, W.AsyncWriter)
+    w.write_scalars(4, {"loss": 1.5})
+    w.close()
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record == {"step": 4, "member": 0, "loss": 1.5}
+    assert [e.value for e in _accumulator(tmp_path / "tb").Scalars("loss")] == [1.5]
+
+
+def test_create_writer_default_process_index_is_main(tmp_path):
+    with W.create_writer("none", tmp_path, asynchronous=False) as w:  # jax.process_index() == 0
+        w.write_scalars(1, {"loss": 1.0})
+    assert (tmp_path / "metrics.jsonl").exists()
+
+
+def test_non_main_process_writes_nothing(tmp_path):
+    with W.create_writer("both", tmp_path / "run", is_main_process=False) as w:
+        w.write_scalars(1, {"loss": 1.0})
+        w.write_hparams({"lr": 0.1}, {"acc": 1.0})
+        w.write_embeddings(1, "codes", np.ones((2, 2)), ["a", "b"], None)
+    assert not (tmp_path / "run").exists()
