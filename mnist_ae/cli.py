@@ -75,6 +75,10 @@ def run_task(config, workdir: Path, framework: str) -> None:
         from mnist_ae.train import run_training  # noqa: PLC0415
 
         run_training(config, workdir, framework)
+    elif config.task == "sweep":
+        from mnist_ae.sweep_train import run_sweep  # noqa: PLC0415
+
+        run_sweep(config, workdir, framework)
     else:
         raise UsageError(f"task {config.task!r} is not available yet")
 

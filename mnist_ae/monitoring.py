@@ -27,13 +27,13 @@ MAX_CODE_HISTOGRAMS = 64
 
 
 def open_writer(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
-                *, run_name: str = "", jsonl_tags: Mapping[str, Any] | None = None,
+                *, run_name: str = "", group: str = "", jsonl_tags: Mapping[str, Any] | None = None,
                 subdir: str = "") -> MetricWriter:
     """metrics.jsonl always; TensorBoard and/or W&B as chosen. Sweeps pass a member subdir."""
     return create_writer(
         log_framework, workdir / subdir if subdir else workdir, config=config.to_dict(),
         wandb_project=config.wandb_project, wandb_entity=config.wandb_entity or None,
-        run_name=run_name or config.run_name or workdir.name, group=config.wandb_group or None,
+        run_name=run_name or config.run_name or workdir.name, group=group or config.wandb_group or None,
         tags=tuple(config.wandb_tags), jsonl_tags=jsonl_tags)
 
 
