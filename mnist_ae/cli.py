@@ -80,7 +80,9 @@ def run_task(config, workdir: Path, framework: str) -> None:
 
         run_sweep(config, workdir, framework)
     else:
-        raise UsageError(f"task {config.task!r} is not available yet")
+        from mnist_ae.analyze import run_analyze  # noqa: PLC0415
+
+        run_analyze(config, workdir, framework)
 
 
 def _main() -> None:

@@ -179,6 +179,13 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
     run.writer.write_hparams(config.to_dict(), final)
     if run.task.autoencoder is not None:
         _log_projector(run, state)
+        if config.analyze_at_end:
+            from mnist_ae.analyze import analyze_state  # noqa: PLC0415  (sklearn loads only when needed)
+
+            t = time.perf_counter()
+            analyze_state(config, run.task, state, data.test_x, data.test_y, data.class_names, run.workdir,
+                          run.writer)
+            timer.add("analysis", t)
     run.writer.flush()
     return final
 

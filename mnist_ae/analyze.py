@@ -1,0 +1,97 @@
+"""`--task analyze`: the embedding analysis of any run with a checkpoint, finished or interrupted.
+
+The model is rebuilt from the config stored in the checkpoint, the whole test set is encoded in
+one jitted call, and the codes come back to the host once for `analysis.run_analysis`. Results go
+to RUN/analysis/ and, through the writer, to TensorBoard / W&B.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jax
+import matplotlib.pyplot as plt
+import ml_collections
+import numpy as np
+
+from mnist_ae import analysis, monitoring
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.config import ConfigError, FIELDS, base_config
+from mnist_ae.state import TrainState
+from mnist_ae.steps import Task, encode, evaluate, init_state, make_task
+from mnist_ae.writers import MetricWriter
+
+ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")
+
+
+def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The run's own config from its checkpoint, with the analysis options from the command line."""
+    ckpt = Checkpointer(workdir / "checkpoints", 1)
+    try:
+        if ckpt.latest_epoch() is None:
+            raise ConfigError(f"no checkpoint in {workdir / 'checkpoints'}: train first with "
+                              f"--task reconstruction --workdir {workdir}")
+        saved = ckpt.saved_config()
+    finally:
+        ckpt.close()
+    if saved.get("task") != "reconstruction":
+        raise ConfigError(f"{workdir} holds a {saved.get('task')!r} run; --task analyze needs a reconstruction "
+                          "run (export a sweep member first: --task sweep --config.export_member=N)")
+    config = base_config()
+    config.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIELDS})
+    config.update({k: cli_config[k] for k in ANALYSIS_KEYS})
+    return config
+
+
+def analyze_state(config: ml_collections.ConfigDict, task: Task, state: TrainState, test_x: jax.Array,
+                  test_y: jax.Array, class_names: tuple[str, ...], workdir: Path,
+                  writer: MetricWriter) -> analysis.AnalysisResult:
+    """Encode on the device, pull back once, analyse on the host, log figures and tables."""
+    codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], test_x))
+    metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, test_x, test_y))
+    result = analysis.run_analysis(
+        codes, np.asarray(test_y), np.asarray(test_x), class_names, workdir / "analysis",
+        probe_accuracy=float(metrics["test/probe_accuracy"]), probe_confusion=np.asarray(metrics["test/probe_confusion"]),
+        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
+    labels_n, images_nhw = np.asarray(test_y), np.asarray(test_x)
+    if config.analysis_subsample:  # the same fixed subset run_analysis used
+        keep = analysis.subsample_index(len(labels_n), config.analysis_subsample, config.seed)
+        labels_n, images_nhw = labels_n[keep], images_nhw[keep]
+    log_result(writer, int(state.step), result, labels_n, images_nhw, class_names)
+    return result
+
+
+def log_result(writer: MetricWriter, step: int, result: analysis.AnalysisResult, labels_n: np.ndarray,
+               images_nhw: np.ndarray, class_names: tuple[str, ...]) -> None:
+    writer.write_images(step, {f"analysis/{name}": _png(path) for name, path in result.figures.items()})
+    writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
+    writer.write_scalars(step, {f"analysis/{k}": v for k, v in result.metrics["codes"].items()
+                                if isinstance(v, (int, float))})
+    for name, coords in result.coords_2d.items():
+        writer.write_embeddings(step, f"analysis_{name}_2d", coords, [class_names[int(y)] for y in labels_n],
+                                images_nhw)
+
+
+def _png(path: Path) -> np.ndarray:
+    """A PNG as HWC uint8 RGB, for the writers."""
+    image = plt.imread(path)
+    return (image[..., :3] * 255).astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
+
+
+def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> dict[str, Any]:
+    """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
+    from mnist_ae.train import load_data  # noqa: PLC0415  (avoids a cycle: train calls analyze_state)
+
+    config = run_config(workdir, cli_config)
+    task = make_task(config)
+    data = load_data(config)
+    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    try:
+        state = ckpt.restore(init_state(task, config.seed))
+    finally:
+        ckpt.close()
+    with monitoring.open_writer(config, workdir, log_framework) as writer:
+        result = analyze_state(config, task, state, data.test_x, data.test_y, data.class_names, workdir, writer)
+    return result.metrics
