@@ -1,0 +1,69 @@
+"""Wall time of a latent-size sweep trained under vmap vs its members one after another vs one run.
+
+    python benchmarks/sweep_scaling.py [--latent_dims 2,3,5,10,50] [--epochs 2]
+
+Times the compiled epochs only (compile time printed apart), same data, batch 256, MLP AE + probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+
+from mnist_ae import sweep
+from mnist_ae.config import base_config
+from mnist_ae.data import load_dataset
+from mnist_ae.loop import train_epoch
+from mnist_ae.steps import init_state, make_task
+
+
+def timed(fn, state, epochs: int) -> tuple[float, float, object]:
+    t = time.perf_counter()
+    compiled = fn.lower(state).compile()
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(epochs):
+        state, metrics = compiled(state)
+    jax.block_until_ready(metrics)
+    return compile_s, time.perf_counter() - t, metrics
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--latent_dims", default="2,3,5,10,50")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    config = base_config()
+    config.task = "sweep"
+    config.latent_dims = tuple(int(v) for v in args.latent_dims.split(","))
+    ds = load_dataset("mnist")
+    x, y = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
+    members = sweep.members(config)
+    width = sweep.max_latent(config)
+    task = make_task(config, latent_dim=width)
+    masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
+    sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(task, s, x, y, masks, config.batch_size), donate_argnums=0)
+    sweep_compile, sweep_s, _ = timed(sweep_fn, sweep.init_states(config, members, width), args.epochs)
+    single_s, single_compile = [], []
+    for m in members:
+        single_task = make_task(sweep.member_config(config, m))
+        fn = jax.jit(functools.partial(train_epoch, single_task, images_nhw=x, labels_n=y,
+                                       batch_size=config.batch_size), donate_argnums=0)
+        c, s, _ = timed(fn, init_state(single_task, m.seed), args.epochs)
+        single_compile.append(c)
+        single_s.append(s)
+    one = single_s[-1]
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {len(members)} members "
+          f"(latent {args.latent_dims}), {args.epochs} epochs, batch 256, compiled epochs only")
+    print(f"{'':<28}{'train s':>9}{'x one run':>11}{'compile s':>11}")
+    print(f"{'one run (latent ' + str(members[-1].latent_dim) + ')':<28}{one:>9.2f}{1.0:>11.2f}{single_compile[-1]:>11.2f}")
+    print(f"{'members one after another':<28}{sum(single_s):>9.2f}{sum(single_s) / one:>11.2f}{sum(single_compile):>11.2f}")
+    print(f"{'vmapped sweep':<28}{sweep_s:>9.2f}{sweep_s / one:>11.2f}{sweep_compile:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()

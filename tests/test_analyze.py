@@ -1,0 +1,31 @@
+"""`--task analyze` on a run's checkpoint reproduces the analysis made at the end of training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mnist_ae.analyze import run_analyze
+from mnist_ae.config import ConfigError, base_config
+from mnist_ae.train import run_training
+
+from conftest import tiny
+
+
+def test_analyze_task_reproduces_end_of_training_numbers(tmp_path):
+    run_training(tiny(epochs=1, test_limit=300, analyze_at_end=True), tmp_path, "none")
+    at_end = json.loads((tmp_path / "analysis" / "metrics.json").read_text())
+    cli = base_config()
+    cli.task = "analyze"
+    again = run_analyze(cli, tmp_path, "none")
+    for key in ("knn5_accuracy", "logreg_accuracy", "pca_explained_variance_2", "probe_accuracy", "trustworthiness"):
+        assert again["codes"][key] == pytest.approx(at_end["codes"][key], abs=1e-6), key
+        assert 0.0 <= again["codes"][key] <= 1.0
+    assert again["codes"]["knn5_accuracy"] > 0.3
+    assert (tmp_path / "analysis" / "tsne_2d.png").stat().st_size > 0
+
+
+def test_analyze_without_a_checkpoint_says_what_to_do(tmp_path):
+    with pytest.raises(ConfigError, match="no checkpoint in .*train first"):
+        run_analyze(base_config(), tmp_path, "none")
