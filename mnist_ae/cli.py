@@ -23,6 +23,8 @@ flags.DEFINE_string("task", "reconstruction", "; ".join(f"{k}: {v}" for k, v in 
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
+flags.DEFINE_bool("quiet", False, "print only warnings and the final summary")
+flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
 
 
@@ -69,16 +71,16 @@ def list_experiments() -> str:
     return "\n".join(lines)
 
 
-def run_task(config, workdir: Path, framework: str) -> None:
+def run_task(config, workdir: Path, framework: str, quiet: bool = False) -> None:
     """Dispatch to the task's host entry point (heavy imports happen only here)."""
     if config.task in ("reconstruction", "classification"):
         from mnist_ae.train import run_training  # noqa: PLC0415
 
-        run_training(config, workdir, framework)
+        run_training(config, workdir, framework, quiet)
     elif config.task == "sweep":
         from mnist_ae.sweep_train import run_sweep  # noqa: PLC0415
 
-        run_sweep(config, workdir, framework)
+        run_sweep(config, workdir, framework, quiet)
     else:
         from mnist_ae.analyze import run_analyze  # noqa: PLC0415
 
@@ -93,7 +95,10 @@ def _main() -> None:
         raise UsageError(f"unknown --log_framework {framework!r}: choose one of {', '.join(LOG_FRAMEWORKS)}")
     validate(config)
     workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
-    run_task(config, workdir, framework)
+    from mnist_ae.progress import configure_logging  # noqa: PLC0415
+
+    configure_logging(workdir, flags.FLAGS.verbose)
+    run_task(config, workdir, framework, flags.FLAGS.quiet)
 
 
 def main() -> None:

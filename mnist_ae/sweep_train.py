@@ -23,7 +23,8 @@ from mnist_ae import monitoring, plots, sweep
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.loop import rounds_per_epoch
 from mnist_ae.steps import make_task, reconstruct
-from mnist_ae.train import Timer, check_finite, load_data, window_means
+from mnist_ae.progress import Reporter
+from mnist_ae.train import check_finite, load_data, summary_paths, window_means
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
@@ -38,12 +39,12 @@ def _member_writers(config: ml_collections.ConfigDict, workdir: Path, framework:
     ]) for m in members]
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> list[dict[str, float]]:
+def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
+              quiet: bool = False) -> list[dict[str, float]]:
     """Train (or resume) every member together to `config.epochs`; returns final metrics per member."""
-    timer = Timer()
     t = time.perf_counter()
     data = load_data(config)
-    timer.add("data", t)
+    data_s = time.perf_counter() - t
     members = sweep.members(config)
     width = sweep.max_latent(config)
     task = make_task(config, latent_dim=width)
@@ -53,13 +54,17 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     if ckpt.latest_epoch() is not None:
         ckpt.check_fits(config)
         states = ckpt.restore(states)
+    num_rounds = rounds_per_epoch(task, data.train_x.shape[0], config.batch_size)
+    reporter = Reporter(total_epochs=config.epochs, rounds_per_epoch=num_rounds, start_epoch=int(states.epoch[0]),
+                        quiet=quiet, title=f"sweep of {len(members)}")
+    reporter.add_time("data", data_s)
     writers = _member_writers(config, workdir, log_framework, members)
     evaluate = jax.jit(functools.partial(sweep.sweep_evaluate, task))
 
     def log_eval() -> list[dict[str, float]]:
         t = time.perf_counter()
         metrics = jax.device_get(evaluate(states.params, data.test_x, data.test_y, masks))
-        timer.add("eval", t)
+        reporter.add_time("eval", time.perf_counter() - t)
         check_finite(metrics, f"at evaluation after epoch {int(states.epoch[0])}", ckpt)
         finals = []
         for i, writer in enumerate(writers):
@@ -69,18 +74,16 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         return finals
 
     try:
-        num_rounds = rounds_per_epoch(task, data.train_x.shape[0], config.batch_size)
         finals = log_eval() if int(states.epoch[0]) == 0 else []
-        t = time.perf_counter()
-        epoch_fn = jax.jit(functools.partial(sweep.sweep_epoch, task, batch_size=config.batch_size),
-                           donate_argnums=0).lower(states, data.train_x, data.train_y, masks).compile()
-        timer.add("compile", t)
+        with reporter.phase("compiling"):
+            epoch_fn = jax.jit(functools.partial(sweep.sweep_epoch, task, batch_size=config.batch_size),
+                               donate_argnums=0).lower(states, data.train_x, data.train_y, masks).compile()
         for epoch in range(int(states.epoch[0]), config.epochs):
             t = time.perf_counter()
             states, per_round = epoch_fn(states, data.train_x, data.train_y, masks)
             per_round = jax.device_get(per_round)
             seconds = time.perf_counter() - t
-            timer.add("train", t)
+            reporter.add_time("train", seconds)
             check_finite(per_round, f"in epoch {epoch + 1}", ckpt)
             step0 = int(states.step[0]) - num_rounds
             for i, writer in enumerate(writers):
@@ -92,6 +95,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
                 finals = log_eval()
             if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
                 ckpt.save(epoch + 1, states, config)
+            best = min(range(len(members)), key=lambda i: finals[i]["test/recon_mse"]) if finals else 0
+            reporter.epoch_done(epoch + 1, int(states.step[0]), num_rounds / seconds,
+                                {**{k: float(v[best].mean()) for k, v in per_round.items()},
+                                 **(finals[best] if finals else {})})
         if not finals:
             finals = log_eval()
         for i, writer in enumerate(writers):
@@ -104,6 +111,9 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         ckpt.close()
         for writer in writers:
             writer.close()
+        reporter.close()
+    reporter.summary(final=[(m.tags, f) for m, f in zip(members, finals)], workdir=workdir,
+                     paths=summary_paths(workdir))
     return finals
 
 

@@ -22,6 +22,7 @@ from mnist_ae import monitoring
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import check_batch_fits
 from mnist_ae.loop import rounds_per_epoch, train_epoch
+from mnist_ae.progress import Reporter
 from mnist_ae.state import TrainState
 from mnist_ae.steps import Task, encode, evaluate, init_state, make_task, reconstruct
 
@@ -52,16 +53,6 @@ def load_data(config: ml_collections.ConfigDict) -> DeviceData:
                       ds.class_names)
 
 
-@dataclasses.dataclass
-class Timer:
-    """Wall time per phase, for the end-of-run summary and the benchmark."""
-
-    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
-
-    def add(self, phase: str, since: float) -> None:
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - since
-
-
 def check_finite(metrics: dict[str, Any], where: str, ckpt: Checkpointer) -> None:
     bad = sorted(k for k, v in metrics.items() if not np.all(np.isfinite(v)))
     if bad:
@@ -90,7 +81,7 @@ class Run:
     data: DeviceData
     writer: monitoring.MetricWriter
     ckpt: Checkpointer
-    timer: Timer
+    reporter: Reporter
 
     @functools.cached_property
     def compiled_epoch(self):
@@ -116,63 +107,80 @@ class Run:
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         t = time.perf_counter()
         metrics = jax.device_get(self.compiled_eval(state.params, self.data.test_x, self.data.test_y))
-        self.timer.add("eval", t)
+        self.reporter.add_time("eval", time.perf_counter() - t)
         check_finite(metrics, f"at evaluation after epoch {int(state.epoch)}", self.ckpt)
         return metrics
 
 
-def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> dict[str, float]:
+def summary_paths(workdir: Path) -> dict[str, Path]:
+    """What a run leaves behind, for the end-of-run summary."""
+    paths = {"workdir": workdir, "metrics": workdir / "metrics.jsonl", "checkpoints": workdir / "checkpoints"}
+    for name in ("reconstructions", "analysis", "comparison.png", "sweep_results.md"):
+        if (workdir / name).exists():
+            paths[name] = workdir / name
+    return paths
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
+                 quiet: bool = False) -> dict[str, float]:
     """Train (or resume) the run in `workdir` to `config.epochs`; returns the final test metrics."""
-    timer = Timer()
     t = time.perf_counter()
     data = load_data(config)
-    timer.add("data", t)
+    data_s = time.perf_counter() - t
     task = make_task(config)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     state = init_state(task, config.seed)
     if ckpt.latest_epoch() is not None:
         ckpt.check_fits(config)
         state = ckpt.restore(state)
+    reporter = Reporter(total_epochs=config.epochs, start_epoch=int(state.epoch), quiet=quiet, title=config.task,
+                        rounds_per_epoch=rounds_per_epoch(task, data.train_x.shape[0], config.batch_size))
+    reporter.add_time("data", data_s)
     writer = monitoring.open_writer(config, workdir, log_framework)
-    run = Run(config, workdir, task, data, writer, ckpt, timer)
+    run = Run(config, workdir, task, data, writer, ckpt, reporter)
     try:
         final = _train(run, state)
     finally:
         ckpt.close()
         writer.close()
+        reporter.close()
+    reporter.summary(final=final, workdir=workdir, paths=summary_paths(workdir))
     return final
 
 
 def _train(run: Run, state: TrainState) -> dict[str, float]:
-    config, data, timer = run.config, run.data, run.timer
+    config, data, reporter = run.config, run.data, run.reporter
     num_rounds = rounds_per_epoch(run.task, data.train_x.shape[0], config.batch_size)
     if int(state.epoch) == 0:
         monitoring.log_model_summary(run.writer, state.params)
         _log_eval(run, state, run.evaluate(state))
-    t = time.perf_counter()
-    compiled = run.compiled_epoch.lower(state, data.train_x, data.train_y).compile()
-    timer.add("compile", t)
+    with reporter.phase("compiling"):
+        compiled = run.compiled_epoch.lower(state, data.train_x, data.train_y).compile()
     metrics = {}
     for epoch in range(int(state.epoch), config.epochs):
         t = time.perf_counter()
         state, per_round = compiled(state, data.train_x, data.train_y)
         per_round = jax.device_get(per_round)
-        timer.add("train", t)
         seconds = time.perf_counter() - t
+        reporter.add_time("train", seconds)
         check_finite(per_round, f"in epoch {epoch + 1}", run.ckpt)
         step0 = int(state.step) - num_rounds
-        for end, means in window_means(per_round, config.log_every_steps):
+        windows = window_means(per_round, config.log_every_steps)
+        for end, means in windows:
             run.writer.write_scalars(step0 + end, {"epoch": epoch + 1, **means,
                                                    "train/steps_per_s": num_rounds / seconds})
         monitoring.log_system(run.writer, int(state.step))
         last = epoch + 1 == config.epochs
+        shown = dict(windows[-1][1])
         if (epoch + 1) % config.eval_every_epochs == 0 or last:
             metrics = run.evaluate(state)
             _log_eval(run, state, metrics)
+            shown.update(monitoring.scalars(metrics))
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
             t = time.perf_counter()
             run.ckpt.save(epoch + 1, state, config)
-            timer.add("checkpoint", t)
+            reporter.add_time("checkpoint", time.perf_counter() - t)
+        reporter.epoch_done(epoch + 1, int(state.step), num_rounds / seconds, shown)
     if not metrics:  # resumed a finished run: report its numbers again
         metrics = run.evaluate(state)
     final = monitoring.scalars(metrics)
@@ -182,10 +190,9 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
         if config.analyze_at_end:
             from mnist_ae.analyze import analyze_state  # noqa: PLC0415  (sklearn loads only when needed)
 
-            t = time.perf_counter()
-            analyze_state(config, run.task, state, data.test_x, data.test_y, data.class_names, run.workdir,
-                          run.writer)
-            timer.add("analysis", t)
+            with reporter.phase("analysis (PCA, t-SNE, quality numbers)"):
+                analyze_state(config, run.task, state, data.test_x, data.test_y, data.class_names, run.workdir,
+                              run.writer)
     run.writer.flush()
     return final
 

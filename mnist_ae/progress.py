@@ -1,0 +1,306 @@
+"""What a run shows in the terminal: a progress bar, timed phases, warnings and an end-of-run summary.
+
+Host side only. The loop reports once per compiled epoch, so the reporter never sees a step. On a
+terminal it draws with `rich`; anywhere else (CI, nohup, a log file) it writes one plain line per
+event, without ANSI escapes. Only process 0 prints. Library logs and Python warnings are kept off
+the terminal by `configure_logging`, which sends them to WORKDIR/run.log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import logging
+import os
+import resource
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn, Task,
+                           TextColumn, TimeElapsedColumn)
+from rich.table import Table
+from rich.text import Text
+
+# Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
+LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/probe_accuracy", "test/accuracy")
+FINAL_METRICS = ("test/recon_mse", "test/probe_accuracy", "test/accuracy")
+# Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
+PLAIN_WIDTH = 10_000
+# Third-party loggers that `configure_logging` takes off the terminal (plus the root logger).
+LIBRARY_LOGGERS = ("absl", "jax", "orbax", "tensorflow", "wandb", "py.warnings")
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=round(max(seconds, 0.0))))
+
+
+def _rate(steps_per_s: float) -> str:
+    return f"{steps_per_s:.0f}" if steps_per_s >= 10 else f"{steps_per_s:.2f}"
+
+
+class _EtaColumn(ProgressColumn):
+    """ETA that keeps counting down between the once-per-epoch updates."""
+
+    def render(self, task: Task) -> Text:
+        deadline = task.fields["deadline"]
+        left = "-:--:--" if deadline is None else _clock(deadline - time.monotonic())
+        return Text(f"ETA {left}", style="progress.remaining")
+
+
+def _plain(renderable: RenderableType) -> str:
+    """`renderable` as text without escape codes or trailing blanks."""
+    console = Console(file=io.StringIO(), width=PLAIN_WIDTH, force_terminal=False, no_color=True,
+                      highlight=False)
+    console.print(renderable)
+    return "\n".join(line.rstrip() for line in console.file.getvalue().splitlines()) + "\n"
+
+
+def _peak_rss_bytes() -> int:
+    """Peak resident memory of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def _is_main_process() -> bool:
+    import jax  # noqa: PLC0415  (only for the default: it initialises the backend)
+
+    return jax.process_index() == 0
+
+
+class Reporter:
+    """Progress of one run (or one sweep) on `stream`: a live bar on a terminal, log lines elsewhere."""
+
+    def __init__(self, *, total_epochs: int, rounds_per_epoch: int, start_epoch: int = 0, quiet: bool = False,
+                 stream: TextIO | None = None, is_main: bool | None = None, title: str = "train"):
+        self.total_epochs, self.rounds_per_epoch, self.quiet = total_epochs, rounds_per_epoch, quiet
+        self.stream = sys.stdout if stream is None else stream
+        self.is_main = _is_main_process() if is_main is None else is_main
+        self.tty = self.stream.isatty()
+        # force_terminal both ways: FORCE_COLOR (set by some CI) must not put escapes in a log.
+        self.console = Console(file=self.stream, force_terminal=self.tty, no_color=not self.tty,
+                               highlight=False, width=None if self.tty else PLAIN_WIDTH)
+        self._timings: dict[str, float] = {}
+        self._started = time.perf_counter()
+        self._first_report: tuple[int, float] | None = None  # (epoch, monotonic time) of the first epoch_done
+        self._latest: dict[str, float] = {}
+        self._live: Live | None = None
+        self._closed = False
+        # The bar fills the terminal's width; the metrics go on their own line below it.
+        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
+                             MofNCompleteColumn(),
+                             TextColumn("epochs  step {task.fields[step]}  {task.fields[rate]} steps/s"),
+                             _EtaColumn(), console=self.console, expand=True)
+        self._bar_task = self._bar.add_task(title, total=total_epochs, completed=start_epoch, step="-", rate="-",
+                                            deadline=None)
+        self._metrics_line = Text(style="progress.description")
+        self._spinners = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                  console=self.console)
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per phase name, in the order the phases first ran."""
+        return dict(self._timings)
+
+    @property
+    def _shows_progress(self) -> bool:
+        return self.is_main and not self.quiet
+
+    def _ensure_live(self) -> bool:
+        """Starts the live display on first use; False where there is none (no terminal, quiet, closed)."""
+        if not (self.tty and self._shows_progress) or self._closed:
+            return False
+        if self._live is None:
+            # stderr is redirected above the display only when it is the terminal too.
+            self._live = Live(Group(self._bar, self._metrics_line, self._spinners), console=self.console,
+                              refresh_per_second=8, redirect_stderr=sys.stderr.isatty())
+            self._live.start()
+        return True
+
+    def add_time(self, name: str, seconds: float) -> None:
+        self._timings[name] = self._timings.get(name, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Times host work under `name`: a spinner meanwhile on a terminal, then "name ... 2.3 s"."""
+        spinner = self._spinners.add_task(name) if self._ensure_live() else None
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - start
+            self.add_time(name, seconds)
+            if spinner is not None:
+                self._spinners.remove_task(spinner)
+            if self._shows_progress:
+                self._print(f"{name} ... {seconds:.1f} s")
+
+    def epoch_done(self, epoch: int, step: int, steps_per_s: float, metrics: Mapping[str, float]) -> None:
+        """`epoch` epochs are done at global `step`; `metrics` update the latest values shown."""
+        self._latest.update(metrics)
+        eta = self._eta(epoch, steps_per_s)
+        shown = [k for k in LIVE_METRICS if k in self._latest
+                 and not (k == "train/loss" and "train/recon_mse" in self._latest)]
+        text = "  ".join(f"{k} {self._latest[k]:#.3g}" for k in shown)
+        if self._ensure_live():
+            self._bar.update(self._bar_task, completed=epoch, step=step, rate=_rate(steps_per_s),
+                             deadline=None if eta is None else time.monotonic() + eta)
+            self._metrics_line.plain = text
+        elif self._shows_progress:
+            eta_text = "-:--:--" if eta is None else _clock(eta)
+            self._print(f"epoch {epoch}/{self.total_epochs}  step {step}  {_rate(steps_per_s)} steps/s  "
+                        f"ETA {eta_text}  {text}".rstrip())
+
+    def _eta(self, epoch: int, steps_per_s: float) -> float | None:
+        """Seconds left: the wall time per epoch seen so far (eval and checkpoints included); after the
+        first report only the training throughput is known."""
+        now, left = time.monotonic(), self.total_epochs - epoch
+        if self._first_report is None:
+            self._first_report = (epoch, now)
+            return left * self.rounds_per_epoch / steps_per_s if steps_per_s > 0 else None
+        first_epoch, first_time = self._first_report
+        return left * (now - first_time) / (epoch - first_epoch) if epoch > first_epoch else None
+
+    def warn(self, message: str) -> None:
+        """To stderr even when quiet (above the bar on a terminal: rich redirects stderr while live)."""
+        if self.is_main:
+            sys.stderr.write(f"warning: {message}\n")
+            sys.stderr.flush()
+
+    def _print(self, line: str) -> None:
+        if self.tty:
+            self.console.print(Text(line, style="dim"))  # a print-level style would leak onto the live bar
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        """Stops the live display, leaving the bar's last state on screen. Idempotent."""
+        self._closed = True
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def summary(self, *, final: Mapping[str, float] | Sequence[tuple[Mapping[str, Any], Mapping[str, float]]],
+                workdir: Path, paths: Mapping[str, Path]) -> str:
+        """Final metrics, wall time per phase, peak host memory, where things are and how to look at
+        them. Printed by process 0 even when quiet; returned as plain text."""
+        self.close()
+        table = _final_table(final)
+        total = time.perf_counter() - self._started
+        other = total - sum(self._timings.values())
+        split = {**self._timings, **({"other": other} if other > 0.05 else {})}
+        info = Table.grid(padding=(0, 2))
+        info.add_column(style="bold")
+        info.add_column()
+        parts = ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
+        info.add_row("wall time", f"{total:.1f} s" + (f" ({parts})" if parts else ""))
+        info.add_row("peak host memory", _bytes(_peak_rss_bytes()))
+        for label, path in {"workdir": workdir, **paths}.items():
+            info.add_row(label, str(path))
+        if (workdir / "tb").exists():
+            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(workdir / 'tb'))}")
+        if any((workdir / "wandb").glob("offline-run-*")):
+            info.add_row("wandb", f"wandb sync {shlex.quote(str(workdir / 'wandb'))}/offline-run-*")
+        summary = Group(table, info)
+        text = _plain(summary)
+        if self.is_main:
+            if self.tty:
+                self.console.print(summary)
+            else:
+                self.stream.write(text)
+                self.stream.flush()
+        return text
+
+
+def _final_table(final: Mapping[str, float] | Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]) -> Table:
+    """One row per final metric, or for a sweep one row per member: its tags, then its metrics."""
+    table = Table(box=box.SIMPLE_HEAD, title="final metrics", title_justify="left")
+    if isinstance(final, Mapping):
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key in FINAL_METRICS:
+            if key in final:
+                table.add_row(key, f"{final[key]:.4g}")
+        return table
+    tags = list(dict.fromkeys(k for member_tags, _ in final for k in member_tags))
+    metrics = [k for k in FINAL_METRICS if any(k in m for _, m in final)]
+    for key in tags:
+        table.add_column(key)
+    for key in metrics:
+        table.add_column(key, justify="right")
+    for member_tags, member_metrics in final:
+        table.add_row(*(_tag(member_tags.get(k, "-")) for k in tags),
+                      *(f"{member_metrics[k]:.4g}" if k in member_metrics else "-" for k in metrics))
+    return table
+
+
+def _tag(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is now, so that a live display that redirects it stays intact."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+class _RunLogHandler(logging.FileHandler):
+    """WORKDIR/run.log (a type of its own so a second configure_logging replaces it)."""
+
+
+def _to_replace(handler: logging.Handler) -> bool:
+    """Handlers that write to the terminal (absl's from app.run, basicConfig's, TF's own) or that an
+    earlier configure_logging added."""
+    from absl import logging as absl_logging  # noqa: PLC0415
+
+    if handler is absl_logging.get_absl_handler() or isinstance(handler, (_StderrHandler, _RunLogHandler)):
+        return True
+    return (type(handler) is logging.StreamHandler
+            and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
+
+
+def configure_logging(workdir: Path, verbose: bool) -> None:
+    """Library logs (absl/orbax, jax, tensorflow, wandb) and Python warnings go to WORKDIR/run.log,
+    so the terminal is the reporter's; `verbose` copies them to stderr as well.
+
+    Not verbose, also sets WANDB_SILENT (unless set) and TF_CPP_MIN_LOG_LEVEL=2: native INFO and
+    WARNING lines off, errors kept. Native libraries read the latter when they load (TensorFlow
+    under tfds: later; jaxlib: on `import jax`, so its C++ warnings, e.g. CUDA's, only if this runs
+    before that import).
+    """
+    if not verbose:
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":  # unset, or the 1 `import jax` sets then
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        os.environ.setdefault("WANDB_SILENT", "true")
+    root = logging.getLogger()
+    for logger in (root, *map(logging.getLogger, LIBRARY_LOGGERS)):
+        for handler in [h for h in logger.handlers if _to_replace(h)]:
+            logger.removeHandler(handler)
+            if isinstance(handler, _RunLogHandler):
+                handler.close()
+        if logger is not root:
+            logger.propagate = True  # to the root's handlers below, even where a library turned it off
+    workdir.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [_RunLogHandler(workdir / "run.log")]
+    if verbose:
+        handlers.append(_StderrHandler())
+    for handler in handlers:
+        handler.setLevel(logging.INFO)  # not DEBUG: jax logs thousands of lines per compile
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    logging.captureWarnings(True)

@@ -1,0 +1,236 @@
+"""Terminal experience: the reporter driven directly (no training), and where library logs go."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from absl import logging as absl_logging
+
+from mnist_ae import progress
+from mnist_ae.progress import Reporter, configure_logging
+
+ANSI = re.compile(r"\x1b\[")
+METRICS = {"train/recon_mse": 0.0978, "test/recon_mse": 0.095, "test/probe_accuracy": 0.877}
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def reporter(stream: io.StringIO, **kwargs) -> Reporter:
+    return Reporter(total_epochs=3, rounds_per_epoch=100, stream=stream, is_main=kwargs.pop("is_main", True),
+                    **kwargs)
+
+
+def paths(workdir: Path) -> dict[str, Path]:
+    return {"metrics": workdir / "metrics.jsonl", "checkpoints": workdir / "checkpoints",
+            "figures": workdir / "reconstructions"}
+
+
+# ----------------------------------------------------------------------------- during training
+
+
+def test_plain_stream_gets_one_line_per_epoch_without_escapes():
+    out = io.StringIO()
+    r = reporter(out)
+    for epoch in (1, 2, 3):
+        r.epoch_done(epoch, 100 * epoch, 1520.0, METRICS)
+    r.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3
+    assert lines[1].startswith("epoch 2/3  step 200  1520 steps/s  ETA ")
+    assert lines[1].endswith("train/recon_mse 0.0978  test/recon_mse 0.0950  test/probe_accuracy 0.877")
+    assert not ANSI.search(out.getvalue())
+
+
+def test_first_eta_comes_from_throughput():
+    out = io.StringIO()
+    reporter(out).epoch_done(1, 100, 5.0, {})
+    assert out.getvalue() == "epoch 1/3  step 100  5.00 steps/s  ETA 0:00:40\n"  # 2 epochs x 100 steps / 5
+
+
+def test_line_keeps_latest_test_metrics_and_prefers_recon_mse_to_loss():
+    out = io.StringIO()
+    r = reporter(out)
+    r.epoch_done(1, 100, 50.0, {"train/loss": 0.5, **METRICS, "train/grad_norm": 3.0})
+    r.epoch_done(2, 200, 50.0, {"train/loss": 0.4, "train/recon_mse": 0.0800})  # no eval this epoch
+    last = out.getvalue().splitlines()[-1]
+    assert last.endswith("train/recon_mse 0.0800  test/recon_mse 0.0950  test/probe_accuracy 0.877")
+    assert "train/loss" not in out.getvalue() and "grad_norm" not in out.getvalue()
+
+
+def test_classification_shows_loss_and_accuracy():
+    out = io.StringIO()
+    reporter(out).epoch_done(1, 100, 50.0, {"train/loss": 0.25, "test/accuracy": 0.9712})
+    assert out.getvalue().rstrip().endswith("train/loss 0.250  test/accuracy 0.971")
+
+
+def test_phase_prints_a_timed_line_and_accumulates(capsys):
+    out = io.StringIO()
+    r = reporter(out)
+    with r.phase("compiling"):
+        pass
+    with pytest.raises(RuntimeError), r.phase("compiling"):
+        raise RuntimeError("still timed")
+    r.add_time("eval", 1.5)
+    r.add_time("eval", 1.5)
+    assert re.fullmatch(r"(compiling \.\.\. \d+\.\d s\n){2}", out.getvalue())
+    assert list(r.timings) == ["compiling", "eval"]
+    assert r.timings["eval"] == 3.0 and r.timings["compiling"] >= 0
+    assert capsys.readouterr().err == ""
+
+
+def test_quiet_prints_only_warnings_and_the_summary(tmp_path, capsys):
+    out = io.StringIO()
+    r = reporter(out, quiet=True)
+    with r.phase("data"):
+        pass
+    r.epoch_done(1, 100, 50.0, METRICS)
+    r.warn("disk almost full")
+    assert out.getvalue() == ""
+    assert capsys.readouterr().err == "warning: disk almost full\n"
+    text = r.summary(final=METRICS, workdir=tmp_path, paths=paths(tmp_path))
+    assert out.getvalue() == text and "0.877" in text
+    assert "data" in r.timings
+
+
+def test_not_main_prints_nothing(tmp_path, capsys):
+    out = io.StringIO()
+    r = reporter(out, is_main=False)
+    with r.phase("compiling"):
+        pass
+    r.epoch_done(1, 100, 50.0, METRICS)
+    r.warn("only process 0 says this")
+    text = r.summary(final=METRICS, workdir=tmp_path, paths=paths(tmp_path))
+    assert "test/recon_mse" in text  # still returned
+    assert out.getvalue() == "" and capsys.readouterr() == ("", "")
+
+
+def test_is_main_defaults_to_process_zero(monkeypatch):
+    import jax  # noqa: PLC0415
+
+    monkeypatch.setattr(jax, "process_index", lambda: 1)
+    out = io.StringIO()
+    Reporter(total_epochs=1, rounds_per_epoch=1, stream=out).epoch_done(1, 1, 1.0, METRICS)
+    assert out.getvalue() == ""
+
+
+def test_terminal_renders_a_live_bar(tmp_path):
+    out = FakeTty()
+    r = reporter(out)
+    with r.phase("compiling"):
+        pass
+    for epoch in (1, 2, 3):
+        r.epoch_done(epoch, 100 * epoch, 1520.0, METRICS)
+    r.close()
+    text = r.summary(final=METRICS, workdir=tmp_path, paths=paths(tmp_path))
+    screen = out.getvalue()
+    assert ANSI.search(screen)  # drawn by rich, not plain lines
+    assert "3/3" in screen and "compiling ... " in screen and "test/probe_accuracy 0.877" in screen
+    assert not ANSI.search(text)  # the returned summary is plain either way
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def test_summary_has_metrics_times_memory_paths_and_commands(tmp_path):
+    (tmp_path / "tb").mkdir()
+    (tmp_path / "wandb" / "offline-run-20250101_000000-abc").mkdir(parents=True)
+    out = io.StringIO()
+    r = reporter(out)
+    r.add_time("compile", 2.0)
+    r.add_time("train", 7.25)
+    text = r.summary(final={**METRICS, "test/recon_mse": 0.0950312, "test/probe_accuracy/3": 0.5},
+                     workdir=tmp_path, paths=paths(tmp_path))
+    assert out.getvalue() == text and not ANSI.search(text)
+    assert re.search(r"test/recon_mse +0\.09503\n", text) and re.search(r"test/probe_accuracy +0\.877\n", text)
+    assert "probe_accuracy/3" not in text
+    assert "compile 2.0 s" in text and "train 7.2 s" in text
+    assert re.search(r"peak host memory +\d+ [MG]iB", text)
+    for path in (tmp_path, *paths(tmp_path).values()):
+        assert str(path) in text
+    assert f"tensorboard --logdir {tmp_path / 'tb'}\n" in text
+    assert f"wandb sync {tmp_path / 'wandb'}/offline-run-*\n" in text
+
+
+def test_summary_names_no_viewer_that_has_nothing_to_show(tmp_path):
+    text = reporter(io.StringIO()).summary(final=METRICS, workdir=tmp_path, paths={})
+    assert "tensorboard" not in text and "wandb" not in text
+
+
+def test_sweep_summary_has_one_row_per_member(tmp_path):
+    final = [({"member": f"latent{d}_seed0_lr0.001", "latent_dim": d, "seed": 0, "learning_rate": 1e-3},
+              {"test/recon_mse": mse, "test/probe_accuracy": acc})
+             for d, mse, acc in [(2, 0.1234, 0.512), (16, 0.0321, 0.951)]]
+    text = Reporter(total_epochs=3, rounds_per_epoch=100, stream=io.StringIO(), is_main=True,
+                    title="sweep").summary(final=final, workdir=tmp_path, paths={})
+    header = next(line for line in text.splitlines() if "member" in line)
+    assert header.split() == ["member", "latent_dim", "seed", "learning_rate", "test/recon_mse",
+                              "test/probe_accuracy"]
+    assert re.search(r"latent2_seed0_lr0\.001 +2 +0 +0\.001 +0\.1234 +0\.512\n", text)
+    assert re.search(r"latent16_seed0_lr0\.001 +16 +0 +0\.001 +0\.0321 +0\.951\n", text)
+
+
+# ----------------------------------------------------------------------------- library logs
+
+
+@pytest.fixture
+def restore_logging():
+    """Undo configure_logging: its handlers, levels, propagation, warning capture and environment."""
+    loggers = [logging.getLogger(name) for name in ("", *progress.LIBRARY_LOGGERS)]
+    saved = [(logger, logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
+    with mock.patch.dict(os.environ), warnings.catch_warnings():
+        yield
+        logging.captureWarnings(False)
+    for logger, level, propagate, handlers in saved:
+        for handler in list(logger.handlers):
+            if isinstance(handler, (progress._RunLogHandler, progress._StderrHandler)):
+                logger.removeHandler(handler)
+                handler.close()
+        for handler in handlers:  # the terminal handlers configure_logging took away
+            if progress._to_replace(handler) and handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _emit_library_logs() -> None:
+    warnings.simplefilter("always")
+    logging.getLogger("absl").warning("absl-warning-line")
+    logging.getLogger("jax._src.xla_bridge").info("jax-info-line")
+    warnings.warn("python-warning-line", UserWarning)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def test_library_logs_go_to_run_log_not_the_terminal(tmp_path, capfd, restore_logging):
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"  # what `import jax` sets when it is unset
+    os.environ.pop("WANDB_SILENT", None)
+    logging.getLogger().addHandler(absl_logging.get_absl_handler())  # as absl's app.run leaves it
+    configure_logging(tmp_path, verbose=False)
+    _emit_library_logs()
+    captured = capfd.readouterr()
+    assert "line" not in captured.err + captured.out
+    log = (tmp_path / "run.log").read_text()
+    for line in ("WARNING absl: absl-warning-line", "INFO jax._src.xla_bridge: jax-info-line",
+                 "python-warning-line"):
+        assert line in log
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2" and os.environ["WANDB_SILENT"] == "true"
+
+
+def test_verbose_also_writes_to_stderr_and_reconfiguring_does_not_duplicate(tmp_path, capsys, restore_logging):
+    configure_logging(tmp_path, verbose=False)
+    configure_logging(tmp_path, verbose=True)
+    _emit_library_logs()
+    err = capsys.readouterr().err
+    log = (tmp_path / "run.log").read_text()
+    for line in ("absl-warning-line", "jax-info-line", "UserWarning: python-warning-line"):
+        assert err.count(line) == 1 and log.count(line) == 1
