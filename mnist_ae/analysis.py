@@ -49,6 +49,10 @@ NEAR_ZERO_REL = 1e-3  # |x| <= NEAR_ZERO_REL * RMS(all codes) counts as "near ze
 DEAD_STD = 1e-6
 DEAD_NEAR_ZERO_SHARE = 0.99
 OUTLIER_POINTS = 25
+# Barnes-Hut accuracy/speed trade-off for sklearn (its default is 0.5). Measured on 10k
+# structured 64-d codes: 0.7 needs ~1/3 less CPU in 2-D and 3-D, trustworthiness unchanged
+# to 1e-3 (0.9758 vs 0.9759; 3-D on 3000 points 0.9898 vs 0.9899).
+SKLEARN_ANGLE = 0.7
 
 # One XLA compile per input shape instead of one per primitive in eager mode (~3x faster here).
 _pca = jax.jit(pca, static_argnums=1)
@@ -106,7 +110,7 @@ def tsne(
     if backend == "sklearn":
         model = TSNE(
             n_components=dims, perplexity=perplexity, max_iter=max_iter, init="pca",
-            learning_rate="auto", random_state=seed,
+            learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
         )
         return model.fit_transform(x_nl).astype(np.float32)
     if backend == "opentsne":

@@ -38,7 +38,7 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
         ckpt.close()
     if saved.get("task") != "reconstruction":
         raise ConfigError(f"{workdir} holds a {saved.get('task')!r} run; --task analyze needs a reconstruction "
-                          "run (export a sweep member first: --task sweep --config.export_member=N)")
+                          "run: train one with --task reconstruction --workdir DIR")
     config = base_config()
     config.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIELDS})
     config.update({k: cli_config[k] for k in ANALYSIS_KEYS})
