@@ -34,6 +34,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from mnist_ae import plots
 from mnist_ae.pca import pca
@@ -78,6 +79,18 @@ def subsample_index(n: int, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
 
 
+def default_threads() -> int:
+    """Half the CPUs this process may use, at least 1.
+
+    Analysis usually shares the box (training process, data loading, other jobs). Measured
+    on the shared 2-core dev box: with 2 OpenMP/BLAS threads, spinning threads made the
+    10k x 64 analysis 2.5x slower overall (154 s vs 61 s) and 3000-point t-SNEs up to 4x
+    slower than with 1 thread.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) // 2)
+
+
 def _optional_module(module: str, backend: str) -> ModuleType:
     """Imports an optional backend, failing with one line that says how to install it."""
     try:
@@ -96,6 +109,7 @@ def tsne(
     backend: str = "sklearn",
     perplexity: float = 30.0,
     max_iter: int = 500,
+    threads: int | None = None,
 ) -> np.ndarray:
     """Non-linear 2-D/3-D embedding [N, dims] float32 of `x_nl` [N, L].
 
@@ -104,21 +118,25 @@ def tsne(
     UMAP picks its own epoch count, max_iter is not used). `max_iter` counts all iterations
     including the 250 early-exaggeration ones, as in scikit-learn (which needs >= 250), and is
     mapped the same way for openTSNE. Perplexity is clipped to (N - 1) / 3 for tiny N.
+    `threads` (default `default_threads()`) caps the OpenMP threads of sklearn / openTSNE;
+    UMAP runs single-threaded anyway once seeded.
     """
     x_nl = np.ascontiguousarray(x_nl, dtype=np.float32)
     perplexity = float(min(perplexity, (len(x_nl) - 1) / 3))
+    threads = threads or default_threads()
     if backend == "sklearn":
         model = TSNE(
             n_components=dims, perplexity=perplexity, max_iter=max_iter, init="pca",
             learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
         )
-        return model.fit_transform(x_nl).astype(np.float32)
+        with threadpool_limits(threads):
+            return model.fit_transform(x_nl).astype(np.float32)
     if backend == "opentsne":
         open_tsne = _optional_module("openTSNE", backend)
         exaggeration_iter = min(250, max_iter // 2)
         embedding = open_tsne.TSNE(
             n_components=dims, perplexity=perplexity, early_exaggeration_iter=exaggeration_iter,
-            n_iter=max_iter - exaggeration_iter, random_state=seed, n_jobs=os.cpu_count() or 1,
+            n_iter=max_iter - exaggeration_iter, random_state=seed, n_jobs=threads,
             negative_gradient_method="fft" if dims == 2 else "bh",  # FFT in 3-D is far slower
         ).fit(x_nl)
         return np.asarray(embedding, dtype=np.float32)
@@ -306,77 +324,44 @@ def run_analysis(
     with_tsne: bool = True,
     raw_baseline: bool = True,
     tsne_3d_points: int = TSNE_3D_POINTS,
+    threads: int | None = None,
 ) -> AnalysisResult:
     """Full embedding report for codes [N, L] of the digits images [N, 28, 28] into `outdir`.
 
     `subsample` > 0 analyses a fixed seeded subset of that many points throughout (quick
     looks during training); 0 uses all. The 3-D t-SNE runs on `tsne_3d_points` of them
-    (0 = all). Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png,
-    stats.md/.csv, confused_pairs.md, quality.md and metrics.json (see module docstring for
-    which stages subsample).
+    (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`.
+    Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png, stats.md/.csv,
+    confused_pairs.md, quality.md and metrics.json (see module docstring for which stages
+    subsample).
     """
     start = time.perf_counter()
     codes_nl = np.asarray(codes, dtype=np.float32)
     if not np.isfinite(codes_nl).all():
         raise ValueError("run_analysis: codes contain NaN/inf (diverged model?); nothing to analyse")
+    labels_n, images_nhw = np.asarray(labels, dtype=np.int64), np.asarray(images)
     if subsample > 0:
         keep = subsample_index(len(codes_nl), subsample, seed)
-        codes_nl, labels, images = codes_nl[keep], np.asarray(labels)[keep], np.asarray(images)[keep]
-    labels_n = np.asarray(labels, dtype=np.int64)
+        codes_nl, labels_n, images_nhw = codes_nl[keep], labels_n[keep], images_nhw[keep]
     n, l = codes_nl.shape
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    timings_s: dict[str, float] = {}
-    trust_index = subsample_index(n, TRUST_POINTS, seed)
+    threads = threads or default_threads()
     index_3d = subsample_index(n, tsne_3d_points or n, seed)
-    settings = {
-        "n_points": n, "latent_dims": l, "seed": seed, "subsample": subsample,
-        "tsne_backend": tsne_backend if with_tsne else None,
-        "tsne_3d_points": len(index_3d) if with_tsne else None,
-        "trustworthiness_points": len(trust_index) if with_tsne else None,
-        "silhouette_points": min(n, SILHOUETTE_POINTS),
-        "split": f"stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {seed}",
-        "raw_pixels": f"images/255 (784 dims); t-SNE after PCA-{RAW_PCA_DIMS} on the"
-        " trustworthiness subsample",
-    }
-
-    with _timed(timings_s, "pca"):
-        projected_n3 = np.asarray(_pca(jnp.asarray(codes_nl), min(3, n, l)).projected)
-    coords_2d = {"pca": projected_n3[:, :2]}
-    tsne_n3: np.ndarray | None = None
-    if with_tsne:
-        with _timed(timings_s, "tsne_2d"):
-            coords_2d["tsne"] = tsne(codes_nl, 2, seed=seed, backend=tsne_backend)
-        with _timed(timings_s, "tsne_3d"):
-            tsne_n3 = tsne(codes_nl[index_3d], 3, seed=seed, backend=tsne_backend)
-    with _timed(timings_s, "quality_codes"):
-        codes_quality = quality_numbers(
-            codes_nl, labels_n, tsne_2d=coords_2d.get("tsne"), probe_accuracy=probe_accuracy,
-            seed=seed,
+    timings_s: dict[str, float] = {}
+    with threadpool_limits(threads):
+        scored = _embed_and_score(
+            codes_nl, labels_n, images_nhw, timings_s, probe_accuracy=probe_accuracy,
+            tsne_backend=tsne_backend, seed=seed, with_tsne=with_tsne, raw_baseline=raw_baseline,
+            index_3d=index_3d, threads=threads,
         )
-    raw_quality: dict[str, float] = {}
-    if raw_baseline:
-        raw_nd = np.asarray(images, dtype=np.float32).reshape(n, -1) / 255.0
-        raw_tsne = None
-        if with_tsne:
-            with _timed(timings_s, "tsne_raw_2d"):
-                raw_trust_nd = raw_nd[trust_index]
-                reduced = _pca(jnp.asarray(raw_trust_nd), min(RAW_PCA_DIMS, *raw_trust_nd.shape))
-                raw_tsne = tsne(np.asarray(reduced.projected), 2, seed=seed, backend=tsne_backend)
-        with _timed(timings_s, "quality_raw"):
-            raw_quality = quality_numbers(
-                raw_nd, labels_n, tsne_2d=raw_tsne, probe_accuracy=None, seed=seed,
-                tsne_index=trust_index,
-            )
-
     pairs = confused_pairs(probe_confusion, class_names) if probe_confusion is not None else []
     with _timed(timings_s, "figures_tables"):
         figures = _write_figures(
-            outdir, codes_nl, labels_n, np.asarray(images), class_names, projected_n3,
-            coords_2d.get("tsne"), tsne_n3, index_3d, tsne_backend,
+            outdir, codes_nl, labels_n, images_nhw, class_names, scored, index_3d, tsne_backend
         )
         tables = {
-            "quality": _quality_table(codes_quality, raw_quality),
+            "quality": _quality_table(scored.codes_quality, scored.raw_quality),
             "stats": _write_stats(dimension_stats(codes_nl), outdir),
             "confused_pairs": (
                 markdown_table(["class", "class", "confusions (both ways)"], pairs)
@@ -388,14 +373,88 @@ def run_analysis(
         (outdir / "confused_pairs.md").write_text(tables["confused_pairs"])
     timings_s["total"] = round(time.perf_counter() - start, 3)
     metrics = {
-        "codes": codes_quality,
-        "raw_pixels": raw_quality,
+        "codes": scored.codes_quality,
+        "raw_pixels": scored.raw_quality,
         "timings_s": timings_s,
         "confused_pairs": [list(pair) for pair in pairs],
-        "settings": settings,
+        "settings": {
+            "n_points": n, "latent_dims": l, "seed": seed, "subsample": subsample,
+            "threads": threads,
+            "tsne_backend": tsne_backend if with_tsne else None,
+            "tsne_3d_points": len(index_3d) if with_tsne else None,
+            "trustworthiness_points": min(n, TRUST_POINTS) if with_tsne else None,
+            "silhouette_points": min(n, SILHOUETTE_POINTS),
+            "split": f"stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {seed}",
+            "raw_pixels": f"images/255 (784 dims); its t-SNE after PCA-{RAW_PCA_DIMS} on the"
+            " trustworthiness subsample",
+        },
     }
     (outdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return AnalysisResult(metrics, figures, tables, coords_2d)
+    return AnalysisResult(metrics, figures, tables, scored.coords_2d)
+
+
+class _Scored(NamedTuple):
+    """Projections and quality numbers, handed from the compute stages to the writers."""
+
+    pca_n3: np.ndarray  # [N, min(3, L)]
+    coords_2d: dict[str, np.ndarray]
+    tsne_n3: np.ndarray | None  # [len(index_3d), 3]
+    codes_quality: dict[str, float]
+    raw_quality: dict[str, float]
+
+
+def _embed_and_score(
+    codes_nl: np.ndarray,
+    labels_n: np.ndarray,
+    images_nhw: np.ndarray,
+    timings_s: dict[str, float],
+    *,
+    probe_accuracy: float | None,
+    tsne_backend: str,
+    seed: int,
+    with_tsne: bool,
+    raw_baseline: bool,
+    index_3d: np.ndarray,
+    threads: int,
+) -> _Scored:
+    """The compute stages of run_analysis, each timed into timings_s."""
+    n, l = codes_nl.shape
+    with _timed(timings_s, "pca"):
+        pca_n3 = np.asarray(_pca(jnp.asarray(codes_nl), min(3, n, l)).projected)
+    coords_2d = {"pca": pca_n3[:, :2]}
+    tsne_n3 = None
+    if with_tsne:
+        with _timed(timings_s, "tsne_2d"):
+            coords_2d["tsne"] = tsne(codes_nl, 2, seed=seed, backend=tsne_backend, threads=threads)
+        with _timed(timings_s, "tsne_3d"):
+            tsne_n3 = tsne(
+                codes_nl[index_3d], 3, seed=seed, backend=tsne_backend, threads=threads
+            )
+    with _timed(timings_s, "quality_codes"):
+        codes_quality = quality_numbers(
+            codes_nl, labels_n, tsne_2d=coords_2d.get("tsne"), probe_accuracy=probe_accuracy,
+            seed=seed,
+        )
+    raw_quality: dict[str, float] = {}
+    if raw_baseline:
+        raw_nd = images_nhw.reshape(n, -1).astype(np.float32) / 255.0
+        # Same points as the codes' trustworthiness subsample, so the two numbers compare.
+        trust_index = subsample_index(n, TRUST_POINTS, seed)
+        raw_tsne = None
+        if with_tsne:
+            with _timed(timings_s, "tsne_raw_2d"):
+                raw_trust_nd = raw_nd[trust_index]
+                reduced = _pca(jnp.asarray(raw_trust_nd), min(RAW_PCA_DIMS, *raw_trust_nd.shape))
+                raw_tsne = tsne(
+                    np.asarray(reduced.projected), 2, seed=seed, backend=tsne_backend,
+                    threads=threads,
+                )
+        with _timed(timings_s, "quality_raw"):
+            raw_quality = quality_numbers(
+                raw_nd, labels_n, tsne_2d=raw_tsne, probe_accuracy=None, seed=seed,
+                tsne_index=trust_index,
+            )
+    return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
 
 
 def _write_figures(
@@ -404,15 +463,14 @@ def _write_figures(
     labels_n: np.ndarray,
     images_nhw: np.ndarray,
     class_names: Sequence[str],
-    pca_n3: np.ndarray,
-    tsne_n2: np.ndarray | None,
-    tsne_n3: np.ndarray | None,
+    scored: _Scored,
     index_3d: np.ndarray,
     backend: str,
 ) -> dict[str, Path]:
     """All PNGs of run_analysis; subsample sizes go into the titles, row numbers into the
     outlier captions (#i is the row of the analysed codes)."""
     n = len(codes_nl)
+    pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
     figures = {
         "pca_2d": plots.scatter_2d(
             pca_n3[:, :2], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png"

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
-from mnist_ae import analysis, monitoring
+from mnist_ae import analysis, monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import ConfigError, FIELDS, base_config
 from mnist_ae.state import TrainState
@@ -86,7 +86,7 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
 
     config = run_config(workdir, cli_config)
     task = make_task(config)
-    data = load_data(config)
+    data = load_data(config, parallel.make_mesh(1))
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     try:
         state = ckpt.restore(init_state(task, config.seed))

@@ -24,6 +24,10 @@ flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunni
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
 flags.DEFINE_bool("quiet", False, "print only warnings and the final summary")
+flags.DEFINE_string("coordinator_address", "", "multi-process: host:port of process 0 (with --num_processes, "
+                    "--process_id); empty = one process, or auto-detected under SLURM / Open MPI / TPU")
+flags.DEFINE_integer("num_processes", 0, "multi-process: number of processes")
+flags.DEFINE_integer("process_id", -1, "multi-process: this process's index (process 0 writes logs)")
 flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
 
@@ -98,6 +102,9 @@ def _main() -> None:
     from mnist_ae.progress import configure_logging  # noqa: PLC0415
 
     configure_logging(workdir, flags.FLAGS.verbose)
+    from mnist_ae.parallel import initialize_distributed  # noqa: PLC0415
+
+    initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
     run_task(config, workdir, framework, flags.FLAGS.quiet)
 
 

@@ -19,10 +19,10 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae import monitoring, plots, sweep
+from mnist_ae import monitoring, parallel, plots, sweep
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.loop import rounds_per_epoch
-from mnist_ae.steps import make_task, reconstruct
+from mnist_ae.steps import init_state, make_task, reconstruct
 from mnist_ae.progress import Reporter
 from mnist_ae.train import check_finite, load_data, summary_paths, window_means
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
@@ -42,14 +42,15 @@ def _member_writers(config: ml_collections.ConfigDict, workdir: Path, framework:
 def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
               quiet: bool = False) -> list[dict[str, float]]:
     """Train (or resume) every member together to `config.epochs`; returns final metrics per member."""
+    mesh = parallel.make_mesh(config.num_devices)
     t = time.perf_counter()
-    data = load_data(config)
+    data = load_data(config, mesh)
     data_s = time.perf_counter() - t
     members = sweep.members(config)
     width = sweep.max_latent(config)
     task = make_task(config, latent_dim=width)
-    masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
-    states = sweep.init_states(config, members, width)
+    masks = parallel.place(jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members]), mesh)
+    states = parallel.place(sweep.init_states(config, members, width), mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     if ckpt.latest_epoch() is not None:
         ckpt.check_fits(config)
@@ -59,7 +60,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
                         quiet=quiet, title=f"sweep of {len(members)}")
     reporter.add_time("data", data_s)
     writers = _member_writers(config, workdir, log_framework, members)
-    evaluate = jax.jit(functools.partial(sweep.sweep_evaluate, task))
+    evaluate = jax.jit(functools.partial(sweep.sweep_evaluate, task), out_shardings=parallel.replicated(mesh))
 
     def log_eval() -> list[dict[str, float]]:
         t = time.perf_counter()
@@ -76,8 +77,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     try:
         finals = log_eval() if int(states.epoch[0]) == 0 else []
         with reporter.phase("compiling"):
-            epoch_fn = jax.jit(functools.partial(sweep.sweep_epoch, task, batch_size=config.batch_size),
-                               donate_argnums=0).lower(states, data.train_x, data.train_y, masks).compile()
+            epoch_fn = jax.jit(functools.partial(sweep.sweep_epoch, task, batch_size=config.batch_size,
+                                                 batch_constraint=parallel.shard_batch_constraint(mesh)),
+                               out_shardings=parallel.replicated(mesh), donate_argnums=0,
+                               ).lower(states, data.train_x, data.train_y, masks).compile()
         for epoch in range(int(states.epoch[0]), config.epochs):
             t = time.perf_counter()
             states, per_round = epoch_fn(states, data.train_x, data.train_y, masks)
@@ -104,6 +107,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         for i, writer in enumerate(writers):
             writer.write_hparams({**sweep.member_config(config, members[i]).to_dict(), **members[i].tags},
                                  finals[i])
+        for i, member in enumerate(members):
+            export_member(config, member, sweep.unstack(states, i), workdir / "members" / member.name)
         recon = jax.vmap(lambda p, m: reconstruct(task, p["ae"], jnp.asarray(data.grid_x), m))(states.params, masks)
         comparison_figure(data.grid_x, np.asarray(recon), members, workdir / "comparison.png")
         results_table(members, finals, workdir)
@@ -115,6 +120,22 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     reporter.summary(final=[(m.tags, f) for m, f in zip(members, finals)], workdir=workdir,
                      paths=summary_paths(workdir))
     return finals
+
+
+def export_member(config: ml_collections.ConfigDict, member: sweep.Member, wide_state, member_dir: Path) -> Path:
+    """Save one member, sliced to its width, as a standalone reconstruction checkpoint.
+
+    `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
+    """
+    single = sweep.member_config(config, member)
+    template = jax.eval_shape(lambda: init_state(make_task(single), member.seed))
+    ckpt = Checkpointer(member_dir / "checkpoints", config.keep_checkpoints)
+    try:
+        if ckpt.latest_epoch() != int(wide_state.epoch):  # a rerun of a finished sweep exported it already
+            ckpt.save(int(wide_state.epoch), sweep.slice_to(wide_state, template), single)
+    finally:
+        ckpt.close()
+    return member_dir
 
 
 def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members: list[sweep.Member],

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import data as data_lib
-from mnist_ae import monitoring
+from mnist_ae import monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import check_batch_fits
 from mnist_ae.loop import rounds_per_epoch, train_epoch
@@ -43,11 +43,13 @@ class DeviceData:
     class_names: tuple[str, ...]
 
 
-def load_data(config: ml_collections.ConfigDict) -> DeviceData:
+def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> DeviceData:
+    """Checked uint8 arrays, replicated on every device of the mesh (each gathers its own rows)."""
     ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)
     tr, te = config.train_limit or None, config.test_limit or None
     check_batch_fits(config, len(ds.train_images[:tr]))
-    put = jax.device_put
+    parallel.check_divisible(config.batch_size, mesh)
+    put = functools.partial(parallel.place, mesh=mesh)
     return DeviceData(put(ds.train_images[:tr]), put(ds.train_labels[:tr]), put(ds.test_images[:te]),
                       put(ds.test_labels[:te]), np.asarray(ds.test_images[: config.grid_digits]),
                       ds.class_names)
@@ -77,6 +79,7 @@ class Run:
 
     config: ml_collections.ConfigDict
     workdir: Path
+    mesh: jax.sharding.Mesh
     task: Task
     data: DeviceData
     writer: monitoring.MetricWriter
@@ -85,20 +88,23 @@ class Run:
 
     @functools.cached_property
     def compiled_epoch(self):
-        return jax.jit(functools.partial(train_epoch, self.task, batch_size=self.config.batch_size),
-                       donate_argnums=0)
+        return parallel.jit_train_epoch(self.task, self.config.batch_size, self.mesh)
+
+    def _jit(self, fn):
+        """Outputs replicated, so every process can read them back."""
+        return jax.jit(functools.partial(fn, self.task), out_shardings=parallel.replicated(self.mesh))
 
     @functools.cached_property
     def compiled_eval(self):
-        return jax.jit(functools.partial(evaluate, self.task))
+        return self._jit(evaluate)
 
     @functools.cached_property
     def reconstruct(self):
-        return jax.jit(functools.partial(reconstruct, self.task))
+        return self._jit(reconstruct)
 
     @functools.cached_property
     def encode(self):
-        return jax.jit(functools.partial(encode, self.task))
+        return self._jit(encode)
 
     def test_codes(self, state: TrainState) -> np.ndarray:
         """Codes of the whole test set, computed on the device in one call and pulled back once."""
@@ -124,20 +130,23 @@ def summary_paths(workdir: Path) -> dict[str, Path]:
 def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
                  quiet: bool = False) -> dict[str, float]:
     """Train (or resume) the run in `workdir` to `config.epochs`; returns the final test metrics."""
+    mesh = parallel.make_mesh(config.num_devices)
     t = time.perf_counter()
-    data = load_data(config)
+    data = load_data(config, mesh)
     data_s = time.perf_counter() - t
     task = make_task(config)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-    state = init_state(task, config.seed)
+    # Compiled init: one program instead of dozens of eagerly compiled small ops.
+    state = jax.jit(lambda: init_state(task, config.seed), out_shardings=parallel.replicated(mesh))()
     if ckpt.latest_epoch() is not None:
         ckpt.check_fits(config)
-        state = ckpt.restore(state)
-    reporter = Reporter(total_epochs=config.epochs, start_epoch=int(state.epoch), quiet=quiet, title=config.task,
+        state = ckpt.restore(state)  # onto this mesh, whatever device count wrote it
+    reporter = Reporter(total_epochs=config.epochs, start_epoch=int(state.epoch), title=config.task,
+                        quiet=quiet or not parallel.is_main_process(),
                         rounds_per_epoch=rounds_per_epoch(task, data.train_x.shape[0], config.batch_size))
     reporter.add_time("data", data_s)
     writer = monitoring.open_writer(config, workdir, log_framework)
-    run = Run(config, workdir, task, data, writer, ckpt, reporter)
+    run = Run(config, workdir, mesh, task, data, writer, ckpt, reporter)
     try:
         final = _train(run, state)
     finally:
@@ -187,7 +196,7 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
     run.writer.write_hparams(config.to_dict(), final)
     if run.task.autoencoder is not None:
         _log_projector(run, state)
-        if config.analyze_at_end:
+        if config.analyze_at_end and parallel.is_main_process():
             from mnist_ae.analyze import analyze_state  # noqa: PLC0415  (sklearn loads only when needed)
 
             with reporter.phase("analysis (PCA, t-SNE, quality numbers)"):
@@ -208,8 +217,9 @@ def _log_eval(run: Run, state: TrainState, metrics: dict[str, np.ndarray]) -> No
     codes = None
     if run.task.autoencoder is not None:
         recon = np.asarray(run.reconstruct(state.params["ae"], jnp.asarray(run.data.grid_x)))
-        monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
-                                       run.workdir)
+        if parallel.is_main_process():  # the PNG is written directly, not through the writer
+            monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
+                                           run.workdir)
         if histograms:
             codes = run.test_codes(state)
         evals_done = epoch // config.eval_every_epochs

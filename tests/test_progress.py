@@ -154,7 +154,7 @@ def test_summary_has_metrics_times_memory_paths_and_commands(tmp_path):
     assert re.search(r"test/recon_mse +0\.09503\n", text) and re.search(r"test/probe_accuracy +0\.877\n", text)
     assert "probe_accuracy/3" not in text
     assert "compile 2.0 s" in text and "train 7.2 s" in text
-    assert re.search(r"peak host memory +\d+ [MG]iB", text)
+    assert re.search(r"peak host memory +(\d+ MiB|\d+\.\d\d GiB)", text)
     for path in (tmp_path, *paths(tmp_path).values()):
         assert str(path) in text
     assert f"tensorboard --logdir {tmp_path / 'tb'}\n" in text

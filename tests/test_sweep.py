@@ -108,3 +108,22 @@ def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path
     assert (tmp_path / "a" / "comparison.png").stat().st_size > 0
     table = (tmp_path / "a" / "sweep_results.md").read_text()
     assert "| 2 |" in table and "| 5 |" in table
+
+
+def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
+    config = sweep_config(epochs=1, test_limit=300)
+    finals = run_sweep(config, tmp_path, "none")
+    member = sweep.members(config)[0]  # latent 2, seed 0
+    member_dir = tmp_path / "members" / member.name
+    saved = Checkpointer(member_dir / "checkpoints", 1).saved_config()
+    assert (saved["task"], saved["latent_dim"], saved["seed"]) == ("reconstruction", 2, 0)
+    single_config = sweep.member_config(config, member)
+    single_task = make_task(single_config)
+    state = Checkpointer(member_dir / "checkpoints", 1).restore(init_state(single_task, 0))
+    chex.assert_shape(state.params["ae"]["params"]["encoder"]["Dense_2"]["kernel"], (32, 2))
+    from mnist_ae.data import load_dataset
+    from mnist_ae.steps import evaluate
+
+    ds = load_dataset("mnist")
+    metrics = evaluate(single_task, state.params, jnp.asarray(ds.test_images[:300]), jnp.asarray(ds.test_labels[:300]))
+    assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
