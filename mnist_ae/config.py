@@ -114,11 +114,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in sorted(set(config.keys()) - set(FIELDS)):
         raise ConfigError(f"unknown config key {key!r}: did you mean {closest_key(key)!r}?")
     _check(config.task in TASKS, f"unknown task {config.task!r}: choose one of {', '.join(TASKS)}")
-    from mnist_ae.data import DATASETS  # noqa: PLC0415  (host module, imported lazily)
+    from mnist_ae.data import DATASETS, SOURCES  # noqa: PLC0415  (host module, imported lazily)
 
     _check(config.dataset in DATASETS,
            f"unknown dataset {config.dataset!r}: choose one of {', '.join(DATASETS)}")
-    _check(config.data_source in ("idx", "tfds"), f"data_source={config.data_source!r}: use idx or tfds")
+    _check(config.data_source in SOURCES,
+           f"data_source={config.data_source!r}: choose one of {', '.join(SOURCES)}")
     _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
     _check(config.latent_dim >= 1, f"latent_dim={config.latent_dim}: the code needs at least 1 unit")

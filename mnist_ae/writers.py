@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from PIL import Image
 
-FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
+from mnist_ae.config import LOG_FRAMEWORKS as FRAMEWORKS  # one list for the CLI and the writers
+
 MAX_SPRITE_PX = 8192  # TensorBoard projector limit on each side of the sprite image.
 _SEPARATOR = 128  # mid-grey: visible against MNIST's black background and white strokes.
 _HISTOGRAM_BINS = 64
