@@ -28,7 +28,6 @@ _RC = {
     "axes.spines.right": False,
     "legend.fontsize": 8,
     "legend.frameon": False,
-    "image.cmap": "viridis",
     "savefig.dpi": DPI,
 }
 
@@ -70,7 +69,7 @@ def _class_legend(ax, class_names: Sequence[str]) -> None:
 
 def _point_size(n: int) -> float:
     """Smaller markers for denser clouds so 10k points don't merge into blobs."""
-    return float(np.clip(3000.0 / max(n, 1), 1.0, 12.0))
+    return float(np.clip(20000.0 / max(n, 1), 2.0, 16.0))
 
 
 def scatter_2d(
@@ -144,8 +143,9 @@ def histogram_grid(codes_nl: np.ndarray, path: Path, bins: int = 40) -> Path:
     l = x_nl.shape[1]
     cols = int(np.ceil(np.sqrt(l)))
     rows = int(np.ceil(l / cols))
+    height = 1.2 * rows + 0.5
     with style():
-        fig = Figure(figsize=(1.6 * cols, 1.2 * rows + 0.4))
+        fig = Figure(figsize=(1.6 * cols, height))
         axes = fig.subplots(rows, cols, squeeze=False)
         for d, ax in enumerate(axes.flat):
             if d >= l:
@@ -159,24 +159,34 @@ def histogram_grid(codes_nl: np.ndarray, path: Path, bins: int = 40) -> Path:
             ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
             ax.spines["left"].set_visible(False)
         fig.suptitle(f"Code value histograms ({shown})")
-        fig.subplots_adjust(hspace=0.6, wspace=0.15)  # fixed: tight_layout on 64 axes costs ~1 s
+        # Fixed margins (room for the title): tight_layout on 64 axes costs ~1 s.
+        fig.subplots_adjust(
+            left=0.02, right=0.98, bottom=0.25 / height, top=1 - 0.55 / height,
+            hspace=0.6, wspace=0.15,
+        )
         return _save(fig, path, tight=False)
 
 
-def digit_grid(images_nhw: np.ndarray, titles: Sequence[str], path: Path) -> Path:
-    """Grid of images (e.g. outlying digits) with one short title each."""
+def digit_grid(
+    images_nhw: np.ndarray, titles: Sequence[str], path: Path, title: str = ""
+) -> Path:
+    """Grid of images (e.g. outlying digits) with one short caption each."""
     n = len(images_nhw)
     cols = int(np.ceil(np.sqrt(max(n, 1))))
     rows = int(np.ceil(max(n, 1) / cols))
+    height = 1.45 * rows + 0.4
     with style():
-        fig = Figure(figsize=(1.3 * cols, 1.45 * rows))
+        fig = Figure(figsize=(1.3 * cols, height))
+        fig.suptitle(title)
         axes = fig.subplots(rows, cols, squeeze=False)
         for i, ax in enumerate(axes.flat):
             ax.set_axis_off()
             if i < n:
                 ax.imshow(images_nhw[i], cmap="gray_r", interpolation="nearest")
                 ax.set_title(titles[i], fontsize=7, pad=2)
-        fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.95, hspace=0.35, wspace=0.05)
+        fig.subplots_adjust(
+            left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / height, hspace=0.35, wspace=0.05
+        )
         return _save(fig, path, tight=False)
 
 

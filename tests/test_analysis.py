@@ -94,6 +94,12 @@ def test_tsne_shapes(digits, dims):
     assert np.all(np.isfinite(coords))
 
 
+def test_opentsne_backend_shape(digits):
+    pytest.importorskip("openTSNE")
+    coords = analysis.tsne(fake_codes(digits[0][:300]), 2, backend="opentsne", max_iter=250)
+    assert coords.shape == (300, 2) and np.all(np.isfinite(coords))
+
+
 def test_tsne_backend_errors(monkeypatch, digits):
     with pytest.raises(ValueError, match="unknown tsne backend"):
         analysis.tsne(np.zeros((20, 4)), 2, backend="pca")
