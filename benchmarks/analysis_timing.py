@@ -4,9 +4,9 @@ The codes are synthetic but structured like a trained encoder's: the real MNIST 
 centred, projected by a fixed Gaussian matrix to 64 dims, then tanh (so classes cluster the
 way they do in pixel space). Target: total <= 60 s on a 2-core CPU with scikit-learn alone.
 
-    python benchmarks/analysis_timing.py                      # sklearn backend
-    python benchmarks/analysis_timing.py --backends sklearn opentsne
-    python benchmarks/analysis_timing.py --threads 2   # OpenMP/BLAS threads (default: half the CPUs)
+    python benchmarks/analysis_timing.py                     # sklearn and (if installed) openTSNE
+    python benchmarks/analysis_timing.py --backends sklearn
+    python benchmarks/analysis_timing.py --threads 2         # default: half the CPUs
 """
 
 import argparse
@@ -14,6 +14,7 @@ import importlib.util
 import os
 import tempfile
 import time
+from math import nan
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +65,20 @@ def main() -> None:
 
     settings = next(iter(results.values()))["settings"]
     print(f"run_analysis, N={len(codes)}, L={codes.shape[1]}, {os.cpu_count()} CPUs,"
-          f" {settings['threads']} OpenMP/BLAS threads, 1-min load average before: {load_before:.1f}"
+          f" {settings['threads']} OpenMP/BLAS threads, 1-min load before: {load_before:.1f}"
           + (f" (not installed, skipped: {', '.join(skipped)})" if skipped else ""))
     print(f"3-D t-SNE on {settings['tsne_3d_points']} points, trustworthiness on"
           f" {settings['trustworthiness_points']}, silhouette on {settings['silhouette_points']}")
     stages = list(dict.fromkeys(s for m in results.values() for s in m["timings_s"]))
     print(f"{'stage':<16}" + "".join(f"{b + ' [s]':>16}" for b in results))
     for stage in stages:
-        print(f"{stage:<16}" + "".join(f"{m['timings_s'].get(stage, 0.0):>16.2f}" for m in results.values()))
+        cells = "".join(f"{m['timings_s'].get(stage, 0.0):>16.2f}" for m in results.values())
+        print(f"{stage:<16}{cells}")
     print()
     print(f"{'quality':<26}" + "".join(f"{b + ' codes':>18}{b + ' raw':>16}" for b in results))
     for name in results[backends[0]]["codes"] | results[backends[0]]["raw_pixels"]:
         cells = "".join(
-            f"{m['codes'].get(name, float('nan')):>18.4f}{m['raw_pixels'].get(name, float('nan')):>16.4f}"
+            f"{m['codes'].get(name, nan):>18.4f}{m['raw_pixels'].get(name, nan):>16.4f}"
             for m in results.values()
         )
         print(f"{name:<26}{cells}")

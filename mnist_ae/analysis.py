@@ -86,10 +86,10 @@ def subsample_index(n: int, cap: int, seed: int) -> np.ndarray:
 def default_threads() -> int:
     """Half the CPUs this process may use, at least 1.
 
-    Analysis usually shares the box (training process, data loading, other jobs). Measured
-    on the shared 2-core dev box: with 2 OpenMP/BLAS threads, spinning threads made the
-    10k x 64 analysis 2.5x slower overall (154 s vs 61 s) and 3000-point t-SNEs up to 4x
-    slower than with 1 thread.
+    Analysis usually shares the box (training process, data loading, other jobs), and
+    OpenMP/BLAS threads that spin-wait for a busy core are very costly. Measured on the shared
+    2-core dev box (load 4-6): the 10k x 64 analysis took 136-166 s with 2 threads against
+    55-69 s with 1, and 3000-point t-SNEs were up to 4x slower with 2 threads.
     """
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(1, (usable or 1) // 2)
@@ -342,7 +342,7 @@ def run_analysis(
     start = time.perf_counter()
     codes_nl = np.asarray(codes, dtype=np.float32)
     if not np.isfinite(codes_nl).all():
-        raise ValueError("run_analysis: codes contain NaN/inf (diverged model?); nothing to analyse")
+        raise ValueError("run_analysis: codes contain NaN/inf (diverged model?)")
     labels_n, images_nhw = np.asarray(labels, dtype=np.int64), np.asarray(images)
     if subsample > 0:
         keep = subsample_index(len(codes_nl), subsample, seed)
@@ -477,7 +477,8 @@ def _write_figures(
     pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
     figures = {
         "pca_2d": plots.scatter_2d(
-            pca_n3[:, :2], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png"
+            pca_n3[:, :2], labels_n, class_names, f"PCA of codes ({n} points)",
+            outdir / "pca_2d.png",
         ),
         "correlation": plots.correlation_heatmap(codes_nl, outdir / "correlation.png"),
         "histograms": plots.histogram_grid(codes_nl, outdir / "histograms.png"),

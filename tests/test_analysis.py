@@ -176,7 +176,8 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
         assert 0.0 <= metrics[side]["trustworthiness"] <= 1.0
         assert 0.0 <= metrics[side]["knn5_accuracy"] <= 1.0
         assert -1.0 <= metrics[side]["silhouette"] <= 1.0
-    assert "| knn5_accuracy |" in result.tables["quality"] and "raw pixels" in result.tables["quality"]
+    quality_md = result.tables["quality"]
+    assert "| knn5_accuracy |" in quality_md and "raw pixels" in quality_md
     assert result.coords_2d["tsne"].shape == (400, 2) and result.coords_2d["pca"].shape == (400, 2)
 
 
@@ -184,8 +185,10 @@ def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     images, labels, class_names = digits[0][:300], digits[1][:300], digits[2]
     result = analysis.run_analysis(
         fake_codes(images), labels, images, class_names, tmp_path, with_tsne=False,
-        raw_baseline=False,
+        raw_baseline=False, subsample=200,
     )
+    assert result.metrics["settings"]["n_points"] == 200
+    assert result.coords_2d["pca"].shape == (200, 2)
     assert "tsne" not in result.coords_2d and "tsne_2d" not in result.figures
     assert result.metrics["raw_pixels"] == {} and "trustworthiness" not in result.metrics["codes"]
     with pytest.raises(ValueError, match="NaN"):
@@ -198,5 +201,6 @@ def test_plots_cap_wide_codes_and_line_plot(tmp_path):
     codes_nl = np.random.default_rng(0).normal(size=(500, 256)).astype(np.float32)
     assert_png(plots.histogram_grid(codes_nl, tmp_path / "hist.png"))
     assert_png(plots.correlation_heatmap(codes_nl, tmp_path / "corr.png"))
-    series = {"knn5": ([0.8, 0.9, 0.95], [0.01, 0.02, 0.01]), "probe": ([0.7, 0.85, 0.9], [0, 0, 0])}
-    assert_png(plots.line_plot([2, 8, 32], series, "latent size", "accuracy", tmp_path / "line.png", logx=True))
+    series = {"knn5": ([0.8, 0.9, 0.95], [0.01, 0.02, 0.01]), "probe": ([0.7, 0.85, 0.9], [0] * 3)}
+    path = tmp_path / "line.png"
+    assert_png(plots.line_plot([2, 8, 32], series, "latent size", "accuracy", path, logx=True))
