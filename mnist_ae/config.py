@@ -60,7 +60,8 @@ FIELDS: dict[str, tuple[Any, str]] = {
     # analysis
     "analyze_at_end": (True, "run the embedding analysis at the end of a reconstruction run"),
     "tsne_backend": ("sklearn", "sklearn | opentsne (extra: tsne)"),
-    "analysis_subsample": (0, "analyse only N test codes (0 = all)"),
+    "analysis_subsample": (5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
+                                 "5000 to keep runs short, experiments/analyze.py uses all"),
     # W&B
     "wandb_project": ("mnist_ae", "W&B project"),
     "wandb_entity": ("", "W&B entity ('' = your default)"),
