@@ -62,6 +62,16 @@ def prepare_argv(argv: list[str]) -> list[str]:
     return argv
 
 
+def usage() -> str:
+    """`--help`: every task with its one-line description, then the flags."""
+    lines = ["usage: python launch.py [--task TASK] [--workdir DIR] [--log_framework FW] [--config FILE] "
+             "[--config.KEY=VALUE ...]", "", "tasks:"]
+    lines += [f"  {name:<15} {text}" for name, text in TASKS.items()]
+    lines += ["", "more: --list (experiment configs), --config.help (every config key)", "",
+              flags.FLAGS.module_help(__name__)]
+    return "\n".join(lines)
+
+
 def list_experiments() -> str:
     """Each experiment file with its docstring's first line and its command."""
     import ast  # noqa: PLC0415
@@ -110,6 +120,9 @@ def _main() -> None:
 
 def main() -> None:
     argv = sys.argv
+    if "--help" in argv or "-h" in argv:
+        print(usage())
+        return
     if "--list" in argv:
         print(list_experiments())
         return

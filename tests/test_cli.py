@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,10 @@ def launch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 def test_launch_writes_metrics_and_checkpoints(tmp_path):
     result = launch("--task", "reconstruction", "--workdir", str(tmp_path), "--log_framework", "tensorboard", *TINY)
     assert result.returncode == 0, result.stderr
+    # not a terminal: one plain line per epoch, no escape codes, nothing from third-party loggers
+    assert [ln.split()[1] for ln in result.stdout.splitlines() if ln.startswith("epoch ")] == ["1/2", "2/2"]
+    assert "\x1b[" not in result.stdout and result.stderr == ""
+    assert "tensorboard --logdir" in result.stdout and (tmp_path / "run.log").exists()
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "test/recon_mse" in r]
     assert [r["epoch"] for r in evals] == [0, 1, 2]
@@ -55,3 +60,26 @@ def test_bad_input_fails_with_one_line_and_no_traceback(tmp_path, args, message)
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_quiet_prints_only_the_summary_and_it_matches_metrics_jsonl(tmp_path):
+    result = launch("--workdir", str(tmp_path), "--log_framework", "none", "--quiet", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("final metrics") and "epoch " not in result.stdout
+    records = [json.loads(ln) for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in records if "test/recon_mse" in r][-1]
+    shown = dict(re.findall(r"^\s+(test/\S+)\s+([0-9.]+)\s*$", result.stdout, re.M))
+    assert float(shown["test/recon_mse"]) == pytest.approx(last["test/recon_mse"], rel=1e-3)
+    assert float(shown["test/probe_accuracy"]) == pytest.approx(last["test/probe_accuracy"], rel=1e-3)
+
+
+def test_help_and_list_name_every_task_and_experiment():
+    help_text = launch("--help").stdout
+    for task in ("reconstruction", "classification", "sweep", "analyze"):
+        assert re.search(rf"^  {task} +\S", help_text, re.M)
+    listing = launch("--list").stdout
+    for path in (REPO / "experiments").glob("*.py"):
+        assert path.name in listing
+    assert listing.count("$ python launch.py") == len(list((REPO / "experiments").glob("*.py")))
+    keys = launch("--config.help").stdout
+    assert re.search(r"latent_dim\s+64\s", keys)
