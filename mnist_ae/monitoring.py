@@ -64,11 +64,14 @@ def log_model_summary(writer: MetricWriter, params: Any) -> None:
     writer.write_texts(0, {"model/summary": param_table(params)})
 
 
+_PROCESS = psutil.Process(os.getpid())
+_PROCESS.cpu_percent(interval=None)  # the first reading only starts psutil's counter
+
+
 def system_metrics() -> dict[str, float]:
-    """Process memory and CPU use; device memory where the backend reports it (GPU/TPU)."""
-    proc = psutil.Process(os.getpid())
-    out = {"system/host_rss_mb": proc.memory_info().rss / 2**20,
-           "system/cpu_percent": proc.cpu_percent(interval=None)}
+    """Process memory and CPU use since the last call; device memory where reported (GPU/TPU)."""
+    out = {"system/host_rss_mb": _PROCESS.memory_info().rss / 2**20,
+           "system/cpu_percent": _PROCESS.cpu_percent(interval=None)}
     for i, device in enumerate(jax.local_devices()):
         stats = device.memory_stats() if hasattr(device, "memory_stats") else None
         if stats and "bytes_in_use" in stats:
@@ -113,8 +116,8 @@ def log_projector(writer: MetricWriter, step: int, codes_nl: np.ndarray, labels_
     """Test codes for the TensorBoard projector, labelled by true class and probe prediction."""
     labels = [class_names[int(y)] for y in labels_n]
     header, rows = None, None
-    if preds_n is not None:
-        header = ["label", "probe_prediction"]
-        rows = [[lab, class_names[int(p)]] for lab, p in zip(labels, preds_n)]
+    if preds_n is not None:  # the writer puts `label` first itself
+        header = ["probe_prediction"]
+        rows = [[class_names[int(p)]] for p in preds_n]
     writer.write_embeddings(step, "codes", codes_nl, labels, images_nhw, metadata_header=header,
                             metadata=rows)

@@ -33,6 +33,7 @@ from mnist_ae.config import LOG_FRAMEWORKS as FRAMEWORKS  # one list for the CLI
 MAX_SPRITE_PX = 8192  # TensorBoard projector limit on each side of the sprite image.
 _SEPARATOR = 128  # mid-grey: visible against MNIST's black background and white strokes.
 _HISTOGRAM_BINS = 64
+MAX_WANDB_TABLE_IMAGES = 500  # thumbnails in a W&B embedding table; larger tables log coordinates only
 
 HParamValue = bool | int | float | str
 
@@ -388,7 +389,7 @@ class TensorBoardWriter(MetricWriter):
         for tag, values in arrays.items():
             finite = _finite(values)
             if finite.size:
-                self._writer.add_histogram(tag, finite, step)
+                self._writer.add_histogram(tag, finite, step, bins=_HISTOGRAM_BINS)
 
     def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
         step = self._step(step)
@@ -620,7 +621,7 @@ class WandbWriter(MetricWriter):
         if x.ndim != 2:
             raise ValueError(f"codes must be [N, D], got shape {x.shape}")
         columns, rows = _embedding_table(x.shape[0], labels, images, metadata_header, metadata)
-        if images is not None:
+        if images is not None and x.shape[0] <= MAX_WANDB_TABLE_IMAGES:  # one wandb.Image per row is slow
             thumbs = _auto_uint8(_as_nhwc(images))
             columns.append("image")
             rows = [[*r, self._image(t)] for r, t in zip(rows, thumbs)]
