@@ -6,6 +6,8 @@ host neither feeds nor waits on any single step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -28,7 +30,7 @@ def epoch_indices(rng: jax.Array, epoch: jax.Array, num_train: int, num_rounds: 
 
 def train_epoch(task: Task, state: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
                 batch_size: int, mask_l: jax.Array | None = None,
-                batch_constraint=None) -> tuple[TrainState, Metrics]:
+                batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
     """One epoch; returns the new state and per-round metrics stacked along axis 0.
 
     `batch_constraint` (optional) is applied to every gathered batch, e.g. a sharding constraint

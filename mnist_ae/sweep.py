@@ -13,6 +13,8 @@ import dataclasses
 import itertools
 from typing import Any
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -94,7 +96,8 @@ def unstack(tree: Any, index: int) -> Any:
 
 
 def sweep_epoch(task: Task, states: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
-                masks_ml: jax.Array, batch_size: int, batch_constraint=None) -> tuple[TrainState, Metrics]:
+                masks_ml: jax.Array, batch_size: int,
+                batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
     """One epoch of every member at once; metrics are [members, rounds]."""
     return jax.vmap(lambda s, m: train_epoch(task, s, images_nhw, labels_n, batch_size, m, batch_constraint))(
         states, masks_ml)
