@@ -19,8 +19,7 @@ import numpy as np
 from mnist_ae import analysis, monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import ConfigError, FIELDS, base_config
-from mnist_ae.state import TrainState
-from mnist_ae.steps import Task, encode, evaluate, init_state, make_task
+from mnist_ae.steps import encode, evaluate, init_state, make_task
 from mnist_ae.writers import MetricWriter
 
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")
@@ -45,21 +44,20 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     return config
 
 
-def analyze_state(config: ml_collections.ConfigDict, task: Task, state: TrainState, test_x: jax.Array,
-                  test_y: jax.Array, class_names: tuple[str, ...], workdir: Path,
-                  writer: MetricWriter) -> analysis.AnalysisResult:
-    """Encode on the device, pull back once, analyse on the host, log figures and tables."""
-    codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], test_x))
-    metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, test_x, test_y))
-    result = analysis.run_analysis(
-        codes, np.asarray(test_y), np.asarray(test_x), class_names, workdir / "analysis",
-        probe_accuracy=float(metrics["test/probe_accuracy"]), probe_confusion=np.asarray(metrics["test/probe_confusion"]),
-        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
+def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
+                  test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
+                  writer: MetricWriter, step: int) -> analysis.AnalysisResult:
+    """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables."""
     labels_n, images_nhw = np.asarray(test_y), np.asarray(test_x)
+    result = analysis.run_analysis(
+        codes_nl, labels_n, images_nhw, class_names, workdir / "analysis",
+        probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
+        probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
+        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
     if config.analysis_subsample:  # the same fixed subset run_analysis used
         keep = analysis.subsample_index(len(labels_n), config.analysis_subsample, config.seed)
         labels_n, images_nhw = labels_n[keep], images_nhw[keep]
-    log_result(writer, int(state.step), result, labels_n, images_nhw, class_names)
+    log_result(writer, step, result, labels_n, images_nhw, class_names)
     return result
 
 
@@ -82,7 +80,7 @@ def _png(path: Path) -> np.ndarray:
 
 def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> dict[str, Any]:
     """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
-    from mnist_ae.train import load_data  # noqa: PLC0415  (avoids a cycle: train calls analyze_state)
+    from mnist_ae.train import load_data  # noqa: PLC0415  (avoids a cycle: train calls analyze_codes)
 
     config = run_config(workdir, cli_config)
     task = make_task(config)
@@ -92,6 +90,9 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
         state = ckpt.restore(init_state(task, config.seed))
     finally:
         ckpt.close()
+    codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], data.test_x))
+    metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, data.test_x, data.test_y))
     with monitoring.open_writer(config, workdir, log_framework) as writer:
-        result = analyze_state(config, task, state, data.test_x, data.test_y, data.class_names, workdir, writer)
+        result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir, writer,
+                               int(state.step))
     return result.metrics

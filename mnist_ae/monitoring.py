@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import psutil
 
+from mnist_ae.losses import to_unit_range
 from mnist_ae.writers import MetricWriter, create_writer, image_grid
 
 matplotlib.use("Agg")
@@ -85,7 +86,7 @@ def log_system(writer: MetricWriter, step: int) -> None:
 
 def reconstruction_grid(originals_bhw: np.ndarray, recon_bhw: np.ndarray) -> np.ndarray:
     """Originals on the top row, reconstructions under them; uint8 HW1."""
-    originals = originals_bhw.astype(np.float32) / 127.5 - 1.0
+    originals = np.asarray(to_unit_range(originals_bhw))
     return image_grid(np.concatenate([originals, np.asarray(recon_bhw)]), rows=2)
 
 

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae import monitoring, parallel, plots, sweep
+from mnist_ae import losses, monitoring, parallel, plots, sweep
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.loop import rounds_per_epoch
 from mnist_ae.steps import init_state, make_task, reconstruct
@@ -141,7 +141,7 @@ def export_member(config: ml_collections.ConfigDict, member: sweep.Member, wide_
 def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members: list[sweep.Member],
                       path: Path) -> Path:
     """The seed's figure: input digits on the first row, then each member's reconstructions."""
-    rows = [("input", originals_nhw.astype(np.float32) / 127.5 - 1.0)]
+    rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
     rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else ""), r)
              for m, r in zip(members, recon_mnhw)]
     n = originals_nhw.shape[0]

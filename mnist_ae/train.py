@@ -195,13 +195,14 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
     final = monitoring.scalars(metrics)
     run.writer.write_hparams(config.to_dict(), final)
     if run.task.autoencoder is not None:
-        _log_projector(run, state)
+        codes = run.test_codes(state)  # once, for the projector and the analysis
+        _log_projector(run, state, codes)
         if config.analyze_at_end and parallel.is_main_process():
-            from mnist_ae.analyze import analyze_state  # noqa: PLC0415  (sklearn loads only when needed)
+            from mnist_ae.analyze import analyze_codes  # noqa: PLC0415  (sklearn loads only when needed)
 
             with reporter.phase("analysis (PCA, t-SNE, quality numbers)"):
-                analyze_state(config, run.task, state, data.test_x, data.test_y, data.class_names, run.workdir,
-                              run.writer)
+                analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, run.workdir,
+                              run.writer, int(state.step))
     run.writer.flush()
     return final
 
@@ -220,18 +221,19 @@ def _log_eval(run: Run, state: TrainState, metrics: dict[str, np.ndarray]) -> No
         if parallel.is_main_process():  # the PNG is written directly, not through the writer
             monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
                                            run.workdir)
-        if histograms:
-            codes = run.test_codes(state)
         evals_done = epoch // config.eval_every_epochs
-        if config.projector_every_evals and evals_done and evals_done % config.projector_every_evals == 0:
-            _log_projector(run, state)
+        projector = config.projector_every_evals and evals_done and evals_done % config.projector_every_evals == 0
+        if histograms or projector:
+            codes = run.test_codes(state)
+        if projector:
+            _log_projector(run, state, codes)
     if histograms:
         monitoring.log_histograms(writer, step, codes, state.params)
 
 
-def _log_projector(run: Run, state: TrainState) -> None:
+def _log_projector(run: Run, state: TrainState, codes_nl: np.ndarray) -> None:
     points = min(run.config.projector_points, run.data.test_x.shape[0])
-    codes = run.test_codes(state)[:points]
+    codes = codes_nl[:points]
     preds = np.asarray(jnp.argmax(run.task.classifier.apply(state.params["probe"], codes), -1))
     monitoring.log_projector(run.writer, int(state.step), codes, np.asarray(run.data.test_y[:points]), preds,
                              np.asarray(run.data.test_x[:points]), run.data.class_names)
