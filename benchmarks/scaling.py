@@ -19,7 +19,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 
 def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
@@ -31,6 +30,7 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     from mnist_ae.data import load_dataset
     from mnist_ae.loop import rounds_per_epoch
     from mnist_ae.steps import init_state, make_task
+    from timing import time_epochs
 
     if devices > jax.device_count():
         return {"devices": devices, "skipped": f"only {jax.device_count()} {jax.default_backend()} device(s)"}
@@ -41,16 +41,7 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     mesh = parallel.make_mesh(devices)
     state = parallel.place(jax.jit(lambda: init_state(task, config.seed))(), mesh)
     x, y = parallel.place((ds.train_images, ds.train_labels), mesh)
-    t = time.perf_counter()
-    epoch = parallel.jit_train_epoch(task, batch_size, mesh).lower(state, x, y).compile()
-    compile_s = time.perf_counter() - t
-    state, m = epoch(state, x, y)  # warm-up
-    jax.block_until_ready(m)
-    t = time.perf_counter()
-    for _ in range(epochs):
-        state, m = epoch(state, x, y)
-    jax.block_until_ready(m)
-    epoch_s = (time.perf_counter() - t) / epochs
+    compile_s, epoch_s, m = time_epochs(parallel.jit_train_epoch(task, batch_size, mesh), state, x, y, epochs=epochs)
     rounds = rounds_per_epoch(task, x.shape[0], batch_size)
     return {"devices": devices, "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
             "per_device_batch": batch_size // devices, "compile_s": compile_s, "epoch_s": epoch_s,

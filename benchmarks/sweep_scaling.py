@@ -2,14 +2,13 @@
 
     python benchmarks/sweep_scaling.py [--latent_dims 2,3,5,10,50] [--epochs 2]
 
-Times the compiled epochs only (compile time printed apart), same data, batch 256, MLP AE + probe.
+Times the compiled epochs after one untimed warm-up epoch (compile time printed apart), same data, batch 256, MLP AE + probe.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
@@ -19,17 +18,7 @@ from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.loop import train_epoch
 from mnist_ae.steps import init_state, make_task
-
-
-def timed(fn, state, epochs: int) -> tuple[float, float, object]:
-    t = time.perf_counter()
-    compiled = fn.lower(state).compile()
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(epochs):
-        state, metrics = compiled(state)
-    jax.block_until_ready(metrics)
-    return compile_s, time.perf_counter() - t, metrics
+from timing import time_epochs
 
 
 def main() -> None:
@@ -47,15 +36,16 @@ def main() -> None:
     task = make_task(config, latent_dim=width)
     masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
     sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(task, s, x, y, masks, config.batch_size), donate_argnums=0)
-    sweep_compile, sweep_s, _ = timed(sweep_fn, sweep.init_states(config, members, width), args.epochs)
+    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, sweep.init_states(config, members, width), epochs=args.epochs)
+    sweep_s *= args.epochs
     single_s, single_compile = [], []
     for m in members:
         single_task = make_task(sweep.member_config(config, m))
         fn = jax.jit(functools.partial(train_epoch, single_task, images_nhw=x, labels_n=y,
                                        batch_size=config.batch_size), donate_argnums=0)
-        c, s, _ = timed(fn, init_state(single_task, m.seed), args.epochs)
+        c, s, _ = time_epochs(fn, init_state(single_task, m.seed), epochs=args.epochs)
         single_compile.append(c)
-        single_s.append(s)
+        single_s.append(s * args.epochs)
     one = single_s[-1]
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {len(members)} members "
           f"(latent {args.latent_dims}), {args.epochs} epochs, batch 256, compiled epochs only")

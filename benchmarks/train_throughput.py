@@ -11,16 +11,15 @@ from __future__ import annotations
 import argparse
 import functools
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 
-from mnist_ae import losses
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.loop import rounds_per_epoch, train_epoch
 from mnist_ae.steps import init_state, make_task, train_round
+from timing import time_epochs
 
 MODELS = {"mlp latent 3": dict(latent_dim=3), "mlp latent 64": dict(latent_dim=64), "conv": dict(model="conv")}
 
@@ -41,16 +40,7 @@ def bench(name: str, overrides: dict, epochs: int, data) -> dict:
     state = init_state(task, 0)
     x, y = jax.device_put(data.train_images), jax.device_put(data.train_labels)
     epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size), donate_argnums=0)
-    t = time.perf_counter()
-    compiled = epoch.lower(state, x, y).compile()
-    compile_s = time.perf_counter() - t
-    state, m = compiled(state, x, y)  # warm-up epoch
-    jax.block_until_ready(m)
-    t = time.perf_counter()
-    for _ in range(epochs):
-        state, m = compiled(state, x, y)
-    jax.block_until_ready(m)
-    epoch_s = (time.perf_counter() - t) / epochs
+    compile_s, epoch_s, _ = time_epochs(epoch, state, x, y, epochs=epochs)
     rounds = rounds_per_epoch(task, x.shape[0], config.batch_size)
     flops = flops_per_round(task, init_state(task, 0), config.batch_size) * rounds
     return {"model": name, "compile_s": compile_s, "epoch_s": epoch_s,
