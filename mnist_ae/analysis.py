@@ -70,6 +70,7 @@ class AnalysisResult(NamedTuple):
     figures: dict[str, Path]  # name -> PNG
     tables: dict[str, str]  # name -> markdown
     coords_2d: dict[str, np.ndarray]  # "pca", "tsne" -> [N, 2]
+    index_n: np.ndarray  # which input rows the N analysed points are (all, or the subsample)
 
 
 def subsample_index(n: int, cap: int, seed: int) -> np.ndarray:
@@ -344,9 +345,8 @@ def run_analysis(
     if not np.isfinite(codes_nl).all():
         raise ValueError("run_analysis: codes contain NaN/inf (diverged model?)")
     labels_n, images_nhw = np.asarray(labels, dtype=np.int64), np.asarray(images)
-    if subsample > 0:
-        keep = subsample_index(len(codes_nl), subsample, seed)
-        codes_nl, labels_n, images_nhw = codes_nl[keep], labels_n[keep], images_nhw[keep]
+    keep = subsample_index(len(codes_nl), subsample or len(codes_nl), seed)
+    codes_nl, labels_n, images_nhw = codes_nl[keep], labels_n[keep], images_nhw[keep]
     n, l = codes_nl.shape
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -394,7 +394,7 @@ def run_analysis(
         },
     }
     (outdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    return AnalysisResult(metrics, figures, tables, scored.coords_2d)
+    return AnalysisResult(metrics, figures, tables, scored.coords_2d, keep)
 
 
 class _Scored(NamedTuple):

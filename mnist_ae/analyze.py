@@ -54,10 +54,7 @@ def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
         tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
-    if config.analysis_subsample:  # the same fixed subset run_analysis used
-        keep = analysis.subsample_index(len(labels_n), config.analysis_subsample, config.seed)
-        labels_n, images_nhw = labels_n[keep], images_nhw[keep]
-    log_result(writer, step, result, labels_n, images_nhw, class_names)
+    log_result(writer, step, result, labels_n[result.index_n], images_nhw[result.index_n], class_names)
     return result
 
 

@@ -7,20 +7,20 @@ and the analysis treat both autoencoders alike.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnist_ae.conv_layers import Conv, ConvTranspose, Initializer, max_pool
+
 IMAGE_SHAPE = (28, 28)
 NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 CONV_CODE_SHAPE = (2, 2, 64)
 CONV_CODE_DIM = math.prod(CONV_CODE_SHAPE)
-
-Initializer = Callable[..., jax.Array]
 
 
 def _uniform(bound: float) -> Initializer:
@@ -78,20 +78,15 @@ class ConvEncoder(nn.Module):
     @nn.compact
     def __call__(self, x_bhw: jax.Array) -> jax.Array:
         h = x_bhw[..., None]
-        h = nn.Conv(32, (3, 3), strides=3, padding=1, **layer_init(self.init_scheme, 1 * 9))(h)
-        h = nn.max_pool(nn.relu(h), (2, 2), strides=(2, 2))
-        h = nn.Conv(64, (3, 3), strides=2, padding=1, **layer_init(self.init_scheme, 32 * 9))(h)
-        h = nn.max_pool(nn.relu(h), (2, 2), strides=(1, 1))
+        h = Conv(32, 3, stride=3, padding=1, **layer_init(self.init_scheme, 1 * 9))(h)
+        h = max_pool(nn.relu(h), 2, stride=2)
+        h = Conv(64, 3, stride=2, padding=1, **layer_init(self.init_scheme, 32 * 9))(h)
+        h = max_pool(nn.relu(h), 2, stride=1)
         return h.reshape(h.shape[0], -1)
 
 
 def _conv_transpose(features: int, kernel: int, stride: int, torch_padding: int, init: str) -> nn.Module:
-    """PyTorch's ConvTranspose2d: its padding p is k-1-p on the dilated input in XLA's terms."""
-    pad = kernel - 1 - torch_padding
-    return nn.ConvTranspose(
-        features, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-        **layer_init(init, features * kernel * kernel),
-    )
+    return ConvTranspose(features, kernel, stride, torch_padding, **layer_init(init, features * kernel * kernel))
 
 
 class ConvDecoder(nn.Module):

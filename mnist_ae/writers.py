@@ -124,8 +124,13 @@ def flatten_hparams(hparams: Mapping[str, Any], prefix: str = "") -> dict[str, H
     return flat
 
 
-def _floats(scalars: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in scalars.items()}
+def _numbers(scalars: Mapping[str, Any]) -> dict[str, int | float]:
+    """Host numbers: integers (an epoch count) stay integers, everything else becomes a float."""
+    def number(v: Any) -> int | float:
+        a = np.asarray(v)
+        return int(a) if a.dtype.kind in "iu" else float(a)
+
+    return {k: number(v) for k, v in scalars.items()}
 
 
 def _to_uint8(images: np.ndarray, low: float) -> np.ndarray:
@@ -305,7 +310,7 @@ class JsonlWriter(MetricWriter):
         clash = {"step", *self._tags} & set(scalars)
         if clash:
             raise ValueError(f"scalar names {sorted(clash)} clash with 'step' or JSONL tags")
-        self._append({"step": int(step), **self._tags, **_floats(scalars)})
+        self._append({"step": int(step), **self._tags, **_numbers(scalars)})
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Not logged in JSONL."""
@@ -319,7 +324,7 @@ class JsonlWriter(MetricWriter):
     def write_hparams(
         self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
-        record = {"hparams": flatten_hparams(hparams), "metrics": _floats(metrics or {})}
+        record = {"hparams": flatten_hparams(hparams), "metrics": _numbers(metrics or {})}
         self._append({**record, **self._tags})
 
     def write_confusion(
@@ -372,7 +377,7 @@ class TensorBoardWriter(MetricWriter):
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         step = self._step(step)
-        for tag, value in _floats(scalars).items():
+        for tag, value in _numbers(scalars).items():
             self._writer.add_scalar(tag, value, step)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
@@ -397,7 +402,7 @@ class TensorBoardWriter(MetricWriter):
     ) -> None:
         from tensorboardX.summary import hparams as hparams_summaries
 
-        final = {f"hparams/{k}": v for k, v in _floats(metrics or {}).items()}
+        final = {f"hparams/{k}": v for k, v in _numbers(metrics or {}).items()}
         experiment, start, end = hparams_summaries(flatten_hparams(hparams), final)
         summaries = (experiment, start, end) if final else (start, end)
         for summary in summaries:
@@ -555,7 +560,7 @@ class WandbWriter(MetricWriter):
             self.run.log(dict(data), step=step)
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        self._log(step, _floats(scalars))
+        self._log(step, _numbers(scalars))
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         self._log(step, {k: self._image(_image_hwc(v)) for k, v in images.items()})
@@ -583,7 +588,7 @@ class WandbWriter(MetricWriter):
         self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
         self.run.config.update(flatten_hparams(hparams), allow_val_change=True)
-        self.run.summary.update(_floats(metrics or {}))
+        self.run.summary.update(_numbers(metrics or {}))
 
     def write_confusion(
         self, step: int, name: str, counts: np.ndarray, class_names: Sequence[str]

@@ -189,6 +189,10 @@ def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     )
     assert result.metrics["settings"]["n_points"] == 200
     assert result.coords_2d["pca"].shape == (200, 2)
+    index = result.index_n  # the analysed rows: 200 distinct inputs, in order, fixed by the seed
+    chex.assert_shape(index, (200,))
+    assert np.all(np.diff(index) > 0) and index[-1] < 300
+    np.testing.assert_array_equal(index, analysis.subsample_index(300, 200, 0))
     assert "tsne" not in result.coords_2d and "tsne_2d" not in result.figures
     assert result.metrics["raw_pixels"] == {} and "trustworthiness" not in result.metrics["codes"]
     with pytest.raises(ValueError, match="NaN"):

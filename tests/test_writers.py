@@ -65,7 +65,7 @@ def test_jsonl_records_steps_keys_and_tags(tmp_path):
     path = tmp_path / "sub" / "metrics.jsonl"
     with W.JsonlWriter(path, tags={"member": 3, "latent_dim": 16}) as w:
         w.write_scalars(1, {"train/loss": np.float32(0.5)})
-        w.write_scalars(2, {"train/loss": 0.25, "eval/acc": 0.9})
+        w.write_scalars(2, {"train/loss": 0.25, "eval/acc": 0.9, "epoch": np.int32(1)})
         w.write_images(2, {"grid": np.zeros((4, 4, 1))})  # no-op
         w.write_hparams({"model": {"latent_dim": 16}, "lr": 1e-3}, {"test/acc": 0.95})
         with pytest.raises(ValueError, match="clash"):
@@ -73,8 +73,9 @@ def test_jsonl_records_steps_keys_and_tags(tmp_path):
     records = [json.loads(line) for line in path.read_text().splitlines()]
     assert records[:2] == [
         {"step": 1, "member": 3, "latent_dim": 16, "train/loss": 0.5},
-        {"step": 2, "member": 3, "latent_dim": 16, "train/loss": 0.25, "eval/acc": 0.9},
+        {"step": 2, "member": 3, "latent_dim": 16, "train/loss": 0.25, "eval/acc": 0.9, "epoch": 1},
     ]
+    assert isinstance(records[1]["epoch"], int)  # integer scalars stay integers
     assert records[2] == {
         "hparams": {"model.latent_dim": 16, "lr": 1e-3},
         "metrics": {"test/acc": 0.95},
