@@ -30,10 +30,14 @@ from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 def _member_writers(config: ml_collections.ConfigDict, workdir: Path, framework: str,
                     members: list[sweep.Member]) -> list[MetricWriter]:
-    """Per member: its own TensorBoard dir / W&B run, plus tagged lines in the shared metrics.jsonl."""
+    """Per member: its own TensorBoard dir / W&B run, plus tagged lines in the shared metrics.jsonl.
+
+    Like every writer, only the main process's write anything.
+    """
     group = config.wandb_group or workdir.name
+    main = parallel.is_main_process()
     return [MultiWriter([
-        JsonlWriter(workdir / "metrics.jsonl", tags=m.tags),
+        JsonlWriter(workdir / "metrics.jsonl", tags=m.tags) if main else MultiWriter([]),
         monitoring.open_writer(config, workdir, framework, run_name=f"{workdir.name}/{m.name}", group=group,
                                jsonl_tags=m.tags, subdir=f"members/{m.name}"),
     ]) for m in members]
@@ -57,7 +61,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         states = ckpt.restore(states)
     num_rounds = rounds_per_epoch(task, data.train_x.shape[0], config.batch_size)
     reporter = Reporter(total_epochs=config.epochs, rounds_per_epoch=num_rounds, start_epoch=int(states.epoch[0]),
-                        quiet=quiet, title=f"sweep of {len(members)}")
+                        quiet=quiet or not parallel.is_main_process(), title=f"sweep of {len(members)}")
     reporter.add_time("data", data_s)
     writers = _member_writers(config, workdir, log_framework, members)
     evaluate = jax.jit(functools.partial(sweep.sweep_evaluate, task), out_shardings=parallel.replicated(mesh))
@@ -109,9 +113,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
                                  finals[i])
         for i, member in enumerate(members):
             export_member(config, member, sweep.unstack(states, i), workdir / "members" / member.name)
-        recon = jax.vmap(lambda p, m: reconstruct(task, p["ae"], jnp.asarray(data.grid_x), m))(states.params, masks)
-        comparison_figure(data.grid_x, np.asarray(recon), members, workdir / "comparison.png")
-        results_table(members, finals, workdir)
+        recon = jax.jit(jax.vmap(lambda p, m: reconstruct(task, p["ae"], data.grid_x, m)),
+                        out_shardings=parallel.replicated(mesh))(states.params, masks)
+        if parallel.is_main_process():  # files written directly, not through the writers
+            comparison_figure(data.grid_x, np.asarray(recon), members, workdir / "comparison.png")
+            results_table(members, finals, workdir)
     finally:
         ckpt.close()
         for writer in writers:

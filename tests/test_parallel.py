@@ -12,7 +12,10 @@ uses the same flags, so the comparisons are like for like):
 - `multi`: two processes x 4 devices joined by `jax.distributed.initialize` on localhost (CPU
   collectives: gloo), the same training on the 8-device global mesh, logs and a checkpoint into
   one shared workdir;
-- `restore`: a 2-device process restoring both checkpoints.
+- `restore`: a 2-device process restoring both checkpoints;
+
+and `single` and `multi` each also run the whole `--task sweep` host program (`run_sweep`) on
+all 8 devices.
 
 `single` and the two `multi` processes run at the same time, then `restore`; a session fixture
 runs them once (one xdist worker runs them, the others wait on a file lock and read the
@@ -75,6 +78,20 @@ def _setup():
     ds = load_dataset("mnist")
     _mark("data loaded")
     return config, task, state_np, ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
+
+
+SWEEP = dict(latent_dims=(4, 8), seeds=(0,), learning_rates=(1e-2,), epochs=1, test_limit=1000)
+
+
+def _sweep(workdir: Path, out: Path, name: str) -> None:
+    """The whole `--task sweep` host program (data, vmapped epochs, logs, export) on every device."""
+    from mnist_ae.sweep_train import run_sweep
+
+    config = _config()
+    config.update(dict(task="sweep", **SWEEP))
+    finals = run_sweep(config, workdir, "tensorboard", quiet=True)
+    (out / f"{name}.json").write_text(json.dumps(finals))
+    _mark("sweep done")
 
 
 def _flat(tree) -> dict[str, np.ndarray]:
@@ -164,6 +181,7 @@ def worker_single(out: Path) -> None:
     ckpt.save(EPOCHS, state, config)
     ckpt.close()
     (out / "single.json").write_text(json.dumps(facts))
+    _sweep(out / "single_sweep", out, "sweep_single")
 
 
 def worker_multi(out: Path, port: int, process_id: int) -> None:
@@ -221,6 +239,7 @@ def worker_multi(out: Path, port: int, process_id: int) -> None:
                  params=_sharding_facts(state.params), test_recon_mse=float(ev["test/recon_mse"]),
                  recon_sum=float(recon.sum()), uncommitted=uncommitted)
     (out / f"multi{process_id}.json").write_text(json.dumps(facts))
+    _sweep(out / "multi_sweep", out, f"sweep_multi{process_id}")
 
 
 def worker_restore(out: Path) -> None:
@@ -405,6 +424,24 @@ def test_only_process_zero_logs_and_the_checkpoint_is_written_once(runs):
     single = _data_bytes(out / "ckpt8" / str(EPOCHS) / "state")
     assert set(multi) == {"ocdbt.process_0", "ocdbt.process_1"} and set(single) == {"ocdbt.process_0"}
     assert 0.6 < sum(multi.values()) / sum(single.values()) < 1.4, (multi, single)
+
+
+def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
+    out = _needs(runs, "single", "multi0", "multi1")
+    single = json.loads((out / "sweep_single.json").read_text())
+    for i in (0, 1):  # both processes return the same global results
+        multi = json.loads((out / f"sweep_multi{i}.json").read_text())
+        assert len(multi) == len(single) == 2
+        _assert_close({f"{m}/{k}": v for m, f in enumerate(multi) for k, v in f.items()},
+                      {f"{m}/{k}": v for m, f in enumerate(single) for k, v in f.items()}, "", **METRIC_TOL)
+    workdir = out / "multi_sweep"
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["member"], r["step"], "test/recon_mse" in r) for r in records if "step" in r]
+    assert len(keys) == len(set(keys)) and {k[0] for k in keys} == {"latent4_seed0_lr0.01", "latent8_seed0_lr0.01"}
+    assert (workdir / "comparison.png").stat().st_size > 0 and (workdir / "sweep_results.md").is_file()
+    for name in ("latent4_seed0_lr0.01", "latent8_seed0_lr0.01"):  # each member exported, once, at its epoch
+        assert sorted(p.name for p in (workdir / "members" / name / "checkpoints").iterdir()) == [str(SWEEP["epochs"])]
+        assert (workdir / "members" / name / "tb").is_dir()
 
 
 def _data_bytes(state_dir: Path) -> dict[str, int]:
