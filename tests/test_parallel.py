@@ -14,8 +14,9 @@ uses the same flags, so the comparisons are like for like):
   one shared workdir;
 - `restore`: a 2-device process restoring both checkpoints;
 
-and `single` and `multi` each also run the whole `--task sweep` host program (`run_sweep`) on
-all 8 devices.
+`single` and `multi` each also run the whole `--task sweep` host program (`run_sweep`) on all 8
+devices; and `launch`: `python launch.py` itself as 2 processes x 4 devices, with the
+`--coordinator_address`, `--num_processes` and `--process_id` flags.
 
 `single` and the two `multi` processes run at the same time, then `restore`; a session fixture
 runs them once (one xdist worker runs them, the others wait on a file lock and read the
@@ -287,6 +288,22 @@ def _start(worker: str, out: Path, devices: int, *args: int) -> tuple[subprocess
     return proc, log
 
 
+LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", "--config.train_limit=2048",
+                "--config.test_limit=1000", "--config.hidden=64,32", "--config.latent_dim=8", "--config.batch_size=64",
+                "--config.epochs=1", "--config.analyze_at_end=False", "--config.histogram_every_epochs=1"]
+
+
+def _start_launch(out: Path, port: int, process_id: int) -> tuple[subprocess.Popen, Path]:
+    """`python launch.py` itself as process `process_id` of 2 (4 host devices each)."""
+    log = out / f"launch_{process_id}.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "launch.py", *LAUNCH_FLAGS, "--workdir", str(out / "launch_run"),
+                                 "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
+                                 "--process_id", str(process_id)],
+                                env=_env(4), stdout=f, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
+    return proc, log
+
+
 def _wait(procs: dict[str, tuple[subprocess.Popen, Path]]) -> dict[str, str]:
     """name -> '' if it exited 0, else its exit status and the tail of its log."""
     deadline = time.monotonic() + WORKER_TIMEOUT_S
@@ -314,8 +331,10 @@ def _run_all(out: Path) -> dict[str, str]:
     procs = {"single": _start("single", out, 8),
              "multi0": _start("multi", out, 4, port, 0), "multi1": _start("multi", out, 4, port, 1)}
     errors = _wait(procs)
-    errors["restore"] = "not run: an earlier worker failed" if any(errors.values()) else \
-        _wait({"restore": _start("restore", out, 2)})["restore"]
+    later = {"launch0": _start_launch(out, port + 1, 0), "launch1": _start_launch(out, port + 1, 1)}
+    if not any(errors.values()):
+        later["restore"] = _start("restore", out, 2)
+    errors.update({"restore": "not run: an earlier worker failed", **_wait(later)})
     errors["seconds"] = round(time.perf_counter() - t, 1)
     return errors
 
@@ -442,6 +461,23 @@ def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
     for name in ("latent4_seed0_lr0.01", "latent8_seed0_lr0.01"):  # each member exported, once, at its epoch
         assert sorted(p.name for p in (workdir / "members" / name / "checkpoints").iterdir()) == [str(SWEEP["epochs"])]
         assert (workdir / "members" / name / "tb").is_dir()
+
+
+def test_launch_py_on_two_processes_logs_once_and_only_process_zero_prints(runs):
+    out = _needs(runs, "launch0", "launch1")
+    workdir = out / "launch_run"
+    records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    scalars = [r for r in records if "step" in r]
+    evals = [r["epoch"] for r in scalars if "test/recon_mse" in r]
+    assert evals == [0, 1]  # step 0 and the end, each once
+    steps = [(r["step"], tuple(sorted(r))) for r in scalars]
+    assert len(steps) == len(set(steps))
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
+    assert sorted(p.name for p in (workdir / "reconstructions").iterdir()) == ["step_0000000.png", "step_0000032.png"]
+    assert len(list((workdir / "tb").rglob("projector_config.pbtxt"))) == 1
+    first, second = ((out / f"launch_{i}.log").read_text() for i in (0, 1))
+    assert "final metrics" in first and "test/recon_mse" in first
+    assert "final metrics" not in second and "epoch 1/1" not in second
 
 
 def _data_bytes(state_dir: Path) -> dict[str, int]:
