@@ -704,51 +704,65 @@ class MultiWriter(MetricWriter):
 class AsyncWriter(MetricWriter):
     """Runs a writer's calls in order on one background thread.
 
-    Keeps slow I/O (PNG encoding, W&B tables, projector files) off the training loop.
-    An exception raised on the thread is re-raised by the next call, `flush` or `close`.
+    Keeps slow I/O (PNG encoding, W&B tables, projector files) off the training loop. Given a
+    factory instead of a writer, it builds the writer on that thread too, so a slow start-up
+    (`wandb.init`, about a second) overlaps the data loading and the first compilation.
+    An exception raised on the thread (the factory's included) is re-raised by the next call,
+    `flush` or `close`; after a failed build the remaining calls do nothing.
     At most `max_pending` calls are queued; beyond that a call waits for the oldest, so
     a slow backend applies back-pressure instead of growing memory. `close` drains.
     """
 
-    def __init__(self, writer: MetricWriter, max_pending: int = 64):
-        self._writer = writer
+    def __init__(self, writer: MetricWriter | Callable[[], MetricWriter], max_pending: int = 64):
+        self._writer: MetricWriter | None = None
         self._max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metric-writer")
         self._pending: collections.deque[Future[None]] = collections.deque()
         self._closed = False
+        if isinstance(writer, MetricWriter):
+            self._writer = writer
+        else:
+            self._pending.append(self._executor.submit(self._build, writer))
+
+    def _build(self, factory: Callable[[], MetricWriter]) -> None:
+        self._writer = factory()
+
+    def _call(self, method: str, *args: Any) -> None:
+        if self._writer is not None:  # None: the build failed and its error is already queued
+            getattr(self._writer, method)(*args)
 
     def _settle(self, wait: bool) -> None:
         """Pops finished calls (all calls if `wait`), re-raising the first error."""
         while self._pending and (wait or self._pending[0].done()):
             self._pending.popleft().result()
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+    def _submit(self, method: str, *args: Any) -> None:
         self._settle(wait=False)
         if len(self._pending) >= self._max_pending:
             self._pending.popleft().result()
-        self._pending.append(self._executor.submit(fn, *args))
+        self._pending.append(self._executor.submit(self._call, method, *args))
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        self._submit(self._writer.write_scalars, step, scalars)
+        self._submit("write_scalars", step, scalars)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        self._submit(self._writer.write_images, step, images)
+        self._submit("write_images", step, images)
 
     def write_histograms(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
-        self._submit(self._writer.write_histograms, step, arrays)
+        self._submit("write_histograms", step, arrays)
 
     def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-        self._submit(self._writer.write_texts, step, texts)
+        self._submit("write_texts", step, texts)
 
     def write_hparams(
         self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
-        self._submit(self._writer.write_hparams, hparams, metrics)
+        self._submit("write_hparams", hparams, metrics)
 
     def write_confusion(
         self, step: int, name: str, counts: np.ndarray, class_names: Sequence[str]
     ) -> None:
-        self._submit(self._writer.write_confusion, step, name, counts, class_names)
+        self._submit("write_confusion", step, name, counts, class_names)
 
     def write_embeddings(
         self,
@@ -760,13 +774,10 @@ class AsyncWriter(MetricWriter):
         metadata_header: Sequence[str] | None = None,
         metadata: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        self._submit(
-            self._writer.write_embeddings,
-            step, name, codes, labels, images, metadata_header, metadata,
-        )
+        self._submit("write_embeddings", step, name, codes, labels, images, metadata_header, metadata)
 
     def flush(self) -> None:
-        self._submit(self._writer.flush)
+        self._submit("flush")
         self._settle(wait=True)
 
     def close(self) -> None:
@@ -774,7 +785,7 @@ class AsyncWriter(MetricWriter):
         if self._closed:
             return
         self._closed = True
-        self._pending.append(self._executor.submit(self._writer.close))
+        self._pending.append(self._executor.submit(self._call, "close"))
         self._executor.shutdown(wait=True)
         self._settle(wait=True)
 
@@ -813,20 +824,14 @@ def create_writer(
     if not is_main_process:
         return MultiWriter([])
     workdir = Path(workdir)
-    writers: list[MetricWriter] = [JsonlWriter(workdir / "metrics.jsonl", tags=jsonl_tags)]
-    if framework in ("tensorboard", "both"):
-        writers.append(TensorBoardWriter(workdir / "tb"))
-    if framework in ("wandb", "both"):
-        writers.append(
-            WandbWriter(
-                project=wandb_project,
-                entity=wandb_entity,
-                name=run_name,
-                group=group,
-                tags=tags,
-                config=config,
-                dir=workdir,
-            )
-        )
-    writer = MultiWriter(writers)
-    return AsyncWriter(writer) if asynchronous else writer
+
+    def build() -> MetricWriter:
+        writers: list[MetricWriter] = [JsonlWriter(workdir / "metrics.jsonl", tags=jsonl_tags)]
+        if framework in ("tensorboard", "both"):
+            writers.append(TensorBoardWriter(workdir / "tb"))
+        if framework in ("wandb", "both"):
+            writers.append(WandbWriter(project=wandb_project, entity=wandb_entity, name=run_name, group=group,
+                                       tags=tags, config=config, dir=workdir))
+        return MultiWriter(writers)
+
+    return AsyncWriter(build) if asynchronous else build()

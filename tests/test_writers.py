@@ -395,6 +395,35 @@ def test_async_writer_reraises_on_flush():
     w.close()
 
 
+def test_async_writer_builds_from_a_factory_on_its_thread():
+    inner, built_on = _mock_writer(), []
+
+    def slow_factory():  # like wandb.init: the caller must not wait for it
+        time.sleep(0.2)
+        built_on.append(threading.get_ident())
+        return inner
+
+    t = time.perf_counter()
+    w = W.AsyncWriter(slow_factory)
+    w.write_scalars(1, {"x": 1.0})
+    assert time.perf_counter() - t < 0.1 and not built_on
+    w.close()
+    assert built_on[0] != threading.get_ident()
+    assert [c[0] for c in inner.method_calls] == ["write_scalars", "close"]
+
+
+def test_async_writer_factory_error_surfaces_once_and_later_calls_do_nothing():
+    def broken():
+        raise PermissionError("cannot create the W&B run dir")
+
+    w = W.AsyncWriter(broken)
+    time.sleep(0.05)
+    with pytest.raises(PermissionError, match="W&B run dir"):
+        w.write_scalars(1, {"x": 1.0})
+    w.write_scalars(2, {"x": 1.0})
+    w.close()  # nothing built, nothing left to raise
+
+
 # ----------------------------------------------------------------------------- factory
 
 
