@@ -18,7 +18,7 @@ from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.loop import train_epoch
 from mnist_ae.steps import init_state, make_task
-from timing import time_epochs
+from timing import machine, time_epochs
 
 
 def main() -> None:
@@ -47,8 +47,8 @@ def main() -> None:
         single_compile.append(c)
         single_s.append(s * args.epochs)
     one = single_s[-1]
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); {len(members)} members "
-          f"(latent {args.latent_dims}), {args.epochs} epochs, batch 256, compiled epochs only")
+    print(machine())
+    print(f"{len(members)} members (latent {args.latent_dims}), {args.epochs} epochs, batch 256, compiled epochs only")
     print(f"{'':<28}{'train s':>9}{'x one run':>11}{'compile s':>11}")
     print(f"{'one run (latent ' + str(members[-1].latent_dim) + ')':<28}{one:>9.2f}{1.0:>11.2f}{single_compile[-1]:>11.2f}")
     print(f"{'members one after another':<28}{sum(single_s):>9.2f}{sum(single_s) / one:>11.2f}{sum(single_compile):>11.2f}")

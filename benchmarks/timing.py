@@ -1,11 +1,25 @@
-"""Shared by the benchmarks: compile ahead of time, one warm-up epoch, then timed epochs."""
+"""Shared by the benchmarks: the machine they ran on; compile ahead of time, warm up, time epochs."""
 
 from __future__ import annotations
 
+import os
+import platform
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
+
+
+def machine() -> str:
+    """One line naming the machine: device, CPU model and cores, jax version, load at start."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    cpu = names[0] if names else (platform.processor() or platform.machine())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); host: {cpu}, {cores} cores; "
+            f"jax {jax.__version__}; load average {os.getloadavg()[0]:.1f} at start")
 
 
 def time_epochs(jitted: Any, state: Any, *args: Any, epochs: int) -> tuple[float, float, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import platform
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +18,7 @@ from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.loop import rounds_per_epoch, train_epoch
 from mnist_ae.steps import init_state, make_task, train_round
-from timing import time_epochs
+from timing import machine, time_epochs
 
 MODELS = {"mlp latent 3": dict(latent_dim=3), "mlp latent 64": dict(latent_dim=64), "conv": dict(model="conv")}
 
@@ -54,8 +53,8 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     data = load_dataset("mnist")
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), host: {platform.processor() or platform.machine()}, "
-          f"jax {jax.__version__}; batch 256, 60,000 MNIST digits, AE + probe per round")
+    print(machine())
+    print("batch 256, 60,000 MNIST digits, AE + probe per round")
     print(f"{'model':<15}{'compile s':>10}{'s/epoch':>10}{'samples/s':>12}{'GFLOP/epoch':>13}{'GFLOP/s':>9}")
     for name in args.models.split(","):
         r = bench(name, MODELS[name], args.epochs, data)

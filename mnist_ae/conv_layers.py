@@ -3,7 +3,7 @@
 Why not `nn.Conv` / `nn.ConvTranspose`: XLA:CPU runs the conv autoencoder's small strided
 convolutions slowly, and it computes a transposed convolution on a zero-dilated input (at stride 3,
 8 of every 9 multiplies are by zero). The same maths written as `patches @ kernel` trains the conv
-autoencoder about 3x faster there (README, `benchmarks/train_throughput.py`). The modules keep
+autoencoder about 5x faster there (README, `benchmarks/train_throughput.py`). The modules keep
 flax's class, parameter names, shapes, initialisation and kernel orientation, so parameters and
 checkpoints are interchangeable with the flax layers and the outputs match them (tests/test_models.py).
 """
