@@ -642,37 +642,33 @@ class WandbWriter(MetricWriter):
 # ----------------------------------------------------------------------------- combinators
 
 
-class MultiWriter(MetricWriter):
-    """Fans every call out to `writers` in order. With no writers it is a no-op writer."""
+class _Forwarding(MetricWriter):
+    """Every write_* call becomes `_dispatch(method_name, *args)`: for writers that pass calls on."""
 
-    def __init__(self, writers: Sequence[MetricWriter]):
-        self._writers = list(writers)
-
-    def _each(self, method: str, *args: Any) -> None:
-        for writer in self._writers:
-            getattr(writer, method)(*args)
+    def _dispatch(self, method: str, *args: Any) -> None:
+        raise NotImplementedError
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        self._each("write_scalars", step, scalars)
+        self._dispatch("write_scalars", step, scalars)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        self._each("write_images", step, images)
+        self._dispatch("write_images", step, images)
 
     def write_histograms(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
-        self._each("write_histograms", step, arrays)
+        self._dispatch("write_histograms", step, arrays)
 
     def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-        self._each("write_texts", step, texts)
+        self._dispatch("write_texts", step, texts)
 
     def write_hparams(
         self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
-        self._each("write_hparams", hparams, metrics)
+        self._dispatch("write_hparams", hparams, metrics)
 
     def write_confusion(
         self, step: int, name: str, counts: np.ndarray, class_names: Sequence[str]
     ) -> None:
-        self._each("write_confusion", step, name, counts, class_names)
+        self._dispatch("write_confusion", step, name, counts, class_names)
 
     def write_embeddings(
         self,
@@ -684,10 +680,22 @@ class MultiWriter(MetricWriter):
         metadata_header: Sequence[str] | None = None,
         metadata: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        self._each("write_embeddings", step, name, codes, labels, images, metadata_header, metadata)
+        self._dispatch("write_embeddings", step, name, codes, labels, images, metadata_header, metadata)
+
+
+
+class MultiWriter(_Forwarding):
+    """Fans every call out to `writers` in order. With no writers it is a no-op writer."""
+
+    def __init__(self, writers: Sequence[MetricWriter]):
+        self._writers = list(writers)
+
+    def _dispatch(self, method: str, *args: Any) -> None:
+        for writer in self._writers:
+            getattr(writer, method)(*args)
 
     def flush(self) -> None:
-        self._each("flush")
+        self._dispatch("flush")
 
     def close(self) -> None:
         """Closes every writer even if one fails, then re-raises the first error."""
@@ -701,7 +709,7 @@ class MultiWriter(MetricWriter):
             raise errors[0]
 
 
-class AsyncWriter(MetricWriter):
+class AsyncWriter(_Forwarding):
     """Runs a writer's calls in order on one background thread.
 
     Keeps slow I/O (PNG encoding, W&B tables, projector files) off the training loop. Given a
@@ -736,48 +744,14 @@ class AsyncWriter(MetricWriter):
         while self._pending and (wait or self._pending[0].done()):
             self._pending.popleft().result()
 
-    def _submit(self, method: str, *args: Any) -> None:
+    def _dispatch(self, method: str, *args: Any) -> None:
         self._settle(wait=False)
         if len(self._pending) >= self._max_pending:
             self._pending.popleft().result()
         self._pending.append(self._executor.submit(self._call, method, *args))
 
-    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        self._submit("write_scalars", step, scalars)
-
-    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        self._submit("write_images", step, images)
-
-    def write_histograms(self, step: int, arrays: Mapping[str, np.ndarray]) -> None:
-        self._submit("write_histograms", step, arrays)
-
-    def write_texts(self, step: int, texts: Mapping[str, str]) -> None:
-        self._submit("write_texts", step, texts)
-
-    def write_hparams(
-        self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
-    ) -> None:
-        self._submit("write_hparams", hparams, metrics)
-
-    def write_confusion(
-        self, step: int, name: str, counts: np.ndarray, class_names: Sequence[str]
-    ) -> None:
-        self._submit("write_confusion", step, name, counts, class_names)
-
-    def write_embeddings(
-        self,
-        step: int,
-        name: str,
-        codes: np.ndarray,
-        labels: Sequence[str],
-        images: np.ndarray | None,
-        metadata_header: Sequence[str] | None = None,
-        metadata: Sequence[Sequence[str]] | None = None,
-    ) -> None:
-        self._submit("write_embeddings", step, name, codes, labels, images, metadata_header, metadata)
-
     def flush(self) -> None:
-        self._submit("flush")
+        self._dispatch("flush")
         self._settle(wait=True)
 
     def close(self) -> None:
