@@ -87,7 +87,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
                                ).lower(states, data.train_x, data.train_y, masks).compile()
         for epoch in range(int(states.epoch[0]), config.epochs):
             t = time.perf_counter()
-            states, per_round = epoch_fn(states, data.train_x, data.train_y, masks)
+            with jax.transfer_guard("disallow"):  # no implicit host <-> device copies in an epoch
+                states, per_round = epoch_fn(states, data.train_x, data.train_y, masks)
             per_round = jax.device_get(per_round)
             seconds = time.perf_counter() - t
             reporter.add_time("train", seconds)

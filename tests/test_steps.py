@@ -98,6 +98,21 @@ def test_epoch_compiles_once(slice_):
     assert int(state.epoch) == 3
 
 
+def test_an_epoch_needs_no_implicit_transfer_and_host_data_is_refused(slice_):
+    """The dataset is device-resident and batches are gathered in jit: the guard that train.py
+    puts around every epoch lets the call through, and catches host data passed by mistake."""
+    config = tiny()
+    task = make_task(config)
+    state = init_state(task, 0)
+    epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size)).lower(
+        state, slice_[0], slice_[1]).compile()
+    with jax.transfer_guard("disallow"):
+        state, metrics = epoch(state, slice_[0], slice_[1])
+        with pytest.raises(Exception, match="[Dd]isallowed host-to-device transfer"):
+            epoch(state, np.asarray(slice_[0]), slice_[1])
+    chex.assert_tree_all_finite(metrics)
+
+
 def test_data_order_differs_per_epoch_and_is_reproducible(slice_):
     from mnist_ae.loop import epoch_indices
 
