@@ -32,7 +32,7 @@ def _member_writers(config: ml_collections.ConfigDict, workdir: Path, framework:
                     members: list[sweep.Member]) -> list[MetricWriter]:
     """Per member: its own TensorBoard dir / W&B run, plus tagged lines in the shared metrics.jsonl.
 
-    Like every writer, only the main process's write anything.
+    As with every writer, only the main process writes anything.
     """
     group = config.wandb_group or workdir.name
     main = parallel.is_main_process()
