@@ -81,10 +81,11 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
 
     config = run_config(workdir, cli_config)
     task = make_task(config)
-    data = load_data(config, parallel.make_mesh(1))
+    mesh = parallel.make_mesh(1)
+    data = load_data(config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-    try:
-        state = ckpt.restore(init_state(task, config.seed))
+    try:  # into an abstract target: nothing is initialised only to be overwritten
+        state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(task, config.seed), mesh))
     finally:
         ckpt.close()
     codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], data.test_x))

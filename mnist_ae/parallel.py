@@ -128,6 +128,12 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def replicated_abstract(make: Callable[[], Any], mesh: Mesh) -> Any:
+    """Shapes and dtypes of `make()` (traced, never run), replicated on the mesh: a restore target."""
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), jax.eval_shape(make))
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """[group, batch, ...] arrays split along the batch axis over "data"."""
     return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))

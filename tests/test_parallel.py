@@ -257,9 +257,7 @@ def worker_restore(out: Path) -> None:
 
     config = _config()
     mesh = parallel.make_mesh()
-    abstract = jax.eval_shape(lambda: init_state(make_task(config), config.seed))
-    target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=parallel.replicated(mesh)),
-                          abstract)
+    target = parallel.replicated_abstract(lambda: init_state(make_task(config), config.seed), mesh)
     facts = {}
     for name, directory in (("ckpt8", out / "ckpt8"), ("ckpt_multi", out / "multi_run" / "checkpoints")):
         ckpt = Checkpointer(directory, keep=1)
