@@ -60,8 +60,8 @@ def test_sliced_member_is_the_unpadded_model(slice_):
                                 small_task.classifier.apply(small.params["probe"], z_small), atol=1e-6)
 
 
-def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
-    config = sweep_config()
+def _sweep_and_single(config, slice_, i: int):
+    """Two epochs of the whole sweep (compiled once) and of member i's single run, same data order."""
     members = sweep.members(config)
     width = sweep.max_latent(config)
     task = make_task(config, latent_dim=width)
@@ -75,10 +75,8 @@ def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
     states = sweep.init_states(config, members, width)
     for _ in range(2):
         states, per_round = epoch(states)
-    chex.assert_shape(per_round["train/recon_mse"], (4, 2048 // config.batch_size))
-    i = 2  # latent 5, seed 0
-    single_config = sweep.member_config(config, members[i])
-    single_task = make_task(single_config)
+    chex.assert_shape(per_round["train/recon_mse"], (len(members), slice_[0].shape[0] // config.batch_size))
+    single_task = make_task(sweep.member_config(config, members[i]))
     single = init_state(single_task, members[i].seed)
     single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size))
     for _ in range(2):
@@ -86,10 +84,21 @@ def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
     member = sweep.slice_to(sweep.unstack(states, i), single)
     chex.assert_trees_all_close(member.params, single.params, atol=1e-5, rtol=1e-4)
     chex.assert_trees_all_close(per_round["train/recon_mse"][i], single_rounds["train/recon_mse"], rtol=1e-4)
-    # the padded units never moved
-    wide_member = sweep.unstack(states, 0)  # latent 2
+    return states
+
+
+def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
+    states = _sweep_and_single(sweep_config(), slice_, i=2)  # latent 5, seed 0
+    # the padded units of the latent-2 members never moved
+    wide_member = sweep.unstack(states, 0)
     chex.assert_trees_all_equal(wide_member.params["ae"]["params"]["encoder"]["Dense_2"]["kernel"][:, 2:],
                                 jnp.zeros((32, 3)))
+
+
+def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
+    """Vmapped conv layers are batched matmuls here (conv_layers.py), not grouped convolutions."""
+    config = sweep_config(model="conv", init="flax", latent_dims=(256,), learning_rates=(2e-3,))
+    _sweep_and_single(config, (slice_[0][:512], slice_[1][:512]), i=1)  # seed 1
 
 
 def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path):
