@@ -13,5 +13,4 @@ from mnist_ae.config import base_config
 def get_config():
     config = base_config()
     config.task = "sweep"
-    config.histogram_every_epochs = 0
     return config

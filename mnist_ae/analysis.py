@@ -41,9 +41,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from mnist_ae import plots
+from mnist_ae.config import MIN_ANALYSIS_POINTS, TSNE_BACKENDS
 from mnist_ae.pca import pca
 
-TSNE_BACKENDS = ("sklearn", "opentsne", "umap")
 TSNE_3D_POINTS = 2000
 TRUST_POINTS = 3000
 TRUST_NEIGHBORS = 5
@@ -129,9 +129,10 @@ def tsne(
     x_nl = np.ascontiguousarray(x_nl, dtype=np.float32)
     perplexity = float(min(perplexity, (len(x_nl) - 1) / 3))
     threads = threads or default_threads()
+    init = "pca" if x_nl.shape[1] >= dims else "random"  # PCA init needs as many input dims as output
     if backend == "sklearn":
         model = TSNE(
-            n_components=dims, perplexity=perplexity, max_iter=max_iter, init="pca",
+            n_components=dims, perplexity=perplexity, max_iter=max_iter, init=init,
             learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
         )
         with threadpool_limits(threads):
@@ -140,7 +141,7 @@ def tsne(
         open_tsne = _optional_module("openTSNE", backend)
         exaggeration_iter = min(250, max_iter // 2)
         embedding = open_tsne.TSNE(
-            n_components=dims, perplexity=perplexity, early_exaggeration_iter=exaggeration_iter,
+            n_components=dims, perplexity=perplexity, early_exaggeration_iter=exaggeration_iter, initialization=init,
             n_iter=max_iter - exaggeration_iter, random_state=seed, n_jobs=threads,
             negative_gradient_method="fft" if dims == 2 else "bh",  # FFT in 3-D is far slower
         ).fit(x_nl)
@@ -344,6 +345,9 @@ def run_analysis(
     codes_nl = np.asarray(codes, dtype=np.float32)
     if not np.isfinite(codes_nl).all():
         raise ValueError("run_analysis: codes contain NaN/inf (diverged model?)")
+    if min(len(codes_nl), subsample or len(codes_nl)) < MIN_ANALYSIS_POINTS:
+        raise ValueError(f"run_analysis: needs at least {MIN_ANALYSIS_POINTS} points, got {len(codes_nl)} "
+                         f"(subsample={subsample})")
     labels_n, images_nhw = np.asarray(labels, dtype=np.int64), np.asarray(images)
     keep = subsample_index(len(codes_nl), subsample or len(codes_nl), seed)
     codes_nl, labels_n, images_nhw = codes_nl[keep], labels_n[keep], images_nhw[keep]
@@ -425,7 +429,8 @@ def _embed_and_score(
     n, l = codes_nl.shape
     with _timed(timings_s, "pca"):
         pca_n3 = np.asarray(_pca(jnp.asarray(codes_nl), min(3, n, l)).projected)
-    coords_2d = {"pca": pca_n3[:, :2]}
+    # A 1-unit code has one principal axis: its 2-D view is that axis against a zero column.
+    coords_2d = {"pca": np.pad(pca_n3[:, :2], ((0, 0), (0, 2 - min(2, pca_n3.shape[1]))))}
     tsne_n3 = None
     if with_tsne:
         with _timed(timings_s, "tsne_2d"):
@@ -477,7 +482,7 @@ def _write_figures(
     pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
     figures = {
         "pca_2d": plots.scatter_2d(
-            pca_n3[:, :2], labels_n, class_names, f"PCA of codes ({n} points)",
+            scored.coords_2d["pca"], labels_n, class_names, f"PCA of codes ({n} points)",
             outdir / "pca_2d.png",
         ),
         "correlation": plots.correlation_heatmap(codes_nl, outdir / "correlation.png"),

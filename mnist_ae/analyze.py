@@ -22,7 +22,8 @@ from mnist_ae.config import ConfigError, FIELDS, base_config
 from mnist_ae.steps import encode, evaluate, init_state, make_task
 from mnist_ae.writers import MetricWriter
 
-ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")
+ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
+DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: the files may have moved
 
 
 def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -41,6 +42,7 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     config = base_config()
     config.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIELDS})
     config.update({k: cli_config[k] for k in ANALYSIS_KEYS})
+    config.update({k: cli_config[k] for k in DATA_KEYS if cli_config[k] != FIELDS[k][0]})
     return config
 
 

@@ -18,9 +18,17 @@ from mnist_ae.config import ConfigError
 
 # Keys that change the state's shapes or its meaning: a resume must match them exactly.
 # `epochs` is deliberately absent: raising it continues a finished run to the new end.
-STATE_KEYS = ("task", "model", "hidden", "latent_dim", "probe_hidden", "init", "seed", "dataset",
-              "train_limit", "batch_size", "ae_steps", "probe_steps", "learning_rate",
-              "probe_learning_rate", "weight_decay", "latent_dims", "seeds", "learning_rates")
+STATE_KEYS = ("task", "model", "hidden", "probe_hidden", "init", "dataset", "train_limit", "batch_size",
+              "ae_steps", "probe_steps", "probe_learning_rate", "weight_decay")
+RUN_KEYS = {"sweep": ("latent_dims", "seeds", "learning_rates")}  # a single run: latent_dim, seed, learning_rate
+
+
+def state_keys(task: str) -> tuple[str, ...]:
+    """The keys a resume of `task` must match; a sweep's members are set by its lists, a run by its values.
+
+    So an exported sweep member (a reconstruction checkpoint) resumes whatever sweep it came from.
+    """
+    return STATE_KEYS + RUN_KEYS.get(task, ("latent_dim", "seed", "learning_rate"))
 
 
 def _jsonable(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -49,7 +57,7 @@ class Checkpointer:
     def check_fits(self, config: ml_collections.ConfigDict) -> None:
         """Refuse, in one line, a config that differs from the checkpoint's in a state key."""
         saved, wanted = self.saved_config(), _jsonable(config)
-        for key in STATE_KEYS:
+        for key in state_keys(saved.get("task", "")):
             if saved.get(key) != wanted.get(key):
                 raise ConfigError(
                     f"the checkpoint in {self.directory} was written with {key}={saved.get(key)!r} but "
@@ -61,9 +69,6 @@ class Checkpointer:
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
         return self._manager.restore(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(target)))["state"]
-
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
 
     def close(self) -> None:
         """Waits for pending saves; async save errors surface here."""

@@ -6,10 +6,13 @@ unwritable workdir) end with one line on stderr and exit status 2, before any co
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
+import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -19,7 +22,8 @@ from mnist_ae.config import FIELDS
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
-flags.DEFINE_string("task", "reconstruction", "; ".join(f"{k}: {v}" for k, v in TASKS.items()))
+flags.DEFINE_string("task", "reconstruction", "default: the config file's task, else reconstruction. "
+                    + "; ".join(f"{k}: {v}" for k, v in TASKS.items()))
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
@@ -56,10 +60,39 @@ def prepare_argv(argv: list[str]) -> list[str]:
             key = match.group(1)
             raise UsageError(f"unknown config key {key!r}: did you mean {closest_key(key)!r}? "
                              "(--config.help lists every key)")
-    if _flag_value(argv, "config") is None:
+    config_file = _flag_value(argv, "config")
+    if config_file is None:
         # Before the overrides: config_flags registers `--config.KEY` when it parses `--config`.
         argv = [argv[0], f"--config={EXPERIMENTS / (task + '.py')}", *argv[1:]]
+    elif not Path(config_file).is_file():
+        raise UsageError(f"config file {config_file} does not exist: pass an experiment file, e.g. "
+                         "experiments/latent3.py (python launch.py --list shows them all)")
     return argv
+
+
+def parse_flags(argv: list[str]) -> None:
+    """absl parses the flags and loads the config file; every failure becomes one line."""
+    try:
+        flags.FLAGS(argv)
+    except flags.Error as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    except Exception as e:  # noqa: BLE001 - the config file is user code: say which and why, in one line
+        cause = e.__cause__ or e
+        raise UsageError(f"the config file {_flag_value(argv, 'config')} failed to load: "
+                         f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
+
+
+def resolve_task(config: Any, task_flag: str, task_given: bool, config_given: bool) -> str:
+    """`--task` if given, else the config's; a config file or `--config.task` naming another task is refused."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UsageError(f"get_config() returned a {type(config).__name__}; it must return an "
+                         "ml_collections.ConfigDict (start from mnist_ae.config.base_config())")
+    if not task_given:
+        return config.task
+    if config_given and config.task != task_flag:
+        raise UsageError(f"--task {task_flag} but the config's task is {config.task!r}: drop one of them, or "
+                         f"pass a {task_flag} config (python launch.py --list)")
+    return task_flag
 
 
 def usage() -> str:
@@ -101,12 +134,18 @@ def run_task(config, workdir: Path, framework: str, quiet: bool = False) -> None
         run_analyze(config, workdir, framework)
 
 
-def _main() -> None:
-    config = flags.FLAGS.config
-    config.task = flags.FLAGS.task
-    framework = flags.FLAGS.log_framework
+def check_log_framework(framework: str) -> str:
     if framework not in LOG_FRAMEWORKS:
         raise UsageError(f"unknown --log_framework {framework!r}: choose one of {', '.join(LOG_FRAMEWORKS)}")
+    if framework in ("wandb", "both") and importlib.util.find_spec("wandb") is None:
+        raise UsageError(f"--log_framework {framework} needs the wandb package: pip install -e '.[wandb]'")
+    return framework
+
+
+def _main(config_given: bool) -> None:
+    config = flags.FLAGS.config
+    config.task = resolve_task(config, flags.FLAGS.task, bool(flags.FLAGS["task"].present), config_given)
+    framework = check_log_framework(flags.FLAGS.log_framework)
     validate(config)
     workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
     from mnist_ae.progress import configure_logging  # noqa: PLC0415
@@ -123,9 +162,6 @@ def main() -> None:
     if "--help" in argv or "-h" in argv:
         print(usage())
         return
-    if "--list" in argv:
-        print(list_experiments())
-        return
     if "--config.help" in argv:
         print("config keys (override with --config.KEY=VALUE):\n" + help_text())
         return
@@ -133,12 +169,13 @@ def main() -> None:
     from mnist_ae.train import TrainingDiverged  # noqa: PLC0415
 
     try:
+        config_given = any(_flag_value(argv, name) is not None for name in ("config", "config.task"))
         argv = prepare_argv(argv)
-        try:
-            flags.FLAGS(argv)
-        except flags.Error as e:
-            raise UsageError(str(e).splitlines()[0]) from None
-        _main()
+        parse_flags(argv)
+        if flags.FLAGS.list:
+            print(list_experiments())
+            return
+        _main(config_given)
     except (UsageError, ConfigError, DataError) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)

@@ -8,6 +8,7 @@ a typo costs a second, not an epoch.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ TASKS = {
     "analyze": "PCA, t-SNE, figures and quality numbers for the codes of a finished run",
 }
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
+TSNE_BACKENDS = {"sklearn": "sklearn", "opentsne": "openTSNE", "umap": "umap"}  # backend -> module it needs
+TEST_SET_SIZE = 10_000  # MNIST and Fashion-MNIST
+MIN_ANALYSIS_POINTS = 100  # kNN, logistic regression on a split, trustworthiness need a few per class
 
 # key: (default, meaning). The single source for defaults, `--config.help` and validation.
 FIELDS: dict[str, tuple[Any, str]] = {
@@ -54,12 +58,12 @@ FIELDS: dict[str, tuple[Any, str]] = {
     "checkpoint_every_epochs": (1, "save a checkpoint every N epochs (and at the end)"),
     "keep_checkpoints": (3, "keep the last K checkpoints"),
     "grid_digits": (10, "test digits in the reconstruction grid"),
-    "histogram_every_epochs": (1, "code/weight histograms every N epochs (0 = never)"),
+    "histogram_every_epochs": (1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
     "projector_every_evals": (0, "TensorBoard projector every N evals (0 = only at the end)"),
     "projector_points": (2000, "test codes in the TensorBoard projector"),
     # analysis
     "analyze_at_end": (True, "run the embedding analysis at the end of a reconstruction run"),
-    "tsne_backend": ("sklearn", "sklearn | opentsne (extra: tsne)"),
+    "tsne_backend": ("sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
     "analysis_subsample": (5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
                                  "5000 to keep runs short, experiments/analyze.py uses all"),
     # W&B
@@ -138,14 +142,23 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample",
                  "histogram_every_epochs", "projector_every_evals"):
         _check(config[name] >= 0, f"{name}={config[name]}: must be >= 0 (0 = default)")
-    _check(config.tsne_backend in ("sklearn", "opentsne"),
-           f"tsne_backend={config.tsne_backend!r}: use sklearn or opentsne")
+    _check(config.tsne_backend in TSNE_BACKENDS,
+           f"tsne_backend={config.tsne_backend!r}: use one of {', '.join(TSNE_BACKENDS)}")
+    module = TSNE_BACKENDS[config.tsne_backend]
+    _check(importlib.util.find_spec(module) is not None,
+           f"tsne_backend={config.tsne_backend} needs the {module} package: pip install -e '.[tsne]'")
+    if config.task == "analyze" or (config.task == "reconstruction" and config.analyze_at_end):
+        analysed = min(config.test_limit or TEST_SET_SIZE, config.analysis_subsample or TEST_SET_SIZE)
+        _check(analysed >= MIN_ANALYSIS_POINTS,
+               f"the analysis would see {analysed} test codes (test_limit={config.test_limit}, analysis_subsample="
+               f"{config.analysis_subsample}); it needs >= {MIN_ANALYSIS_POINTS}: raise them or set "
+               "--config.analyze_at_end=False")
     if config.task == "sweep":
         _positive_ints("latent_dims", config.latent_dims)
         _check(len(config.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in config.seeds),
                f"seeds={config.seeds!r}: give non-negative integers, e.g. --config.seeds=0,1,2")
-        _check(all(lr > 0 for lr in config.learning_rates),
-               f"learning_rates={config.learning_rates!r}: every learning rate must be positive")
+        _check(len(config.learning_rates) > 0 and all(lr > 0 for lr in config.learning_rates),
+               f"learning_rates={config.learning_rates!r}: give one or more positive rates, e.g. 1e-3,3e-3")
         _check(config.model == "mlp" or tuple(config.latent_dims) == (256,),
                "a conv sweep has the fixed 256-unit code: set --config.latent_dims=256 and sweep "
                "seeds and learning_rates")

@@ -5,7 +5,8 @@ convolutions slowly, and it computes a transposed convolution on a zero-dilated 
 8 of every 9 multiplies are by zero). The same maths written as `patches @ kernel` trains the conv
 autoencoder about 5x faster there (README, `benchmarks/train_throughput.py`). The modules keep
 flax's class, parameter names, shapes, initialisation and kernel orientation, so parameters and
-checkpoints are interchangeable with the flax layers and the outputs match them (tests/test_models.py).
+checkpoints are interchangeable with the flax layers, and the outputs match theirs
+(tests/test_conv_layers.py).
 """
 
 from __future__ import annotations

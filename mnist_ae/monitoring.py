@@ -35,7 +35,12 @@ def open_writer(config: ml_collections.ConfigDict, workdir: Path, log_framework:
         log_framework, workdir / subdir if subdir else workdir, config=config.to_dict(),
         wandb_project=config.wandb_project, wandb_entity=config.wandb_entity or None,
         run_name=run_name or config.run_name or workdir.name, group=group or config.wandb_group or None,
-        tags=tuple(config.wandb_tags), jsonl_tags=jsonl_tags)
+        tags=split_tags(config.wandb_tags), jsonl_tags=jsonl_tags)
+
+
+def split_tags(values: Any) -> tuple[str, ...]:
+    """`--config.wandb_tags=baseline,mlp` arrives as the one string 'baseline,mlp': split it."""
+    return tuple(tag.strip() for value in values for tag in str(value).split(",") if tag.strip())
 
 
 def scalars(metrics: Mapping[str, np.ndarray]) -> dict[str, float]:

@@ -24,7 +24,7 @@ from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.loop import rounds_per_epoch
 from mnist_ae.steps import init_state, make_task, reconstruct
 from mnist_ae.progress import Reporter
-from mnist_ae.train import check_finite, load_data, summary_paths, window_means
+from mnist_ae.train import check_finite, load_data, summary_paths, warn_if_finished, window_means
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
@@ -63,6 +63,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     reporter = Reporter(total_epochs=config.epochs, rounds_per_epoch=num_rounds, start_epoch=int(states.epoch[0]),
                         quiet=quiet or not parallel.is_main_process(), title=f"sweep of {len(members)}")
     reporter.add_time("data", data_s)
+    warn_if_finished(reporter, workdir, int(states.epoch[0]), config.epochs)
     writers = _member_writers(config, workdir, log_framework, members)
     evaluate = jax.jit(functools.partial(sweep.sweep_evaluate, task), out_shardings=parallel.replicated(mesh))
 

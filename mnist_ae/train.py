@@ -145,6 +145,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework
                         quiet=quiet or not parallel.is_main_process(),
                         rounds_per_epoch=rounds_per_epoch(task, data.train_x.shape[0], config.batch_size))
     reporter.add_time("data", data_s)
+    warn_if_finished(reporter, workdir, int(state.epoch), config.epochs)
     writer = monitoring.open_writer(config, workdir, log_framework)
     run = Run(config, workdir, mesh, task, data, writer, ckpt, reporter)
     try:
@@ -157,12 +158,20 @@ def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework
     return final
 
 
+def warn_if_finished(reporter: Reporter, workdir: Path, epoch: int, epochs: int) -> None:
+    """A rerun of a finished run trains nothing: say so, and how to continue it."""
+    if epoch >= epochs:
+        reporter.warn(f"{workdir} is already trained to epoch {epoch} (epochs={epochs}): nothing to train, "
+                      "reporting its final numbers; raise --config.epochs to continue it")
+
+
 def _train(run: Run, state: TrainState) -> dict[str, float]:
     config, data, reporter = run.config, run.data, run.reporter
     num_rounds = rounds_per_epoch(run.task, data.train_x.shape[0], config.batch_size)
     if int(state.epoch) == 0:
         monitoring.log_model_summary(run.writer, state.params)
         _log_eval(run, state, run.evaluate(state))
+        _log_histograms(run, state)
     with reporter.phase("compiling"):
         compiled = run.compiled_epoch.lower(state, data.train_x, data.train_y).compile()
     metrics = {}
@@ -186,6 +195,7 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
             metrics = run.evaluate(state)
             _log_eval(run, state, metrics)
             shown.update(monitoring.scalars(metrics))
+        _log_histograms(run, state)
         if (epoch + 1) % config.checkpoint_every_epochs == 0 or last:
             t = time.perf_counter()
             run.ckpt.save(epoch + 1, state, config)
@@ -209,27 +219,28 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
 
 
 def _log_eval(run: Run, state: TrainState, metrics: dict[str, np.ndarray]) -> None:
-    """Scalars, confusion, reconstruction grid, histograms and (every N evals) the projector."""
+    """Scalars, confusion, reconstruction grid and (every N evals) the projector."""
     config, writer = run.config, run.writer
     step, epoch = int(state.step), int(state.epoch)
     writer.write_scalars(step, {"epoch": epoch, **monitoring.scalars(metrics)})
     confusion = "test/confusion" if run.task.autoencoder is None else "test/probe_confusion"
     writer.write_confusion(step, confusion, metrics[confusion], run.data.class_names)
-    histograms = config.histogram_every_epochs and epoch % config.histogram_every_epochs == 0
-    codes = None
     if run.task.autoencoder is not None:
         recon = np.asarray(run.reconstruct(state.params["ae"], jnp.asarray(run.data.grid_x)))
         if parallel.is_main_process():  # the PNG is written directly, not through the writer
             monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
                                            run.workdir)
         evals_done = epoch // config.eval_every_epochs
-        projector = config.projector_every_evals and evals_done and evals_done % config.projector_every_evals == 0
-        if histograms or projector:
-            codes = run.test_codes(state)
-        if projector:
-            _log_projector(run, state, codes)
-    if histograms:
-        monitoring.log_histograms(writer, step, codes, state.params)
+        if config.projector_every_evals and evals_done and evals_done % config.projector_every_evals == 0:
+            _log_projector(run, state, run.test_codes(state))
+
+
+def _log_histograms(run: Run, state: TrainState) -> None:
+    """Test-code and weight histograms, every `histogram_every_epochs` epochs (step 0 included)."""
+    every, epoch = run.config.histogram_every_epochs, int(state.epoch)
+    if every and epoch % every == 0:
+        codes = run.test_codes(state) if run.task.autoencoder is not None else None
+        monitoring.log_histograms(run.writer, int(state.step), codes, state.params)
 
 
 def _log_projector(run: Run, state: TrainState, codes_nl: np.ndarray) -> None:

@@ -208,3 +208,24 @@ def test_plots_cap_wide_codes_and_line_plot(tmp_path):
     series = {"knn5": ([0.8, 0.9, 0.95], [0.01, 0.02, 0.01]), "probe": ([0.7, 0.85, 0.9], [0] * 3)}
     path = tmp_path / "line.png"
     assert_png(plots.line_plot([2, 8, 32], series, "latent size", "accuracy", path, logx=True))
+
+
+@pytest.mark.parametrize("latent", [1, 2])
+def test_run_analysis_handles_codes_narrower_than_the_projections(tmp_path, digits, latent):
+    """Latent 1 and 2 (the seed tutorial's smallest sweep member): t-SNE starts at random instead
+    of PCA, and a 1-unit code's PCA view is its one axis against zeros."""
+    images, labels, class_names = digits[0][:150], digits[1][:150], digits[2]
+    result = analysis.run_analysis(fake_codes(images, latent), labels, images, class_names, tmp_path,
+                                   raw_baseline=False)
+    chex.assert_shape((result.coords_2d["pca"], result.coords_2d["tsne"]), ((150, 2), (150, 2)))
+    chex.assert_tree_all_finite(result.coords_2d)
+    assert ("pca_3d" in result.figures) is False and {"pca_2d", "tsne_2d", "tsne_3d"} <= set(result.figures)
+    if latent == 1:
+        np.testing.assert_array_equal(result.coords_2d["pca"][:, 1], 0.0)
+    assert 0.0 <= result.metrics["codes"]["trustworthiness"] <= 1.0
+
+
+def test_run_analysis_refuses_too_few_points(tmp_path, digits):
+    images, labels, class_names = digits[0][:60], digits[1][:60], digits[2]
+    with pytest.raises(ValueError, match=f"at least {analysis.MIN_ANALYSIS_POINTS} points"):
+        analysis.run_analysis(fake_codes(images), labels, images, class_names, tmp_path)

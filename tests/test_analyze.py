@@ -29,3 +29,20 @@ def test_analyze_task_reproduces_end_of_training_numbers(tmp_path):
 def test_analyze_without_a_checkpoint_says_what_to_do(tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint in .*train first"):
         run_analyze(base_config(), tmp_path, "none")
+
+
+def test_analyze_takes_the_data_location_from_the_command_line_only_when_given(tmp_path):
+    from mnist_ae.analyze import run_config
+    from mnist_ae.checkpoint import Checkpointer
+    from mnist_ae.steps import init_state, make_task
+
+    trained = tiny(data_dir=str(tmp_path / "moved_away"))
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
+    ckpt.save(1, init_state(make_task(trained), 0), trained)
+    ckpt.close()
+    cli = base_config()
+    cli.task = "analyze"
+    assert run_config(tmp_path, cli).data_dir == str(tmp_path / "moved_away")  # not given: the run's own
+    cli.data_dir = "data/mnist"
+    config = run_config(tmp_path, cli)
+    assert config.data_dir == "data/mnist" and config.latent_dim == trained.latent_dim

@@ -23,9 +23,9 @@ def test_round_trip_restores_every_leaf(tmp_path):
     state = init_state(make_task(config), 3)
     ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
     ckpt.save(1, state, config)
-    ckpt.wait()
-    restored = Checkpointer(tmp_path / "ckpt", keep=2).restore(init_state(make_task(config), 0))
-    chex.assert_trees_all_equal(restored, state)
+    ckpt.close()  # waits for the asynchronous save
+    ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
+    chex.assert_trees_all_equal(ckpt.restore(init_state(make_task(config), 0)), state)
     assert ckpt.saved_config()["latent_dim"] == config.latent_dim
     ckpt.close()
 
@@ -52,6 +52,15 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(tmp_path):
     assert evals[-1]["test/recon_mse"] == pytest.approx(resumed_metrics["test/recon_mse"])
 
 
+def test_rerunning_a_finished_run_warns_and_reports_the_same_numbers(tmp_path, capsys):
+    first = run_training(tiny(epochs=1), tmp_path, "none", quiet=True)
+    capsys.readouterr()
+    again = run_training(tiny(epochs=1), tmp_path, "none", quiet=True)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "already trained to epoch 1 (epochs=1)" in err and "--config.epochs" in err
+    assert again["test/recon_mse"] == pytest.approx(first["test/recon_mse"], rel=1e-6)
+
+
 def test_keeps_only_the_last_k_checkpoints(tmp_path):
     run_training(tiny(epochs=4, keep_checkpoints=2), tmp_path, "none")
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3, 4]
@@ -61,6 +70,27 @@ def test_a_config_that_does_not_fit_the_checkpoint_is_refused(tmp_path):
     run_training(tiny(epochs=1), tmp_path, "none")
     with pytest.raises(ConfigError, match="latent_dim=8 but the config has latent_dim=4"):
         run_training(tiny(epochs=2, latent_dim=4), tmp_path, "none")
+
+
+def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
+    """An exported sweep member is a reconstruction checkpoint whose config still carries the sweep's
+    lists; resuming it as a single run must not compare them (nor a sweep the single-run values)."""
+    ckpt = Checkpointer(tmp_path / "run", keep=1)
+    member = tiny(latent_dims=(3, 5), seeds=(0, 1))
+    ckpt.save(1, init_state(make_task(member), 0), member)
+    ckpt.close()
+    ckpt = Checkpointer(tmp_path / "run", keep=1)
+    ckpt.check_fits(tiny())  # other sweep lists: fine for a single run
+    with pytest.raises(ConfigError, match="seed=0 but the config has seed=1"):
+        ckpt.check_fits(tiny(seed=1))
+    ckpt.close()
+    sweep = tiny(task="sweep", latent_dims=(3, 5))
+    ckpt = Checkpointer(tmp_path / "sweep", keep=1)
+    ckpt.save(1, init_state(make_task(sweep), 0), sweep)
+    ckpt.check_fits(tiny(task="sweep", latent_dims=(3, 5), latent_dim=2, seed=4))  # single-run values: ignored
+    with pytest.raises(ConfigError, match=r"latent_dims=\[3, 5\] but the config has latent_dims=\[3, 6\]"):
+        ckpt.check_fits(tiny(task="sweep", latent_dims=(3, 6)))
+    ckpt.close()
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -51,9 +51,17 @@ def test_launch_writes_metrics_and_checkpoints(tmp_path):
     (["--workdir", "/proc/forbidden/run"], "pass a writable --workdir"),
     (["--log_framework", "tensorbored"], "unknown --log_framework"),
     (["--config.data_dir=/nonexistent"], "/nonexistent"),
+    (["--config", "experiments/nope.py"], "config file experiments/nope.py does not exist"),
+    (["--config", "BAD_SYNTAX"], "failed to load: SyntaxError"),
+    (["--task", "sweep", "--config", "experiments/classification.py"], "the config's task is 'classification'"),
+    (["--config.test_limit=50"], "the analysis would see 50 test codes"),
+    (["--task", "sweep", "--config.learning_rates=()"], "give one or more positive rates"),
 ])
 def test_bad_input_fails_with_one_line_and_no_traceback(tmp_path, args, message):
     workdir = [] if "--workdir" in args else ["--workdir", str(tmp_path / "run")]
+    if "BAD_SYNTAX" in args:
+        (tmp_path / "bad.py").write_text("def get_config(:\n")
+        args = [str(tmp_path / "bad.py") if a == "BAD_SYNTAX" else a for a in args]
     result = launch(*workdir, *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -83,3 +91,36 @@ def test_help_and_list_name_every_task_and_experiment():
     assert listing.count("$ python launch.py") == len(list((REPO / "experiments").glob("*.py")))
     keys = launch("--config.help").stdout
     assert re.search(r"latent_dim\s+64\s", keys)
+
+
+def test_the_task_comes_from_the_config_unless_given_and_a_mismatch_is_refused():
+    from mnist_ae.cli import UsageError, resolve_task
+    from mnist_ae.config import base_config
+
+    classification = base_config()
+    classification.task = "classification"
+    assert resolve_task(classification, "reconstruction", task_given=False, config_given=True) == "classification"
+    assert resolve_task(base_config(), "sweep", task_given=True, config_given=False) == "sweep"
+    with pytest.raises(UsageError, match="--task sweep but the config's task is 'classification'"):
+        resolve_task(classification, "sweep", task_given=True, config_given=True)
+    with pytest.raises(UsageError, match="must return an ml_collections.ConfigDict"):
+        resolve_task(3, "reconstruction", task_given=False, config_given=True)
+
+
+def test_missing_optional_packages_are_config_errors(monkeypatch):
+    import importlib.util
+
+    from mnist_ae.config import ConfigError, base_config, validate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openTSNE" else real(name, *a))
+    config = base_config()
+    config.tsne_backend = "opentsne"
+    with pytest.raises(ConfigError, match=r"needs the openTSNE package: pip install -e '\.\[tsne\]'"):
+        validate(config)
+    from mnist_ae.cli import UsageError, check_log_framework
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    assert check_log_framework("tensorboard") == "tensorboard"
+    with pytest.raises(UsageError, match=r"--log_framework both needs the wandb package: pip install -e '\.\[wandb\]'"):
+        check_log_framework("both")

@@ -266,3 +266,22 @@ def test_tensorboard_server_serves_the_run(run, tmp_path):
             server.kill()
             server.wait(timeout=10)
         log.close()
+
+
+def test_wandb_tags_from_the_command_line_are_split_on_commas():
+    from mnist_ae.monitoring import split_tags
+
+    assert split_tags(("baseline,mlp",)) == ("baseline", "mlp")  # what --config.wandb_tags=baseline,mlp gives
+    assert split_tags(("a", " b , c", "")) == ("a", "b", "c")
+    assert split_tags(()) == ()
+
+
+def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
+    from mnist_ae.train import run_training
+
+    config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=1)
+    run_training(config, tmp_path, "tensorboard", quiet=True)
+    rounds = config.train_limit // config.batch_size
+    acc = _accumulator(tmp_path / "tb")
+    assert [e.step for e in acc.Histograms("code/dim_000")] == [0, rounds, 2 * rounds, 3 * rounds]
+    assert [e.step for e in acc.Scalars("test/recon_mse")] == [0, 2 * rounds, 3 * rounds]  # evals: 2 and the end
