@@ -72,6 +72,11 @@ class AnalysisResult(NamedTuple):
     coords_2d: dict[str, np.ndarray]  # "pca", "tsne" -> [N, 2]
     index_n: np.ndarray  # which input rows the N analysed points are (all, or the subsample)
 
+    def summary(self) -> dict[str, float]:
+        """The headline numbers for an end-of-run summary, named as they are logged."""
+        codes = self.metrics["codes"]
+        return {f"analysis/{k}": codes[k] for k in ("knn5_accuracy", "trustworthiness") if k in codes}
+
 
 def subsample_index(n: int, cap: int, seed: int) -> np.ndarray:
     """Sorted indices of a fixed, seeded subset of min(n, cap) of n points (all if n <= cap).

@@ -18,6 +18,7 @@ import numpy as np
 
 from mnist_ae import analysis, monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.progress import Reporter
 from mnist_ae.config import ConfigError, FIELDS, base_config
 from mnist_ae.steps import encode, evaluate, init_state, make_task
 from mnist_ae.writers import MetricWriter
@@ -77,22 +78,32 @@ def _png(path: Path) -> np.ndarray:
     return (image[..., :3] * 255).astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
 
 
-def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str) -> dict[str, Any]:
+def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
+                quiet: bool = False) -> dict[str, Any]:
     """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
-    from mnist_ae.train import load_data  # noqa: PLC0415  (avoids a cycle: train calls analyze_codes)
+    from mnist_ae.train import ANALYSIS_PHASE, load_data  # noqa: PLC0415  (a cycle: train calls analyze_codes)
 
     config = run_config(workdir, cli_config)
     task = make_task(config)
     mesh = parallel.make_mesh(1)
-    data = load_data(config, mesh)
+    reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
+    with reporter.phase("data"):
+        data = load_data(config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     try:  # into an abstract target: nothing is initialised only to be overwritten
-        state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(task, config.seed), mesh))
+        with reporter.phase("checkpoint"):
+            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(task, config.seed), mesh))
     finally:
         ckpt.close()
-    codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], data.test_x))
-    metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, data.test_x, data.test_y))
-    with monitoring.open_writer(config, workdir, log_framework) as writer:
-        result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir, writer,
-                               int(state.step))
+    with reporter.phase("encoding and evaluating the test set"):
+        codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], data.test_x))
+        metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, data.test_x, data.test_y))
+    try:
+        with monitoring.open_writer(config, workdir, log_framework) as writer, reporter.phase(ANALYSIS_PHASE):
+            result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir,
+                                   writer, int(state.step))
+    finally:
+        reporter.close()
+    reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,
+                     paths={"analysis": workdir / "analysis", "metrics.json": workdir / "analysis" / "metrics.json"})
     return result.metrics

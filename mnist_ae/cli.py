@@ -131,7 +131,7 @@ def run_task(config, workdir: Path, framework: str, quiet: bool = False) -> None
     else:
         from mnist_ae.analyze import run_analyze  # noqa: PLC0415
 
-        run_analyze(config, workdir, framework)
+        run_analyze(config, workdir, framework, quiet)
 
 
 def check_log_framework(framework: str) -> str:

@@ -31,7 +31,8 @@ from rich.text import Text
 
 # Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
 LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/probe_accuracy", "test/accuracy")
-FINAL_METRICS = ("test/recon_mse", "test/probe_accuracy", "test/accuracy")
+FINAL_METRICS = ("test/recon_mse", "test/probe_accuracy", "test/accuracy", "analysis/knn5_accuracy",
+                 "analysis/trustworthiness")
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
 PLAIN_WIDTH = 10_000
 # Third-party loggers that `configure_logging` takes off the terminal (plus the root logger).
@@ -80,7 +81,10 @@ def _is_main_process() -> bool:
 
 
 class Reporter:
-    """Progress of one run (or one sweep) on `stream`: a live bar on a terminal, log lines elsewhere."""
+    """Progress of one run (or one sweep) on `stream`: a live bar on a terminal, log lines elsewhere.
+
+    With `total_epochs=0` (`--task analyze`) there is no bar, only the timed phases and the summary.
+    """
 
     def __init__(self, *, total_epochs: int, rounds_per_epoch: int, start_epoch: int = 0, quiet: bool = False,
                  stream: TextIO | None = None, is_main: bool | None = None, title: str = "train"):
@@ -123,7 +127,8 @@ class Reporter:
             return False
         if self._live is None:
             # stderr is redirected above the display only when it is the terminal too.
-            self._live = Live(Group(self._bar, self._metrics_line, self._spinners), console=self.console,
+            shown = (self._spinners,) if self.total_epochs == 0 else (self._bar, self._metrics_line, self._spinners)
+            self._live = Live(Group(*shown), console=self.console,
                               refresh_per_second=8, redirect_stderr=sys.stderr.isatty())
             self._live.start()
         return True

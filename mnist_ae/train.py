@@ -158,6 +158,9 @@ def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework
     return final
 
 
+ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"
+
+
 def warn_if_finished(reporter: Reporter, workdir: Path, epoch: int, epochs: int) -> None:
     """A rerun of a finished run trains nothing: say so, and how to continue it."""
     if epoch >= epochs:
@@ -211,9 +214,10 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
         if config.analyze_at_end and parallel.is_main_process():
             from mnist_ae.analyze import analyze_codes  # noqa: PLC0415  (sklearn loads only when needed)
 
-            with reporter.phase("analysis (PCA, t-SNE, quality numbers)"):
-                analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, run.workdir,
-                              run.writer, int(state.step))
+            with reporter.phase(ANALYSIS_PHASE):
+                result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names,
+                                       run.workdir, run.writer, int(state.step))
+            final.update(result.summary())
     run.writer.flush()
     return final
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -13,12 +14,19 @@ from mnist_ae.train import run_training
 from conftest import tiny
 
 
-def test_analyze_task_reproduces_end_of_training_numbers(tmp_path):
-    run_training(tiny(epochs=1, test_limit=300, analyze_at_end=True), tmp_path, "none")
+def test_analyze_task_reproduces_end_of_training_numbers(tmp_path, capsys):
+    final = run_training(tiny(epochs=1, test_limit=300, analyze_at_end=True), tmp_path, "none", quiet=True)
     at_end = json.loads((tmp_path / "analysis" / "metrics.json").read_text())
+    assert final["analysis/knn5_accuracy"] == at_end["codes"]["knn5_accuracy"]  # in the end-of-run summary
+    capsys.readouterr()
     cli = base_config()
     cli.task = "analyze"
     again = run_analyze(cli, tmp_path, "none")
+    out = capsys.readouterr().out  # timed phases, then a summary with the headline numbers and paths
+    assert "analysis (PCA, t-SNE, quality numbers) ... " in out and "encoding and evaluating the test set" in out
+    shown = dict(re.findall(r"^\s+(analysis/\S+)\s+([0-9.]+)\s*$", out, re.M))
+    assert float(shown["analysis/knn5_accuracy"]) == pytest.approx(again["codes"]["knn5_accuracy"], abs=1e-3)
+    assert str(tmp_path / "analysis" / "metrics.json") in out
     for key in ("knn5_accuracy", "logreg_accuracy", "pca_explained_variance_2", "probe_accuracy", "trustworthiness"):
         assert again["codes"][key] == pytest.approx(at_end["codes"][key], abs=1e-6), key
         assert 0.0 <= again["codes"][key] <= 1.0
