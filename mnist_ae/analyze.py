@@ -19,7 +19,7 @@ import numpy as np
 from mnist_ae import analysis, monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.progress import Reporter
-from mnist_ae.config import ConfigError, FIELDS, base_config
+from mnist_ae.config import ConfigError, FIELDS, base_config, check_analysis_points
 from mnist_ae.steps import encode, evaluate, init_state, make_task
 from mnist_ae.writers import MetricWriter
 
@@ -44,6 +44,7 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     config.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIELDS})
     config.update({k: cli_config[k] for k in ANALYSIS_KEYS})
     config.update({k: cli_config[k] for k in DATA_KEYS if cli_config[k] != FIELDS[k][0]})
+    check_analysis_points(config)  # the run's test_limit with the command line's analysis_subsample
     return config
 
 

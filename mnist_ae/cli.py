@@ -84,9 +84,11 @@ def parse_flags(argv: list[str]) -> None:
 
 def resolve_task(config: Any, task_flag: str, task_given: bool, config_given: bool) -> str:
     """`--task` if given, else the config's; a config file or `--config.task` naming another task is refused."""
-    if not isinstance(config, ml_collections.ConfigDict):
-        raise UsageError(f"get_config() returned a {type(config).__name__}; it must return an "
-                         "ml_collections.ConfigDict (start from mnist_ae.config.base_config())")
+    if not isinstance(config, ml_collections.ConfigDict) or "task" not in config:
+        what = "a ConfigDict without 'task'" if isinstance(config, ml_collections.ConfigDict) else \
+            f"a {type(config).__name__}"
+        raise UsageError(f"get_config() returned {what}; it must return the full config: start from "
+                         "mnist_ae.config.base_config()")
     if not task_given:
         return config.task
     if config_given and config.task != task_flag:
@@ -167,6 +169,7 @@ def main() -> None:
         return
     from mnist_ae.data import DataError  # noqa: PLC0415
     from mnist_ae.train import TrainingDiverged  # noqa: PLC0415
+    from mnist_ae.writers import WriterError  # noqa: PLC0415
 
     try:
         config_given = any(_flag_value(argv, name) is not None for name in ("config", "config.task"))
@@ -176,7 +179,7 @@ def main() -> None:
             print(list_experiments())
             return
         _main(config_given)
-    except (UsageError, ConfigError, DataError) as e:
+    except (UsageError, ConfigError, DataError, WriterError) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
     except TrainingDiverged as e:

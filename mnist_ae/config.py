@@ -147,12 +147,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     module = TSNE_BACKENDS[config.tsne_backend]
     _check(importlib.util.find_spec(module) is not None,
            f"tsne_backend={config.tsne_backend} needs the {module} package: pip install -e '.[tsne]'")
-    if config.task == "analyze" or (config.task == "reconstruction" and config.analyze_at_end):
-        analysed = min(config.test_limit or TEST_SET_SIZE, config.analysis_subsample or TEST_SET_SIZE)
-        _check(analysed >= MIN_ANALYSIS_POINTS,
-               f"the analysis would see {analysed} test codes (test_limit={config.test_limit}, analysis_subsample="
-               f"{config.analysis_subsample}); it needs >= {MIN_ANALYSIS_POINTS}: raise them or set "
-               "--config.analyze_at_end=False")
+    if config.task == "reconstruction" and config.analyze_at_end:
+        check_analysis_points(config, "or set --config.analyze_at_end=False")
     if config.task == "sweep":
         _positive_ints("latent_dims", config.latent_dims)
         _check(len(config.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in config.seeds),
@@ -162,6 +158,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check(config.model == "mlp" or tuple(config.latent_dims) == (256,),
                "a conv sweep has the fixed 256-unit code: set --config.latent_dims=256 and sweep "
                "seeds and learning_rates")
+
+
+def check_analysis_points(config: ml_collections.ConfigDict, alternative: str = "") -> None:
+    """The analysis needs MIN_ANALYSIS_POINTS test codes; `--task analyze` checks its run's config."""
+    analysed = min(config.test_limit or TEST_SET_SIZE, config.analysis_subsample or TEST_SET_SIZE)
+    _check(analysed >= MIN_ANALYSIS_POINTS,
+           f"the analysis would see {analysed} test codes (test_limit={config.test_limit}, analysis_subsample="
+           f"{config.analysis_subsample}); it needs >= {MIN_ANALYSIS_POINTS}: raise them {alternative}".rstrip())
 
 
 def check_batch_fits(config: ml_collections.ConfigDict, num_train: int) -> None:

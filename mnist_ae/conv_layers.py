@@ -24,6 +24,9 @@ def patches(x_bhwc: jax.Array, window: int, stride: int, pad: int) -> jax.Array:
     """Every `window` x `window` patch at `stride` after zero padding: [b, oh, ow, window**2, c]."""
     x = jnp.pad(x_bhwc, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
     oh, ow = ((x.shape[1] - window) // stride + 1, (x.shape[2] - window) // stride + 1)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"a {window}x{window} window does not fit a {x_bhwc.shape[1]}x{x_bhwc.shape[2]} input "
+                         f"padded by {pad}")
     return jnp.stack([x[:, dy:dy + stride * (oh - 1) + 1:stride, dx:dx + stride * (ow - 1) + 1:stride]
                       for dy in range(window) for dx in range(window)], axis=3)
 
@@ -82,6 +85,9 @@ class ConvTranspose(nn.Module):
         b, a_h, a_w = p_bhwkc.shape[:3]
         y = p_bhwkc.reshape(b, a_h, a_w, -1) @ phase_kernel  # [b, a_h, a_w, ry * rx * out]
         y = y.reshape(b, a_h, a_w, s, s, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, a_h * s, a_w * s, c_out)
-        out_h, out_w = ((x_bhwc.shape[1] - 1) * s + k - 2 * self.padding, (x_bhwc.shape[2] - 1) * s + k - 2 * self.padding)
         p = self.padding
+        out_h, out_w = ((x_bhwc.shape[1] - 1) * s + k - 2 * p, (x_bhwc.shape[2] - 1) * s + k - 2 * p)
+        if out_h <= 0 or out_w <= 0:
+            raise ValueError(f"padding {p} crops a {x_bhwc.shape[1]}x{x_bhwc.shape[2]} input's transposed conv "
+                             f"(kernel {k}, stride {s}) to nothing")
         return y[:, p:p + out_h, p:p + out_w] + bias

@@ -24,7 +24,7 @@ from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.loop import rounds_per_epoch
 from mnist_ae.steps import init_state, make_task, reconstruct
 from mnist_ae.progress import Reporter
-from mnist_ae.train import check_finite, load_data, summary_paths, warn_if_finished, window_means
+from mnist_ae.train import check_finite, closing_all, load_data, summary_paths, warn_if_finished, window_means
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
@@ -79,13 +79,15 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
             finals.append(final)
         return finals
 
-    try:
+    with closing_all(ckpt, *writers, reporter):
         finals = log_eval() if int(states.epoch[0]) == 0 else []
         with reporter.phase("compiling"):
             epoch_fn = jax.jit(functools.partial(sweep.sweep_epoch, task, batch_size=config.batch_size,
                                                  batch_constraint=parallel.shard_batch_constraint(mesh)),
                                out_shardings=parallel.replicated(mesh), donate_argnums=0,
                                ).lower(states, data.train_x, data.train_y, masks).compile()
+        for writer in writers:  # built meanwhile (W&B's start-up): a failure surfaces here, not mid-run
+            writer.flush()
         for epoch in range(int(states.epoch[0]), config.epochs):
             t = time.perf_counter()
             with jax.transfer_guard("disallow"):  # no implicit host <-> device copies in an epoch
@@ -120,11 +122,6 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         if parallel.is_main_process():  # files written directly, not through the writers
             comparison_figure(data.grid_x, np.asarray(recon), members, workdir / "comparison.png")
             results_table(members, finals, workdir)
-    finally:
-        ckpt.close()
-        for writer in writers:
-            writer.close()
-        reporter.close()
     reporter.summary(final=[(m.tags, f) for m, f in zip(members, finals)], workdir=workdir,
                      paths=summary_paths(workdir))
     return finals

@@ -6,9 +6,12 @@ device is asked for metrics once per epoch (one `device_get` of the stacked per-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,17 +151,36 @@ def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework
     warn_if_finished(reporter, workdir, int(state.epoch), config.epochs)
     writer = monitoring.open_writer(config, workdir, log_framework)
     run = Run(config, workdir, mesh, task, data, writer, ckpt, reporter)
-    try:
+    with closing_all(ckpt, writer, reporter):
         final = _train(run, state)
-    finally:
-        ckpt.close()
-        writer.close()
-        reporter.close()
     reporter.summary(final=final, workdir=workdir, paths=summary_paths(workdir))
     return final
 
 
 ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"
+
+
+@contextlib.contextmanager
+def closing_all(*resources: Any) -> Iterator[None]:
+    """Closes every resource afterwards, in order. When the body failed, that error is the one raised:
+    a close error then goes to run.log only, so it cannot mask, say, a divergence message."""
+    try:
+        yield
+    except BaseException:
+        for resource in resources:
+            try:
+                resource.close()
+            except Exception:  # noqa: BLE001 - logged; the body's error follows
+                logging.getLogger(__name__).exception("closing %s after an error", type(resource).__name__)
+        raise
+    errors = []
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception as e:  # noqa: BLE001 - re-raised below once everything is closed
+            errors.append(e)
+    if errors:
+        raise errors[0]
 
 
 def warn_if_finished(reporter: Reporter, workdir: Path, epoch: int, epochs: int) -> None:
@@ -177,6 +199,7 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
         _log_histograms(run, state)
     with reporter.phase("compiling"):
         compiled = run.compiled_epoch.lower(state, data.train_x, data.train_y).compile()
+    run.writer.flush()  # the writers (W&B's start-up) were built meanwhile; a failure surfaces here, not mid-run
     metrics = {}
     for epoch in range(int(state.epoch), config.epochs):
         t = time.perf_counter()

@@ -709,14 +709,19 @@ class MultiWriter(_Forwarding):
             raise errors[0]
 
 
+class WriterError(RuntimeError):
+    """A writer could not be built (e.g. `wandb.init` failed online): reported in one line."""
+
+
 class AsyncWriter(_Forwarding):
     """Runs a writer's calls in order on one background thread.
 
     Keeps slow I/O (PNG encoding, W&B tables, projector files) off the training loop. Given a
     factory instead of a writer, it builds the writer on that thread too, so a slow start-up
-    (`wandb.init`, about a second) overlaps the data loading and the first compilation.
-    An exception raised on the thread (the factory's included) is re-raised by the next call,
-    `flush` or `close`; after a failed build the remaining calls do nothing.
+    (`wandb.init`, about a second) overlaps the step-0 evaluation and the first compilation;
+    `flush()` before the first epoch surfaces a failed build (as `WriterError`) before training.
+    An exception raised on the thread is re-raised by the next call, `flush` or `close`; after a
+    failed build the remaining calls do nothing.
     At most `max_pending` calls are queued; beyond that a call waits for the oldest, so
     a slow backend applies back-pressure instead of growing memory. `close` drains.
     """
@@ -733,7 +738,10 @@ class AsyncWriter(_Forwarding):
             self._pending.append(self._executor.submit(self._build, writer))
 
     def _build(self, factory: Callable[[], MetricWriter]) -> None:
-        self._writer = factory()
+        try:
+            self._writer = factory()
+        except Exception as e:
+            raise WriterError(f"the metric writers could not start: {type(e).__name__}: {e}") from e
 
     def _call(self, method: str, *args: Any) -> None:
         if self._writer is not None:  # None: the build failed and its error is already queued

@@ -54,3 +54,18 @@ def test_analyze_takes_the_data_location_from_the_command_line_only_when_given(t
     cli.data_dir = "data/mnist"
     config = run_config(tmp_path, cli)
     assert config.data_dir == "data/mnist" and config.latent_dim == trained.latent_dim
+
+
+def test_analyze_refuses_a_run_with_too_few_test_digits_before_any_work(tmp_path):
+    from mnist_ae.analyze import run_config
+    from mnist_ae.checkpoint import Checkpointer
+    from mnist_ae.steps import init_state, make_task
+
+    trained = tiny(test_limit=50)  # trained without the end-of-run analysis
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
+    ckpt.save(1, init_state(make_task(trained), 0), trained)
+    ckpt.close()
+    cli = base_config()
+    cli.task = "analyze"
+    with pytest.raises(ConfigError, match=r"would see 50 test codes \(test_limit=50"):
+        run_config(tmp_path, cli)

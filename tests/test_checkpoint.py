@@ -101,3 +101,27 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypat
         run_training(tiny(epochs=3), tmp_path, "none")
     assert Checkpointer(tmp_path / "checkpoints", keep=3).latest_epoch() == 1
     chex.assert_trees_all_equal(_restore_final(tmp_path, tiny()).params, good.params)
+
+
+def test_closing_all_closes_everything_and_never_masks_the_body_error():
+    from mnist_ae.train import closing_all
+
+    class Resource:
+        def __init__(self, fails: bool):
+            self.fails, self.closed = fails, False
+
+        def close(self):
+            self.closed = True
+            if self.fails:
+                raise OSError("close failed")
+
+    resources = [Resource(True), Resource(False)]
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        with closing_all(*resources):
+            raise TrainingDiverged("NaN in epoch 3")
+    assert all(r.closed for r in resources)
+    resources = [Resource(True), Resource(False)]
+    with pytest.raises(OSError, match="close failed"):
+        with closing_all(*resources):
+            pass
+    assert all(r.closed for r in resources)

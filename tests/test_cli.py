@@ -94,6 +94,8 @@ def test_help_and_list_name_every_task_and_experiment():
 
 
 def test_the_task_comes_from_the_config_unless_given_and_a_mismatch_is_refused():
+    import ml_collections
+
     from mnist_ae.cli import UsageError, resolve_task
     from mnist_ae.config import base_config
 
@@ -103,8 +105,10 @@ def test_the_task_comes_from_the_config_unless_given_and_a_mismatch_is_refused()
     assert resolve_task(base_config(), "sweep", task_given=True, config_given=False) == "sweep"
     with pytest.raises(UsageError, match="--task sweep but the config's task is 'classification'"):
         resolve_task(classification, "sweep", task_given=True, config_given=True)
-    with pytest.raises(UsageError, match="must return an ml_collections.ConfigDict"):
+    with pytest.raises(UsageError, match="returned a int; it must return the full config"):
         resolve_task(3, "reconstruction", task_given=False, config_given=True)
+    with pytest.raises(UsageError, match="returned a ConfigDict without 'task'"):
+        resolve_task(ml_collections.ConfigDict({"epochs": 1}), "reconstruction", task_given=True, config_given=True)
 
 
 def test_missing_optional_packages_are_config_errors(monkeypatch):

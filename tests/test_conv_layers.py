@@ -58,3 +58,11 @@ def test_max_pool_matches_flax(size, window, stride):
     theirs = lambda x: nn.max_pool(x, (window, window), strides=(stride, stride))  # noqa: E731
     ours = lambda x: max_pool(x, window, stride)  # noqa: E731
     chex.assert_trees_all_close((ours(x), grads(ours)), (theirs(x), grads(theirs)))
+
+
+def test_layers_refuse_shapes_with_no_output():
+    x = jnp.zeros((1, 2, 2, 1))
+    with pytest.raises(ValueError, match="window does not fit"):
+        Conv(1, 5).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="to nothing"):
+        ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)

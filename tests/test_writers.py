@@ -396,32 +396,36 @@ def test_async_writer_reraises_on_flush():
 
 
 def test_async_writer_builds_from_a_factory_on_its_thread():
-    inner, built_on = _mock_writer(), []
+    inner, built_on, release = _mock_writer(), [], threading.Event()
 
     def slow_factory():  # like wandb.init: the caller must not wait for it
-        time.sleep(0.2)
+        assert release.wait(timeout=10)
         built_on.append(threading.get_ident())
         return inner
 
-    t = time.perf_counter()
     w = W.AsyncWriter(slow_factory)
-    w.write_scalars(1, {"x": 1.0})
-    assert time.perf_counter() - t < 0.1 and not built_on
+    w.write_scalars(1, {"x": 1.0})  # returns while the factory is still blocked
+    assert not built_on
+    release.set()
     w.close()
     assert built_on[0] != threading.get_ident()
     assert [c[0] for c in inner.method_calls] == ["write_scalars", "close"]
 
 
-def test_async_writer_factory_error_surfaces_once_and_later_calls_do_nothing():
+def test_async_writer_factory_error_surfaces_once_as_a_writer_error():
+    release = threading.Event()
+
     def broken():
+        assert release.wait(timeout=10)
         raise PermissionError("cannot create the W&B run dir")
 
     w = W.AsyncWriter(broken)
-    time.sleep(0.05)
-    with pytest.raises(PermissionError, match="W&B run dir"):
-        w.write_scalars(1, {"x": 1.0})
-    w.write_scalars(2, {"x": 1.0})
-    w.close()  # nothing built, nothing left to raise
+    w.write_scalars(1, {"x": 1.0})  # queued behind the build, which has not failed yet
+    release.set()
+    with pytest.raises(W.WriterError, match="could not start: PermissionError: cannot create the W&B run dir"):
+        w.flush()
+    w.write_scalars(2, {"x": 1.0})  # nothing was built: later calls do nothing
+    w.close()  # and nothing is left to raise
 
 
 # ----------------------------------------------------------------------------- factory
