@@ -88,6 +88,7 @@ class Run:
     writer: monitoring.MetricWriter
     ckpt: Checkpointer
     reporter: Reporter
+    _codes: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # step -> test codes, latest only
 
     @functools.cached_property
     def compiled_epoch(self):
@@ -110,8 +111,13 @@ class Run:
         return self._jit(encode)
 
     def test_codes(self, state: TrainState) -> np.ndarray:
-        """Codes of the whole test set, computed on the device in one call and pulled back once."""
-        return np.asarray(self.encode(state.params["ae"], self.data.test_x))
+        """Codes of the whole test set, computed on the device in one call and pulled back once per
+        step: histograms, the projector and the analysis at the same step share them."""
+        step = int(state.step)
+        if step not in self._codes:
+            self._codes.clear()
+            self._codes[step] = np.asarray(self.encode(state.params["ae"], self.data.test_x))
+        return self._codes[step]
 
     def evaluate(self, state: TrainState) -> dict[str, np.ndarray]:
         t = time.perf_counter()
@@ -232,7 +238,7 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
     final = monitoring.scalars(metrics)
     run.writer.write_hparams(config.to_dict(), final)
     if run.task.autoencoder is not None:
-        codes = run.test_codes(state)  # once, for the projector and the analysis
+        codes = run.test_codes(state)  # shared with the last histograms, the projector and the analysis
         _log_projector(run, state, codes)
         if config.analyze_at_end and parallel.is_main_process():
             from mnist_ae.analyze import analyze_codes  # noqa: PLC0415  (sklearn loads only when needed)

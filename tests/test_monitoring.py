@@ -285,3 +285,21 @@ def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
     acc = _accumulator(tmp_path / "tb")
     assert [e.step for e in acc.Histograms("code/dim_000")] == [0, rounds, 2 * rounds, 3 * rounds]
     assert [e.step for e in acc.Scalars("test/recon_mse")] == [0, 2 * rounds, 3 * rounds]  # evals: 2 and the end
+
+
+def test_histograms_projector_and_end_of_run_share_one_encoding_per_step(tmp_path, monkeypatch):
+    from mnist_ae import train
+
+    calls = []
+    build = train.Run.encode.func  # what the cached_property compiles
+
+    def counted(self):
+        jitted = build(self)
+        return lambda *args: calls.append(1) or jitted(*args)
+
+    monkeypatch.setattr(train.Run, "encode", property(counted))
+    config = tiny(epochs=2, histogram_every_epochs=1, projector_every_evals=1)
+    train.run_training(config, tmp_path, "tensorboard", quiet=True)
+    # Codes are due at step 0 (histograms), after epoch 1 (histograms, projector) and after epoch 2
+    # (histograms, projector, end-of-run projector): one encoding per step, not one per use.
+    assert len(calls) == 3
