@@ -28,6 +28,7 @@ from mnist_ae.loop import rounds_per_epoch, train_epoch
 from mnist_ae.progress import Reporter
 from mnist_ae.state import TrainState
 from mnist_ae.steps import Task, encode, evaluate, init_state, make_task, reconstruct
+from mnist_ae.writers import close_all
 
 
 class TrainingDiverged(RuntimeError):
@@ -173,18 +174,10 @@ def closing_all(*resources: Any) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        for resource in resources:
-            try:
-                resource.close()
-            except Exception:  # noqa: BLE001 - logged; the body's error follows
-                logging.getLogger(__name__).exception("closing %s after an error", type(resource).__name__)
+        for error in close_all(resources):
+            logging.getLogger(__name__).error("closing after an error failed too", exc_info=error)
         raise
-    errors = []
-    for resource in resources:
-        try:
-            resource.close()
-        except Exception as e:  # noqa: BLE001 - re-raised below once everything is closed
-            errors.append(e)
+    errors = close_all(resources)
     if errors:
         raise errors[0]
 

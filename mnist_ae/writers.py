@@ -19,7 +19,7 @@ import netrc
 import numbers
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -684,6 +684,17 @@ class _Forwarding(MetricWriter):
 
 
 
+def close_all(resources: Iterable[Any]) -> list[Exception]:
+    """Calls every resource's `close()`, in order, whatever fails; returns the errors for the caller."""
+    errors = []
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception as e:  # noqa: BLE001 - handed back: the caller re-raises or logs them
+            errors.append(e)
+    return errors
+
+
 class MultiWriter(_Forwarding):
     """Fans every call out to `writers` in order. With no writers it is a no-op writer."""
 
@@ -699,12 +710,7 @@ class MultiWriter(_Forwarding):
 
     def close(self) -> None:
         """Closes every writer even if one fails, then re-raises the first error."""
-        errors = []
-        for writer in self._writers:
-            try:
-                writer.close()
-            except Exception as e:  # noqa: BLE001 - re-raised below after closing the rest.
-                errors.append(e)
+        errors = close_all(self._writers)
         if errors:
             raise errors[0]
 
