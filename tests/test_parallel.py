@@ -278,12 +278,17 @@ def _env(devices: int) -> dict[str, str]:
     return env
 
 
+def _spawn(log: Path, devices: int, args: list[str]) -> tuple[subprocess.Popen, Path]:
+    """`python ARGS` from the repo root on `devices` host devices, output to `log`."""
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, *args], env=_env(devices), stdout=f, stderr=subprocess.STDOUT,
+                                cwd=Path(__file__).parents[1])
+    return proc, log
+
+
 def _start(worker: str, out: Path, devices: int, *args: int) -> tuple[subprocess.Popen, Path]:
     log = out / ("_".join([worker, *map(str, args[1:])]) + ".log")
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, __file__, worker, str(out), *map(str, args)], env=_env(devices),
-                                stdout=f, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
-    return proc, log
+    return _spawn(log, devices, [__file__, worker, str(out), *map(str, args)])
 
 
 LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", "--config.train_limit=2048",
@@ -293,13 +298,9 @@ LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", "-
 
 def _start_launch(out: Path, port: int, process_id: int) -> tuple[subprocess.Popen, Path]:
     """`python launch.py` itself as process `process_id` of 2 (4 host devices each)."""
-    log = out / f"launch_{process_id}.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen([sys.executable, "launch.py", *LAUNCH_FLAGS, "--workdir", str(out / "launch_run"),
-                                 "--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2",
-                                 "--process_id", str(process_id)],
-                                env=_env(4), stdout=f, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
-    return proc, log
+    return _spawn(out / f"launch_{process_id}.log", 4,
+                  ["launch.py", *LAUNCH_FLAGS, "--workdir", str(out / "launch_run"), "--coordinator_address",
+                   f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(process_id)])
 
 
 def _wait(procs: dict[str, tuple[subprocess.Popen, Path]]) -> dict[str, str]:
