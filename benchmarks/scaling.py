@@ -25,18 +25,19 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     """Runs in the subprocess: compile, one warm-up epoch, then `epochs` timed epochs."""
     import jax
 
+    from mnist_ae import build
     from mnist_ae import parallel
     from mnist_ae.config import base_config
     from mnist_ae.data import load_dataset
-    from mnist_ae.loop import rounds_per_epoch
-    from mnist_ae.steps import init_state, make_task
+    from mnist_ae.core.loop import rounds_per_epoch
+    from mnist_ae.core.steps import init_state
     from timing import time_epochs
 
     if devices > jax.device_count():
         return {"devices": devices, "skipped": f"only {jax.device_count()} {jax.default_backend()} device(s)"}
     config = base_config()
     config.update(dict(batch_size=batch_size, latent_dim=latent_dim))
-    task = make_task(config)
+    task = build.learner(config)
     ds = load_dataset("mnist")
     mesh = parallel.make_mesh(devices)
     state = parallel.place(jax.jit(lambda: init_state(task, config.seed))(), mesh)

@@ -13,11 +13,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from mnist_ae import sweep
+from mnist_ae import build
+from mnist_ae.core import sweep
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
-from mnist_ae.loop import train_epoch
-from mnist_ae.steps import init_state, make_task
+from mnist_ae.core.loop import train_epoch
+from mnist_ae.core.steps import init_state
 from timing import machine, time_epochs
 
 
@@ -31,16 +32,16 @@ def main() -> None:
     config.latent_dims = tuple(int(v) for v in args.latent_dims.split(","))
     ds = load_dataset("mnist")
     x, y = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
-    members = sweep.members(config)
-    width = sweep.max_latent(config)
-    task = make_task(config, latent_dim=width)
+    members = build.members(config)
+    width = build.sweep_setup(config).width
+    task = build.learner(config, latent_dim=width)
     masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
     sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(task, s, x, y, masks, config.batch_size), donate_argnums=0)
-    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, sweep.init_states(config, members, width), epochs=args.epochs)
+    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, build.sweep_setup(config).initial_states(config), epochs=args.epochs)
     sweep_s *= args.epochs
     single_s, single_compile = [], []
     for m in members:
-        single_task = make_task(sweep.member_config(config, m))
+        single_task = build.learner(build.member_config(config, m))
         fn = jax.jit(functools.partial(train_epoch, single_task, images_nhw=x, labels_n=y,
                                        batch_size=config.batch_size), donate_argnums=0)
         c, s, _ = time_epochs(fn, init_state(single_task, m.seed), epochs=args.epochs)

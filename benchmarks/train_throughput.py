@@ -14,10 +14,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from mnist_ae import build
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
-from mnist_ae.loop import rounds_per_epoch, train_epoch
-from mnist_ae.steps import init_state, make_task, train_round
+from mnist_ae.core.loop import rounds_per_epoch, train_epoch
+from mnist_ae.core.steps import init_state, train_round
 from timing import machine, time_epochs
 
 MODELS = {"mlp latent 3": dict(latent_dim=3), "mlp latent 64": dict(latent_dim=64), "conv": dict(model="conv")}
@@ -35,7 +36,7 @@ def flops_per_round(task, state, batch_size: int) -> float:
 def bench(name: str, overrides: dict, epochs: int, data) -> dict:
     config = base_config()
     config.update(overrides)
-    task = make_task(config)
+    task = build.learner(config)
     state = init_state(task, 0)
     x, y = jax.device_put(data.train_images), jax.device_put(data.train_labels)
     epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size), donate_argnums=0)

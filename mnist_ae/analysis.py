@@ -42,7 +42,7 @@ from threadpoolctl import threadpool_limits
 
 from mnist_ae import plots
 from mnist_ae.config import MIN_ANALYSIS_POINTS, TSNE_BACKENDS
-from mnist_ae.pca import pca
+from mnist_ae.core.pca import pca
 
 TSNE_3D_POINTS = 2000
 TRUST_POINTS = 3000

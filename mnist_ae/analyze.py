@@ -16,11 +16,12 @@ import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
 
+from mnist_ae import build
 from mnist_ae import analysis, monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.progress import Reporter
 from mnist_ae.config import ConfigError, FIELDS, base_config, check_analysis_points
-from mnist_ae.steps import encode, evaluate, init_state, make_task
+from mnist_ae.core.steps import encode, evaluate, init_state
 from mnist_ae.writers import MetricWriter
 
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
@@ -82,10 +83,11 @@ def _png(path: Path) -> np.ndarray:
 def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
                 quiet: bool = False) -> dict[str, Any]:
     """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
-    from mnist_ae.train import ANALYSIS_PHASE, load_data  # noqa: PLC0415  (a cycle: train calls analyze_codes)
+    from mnist_ae.train import ANALYSIS_PHASE  # noqa: PLC0415
+    from mnist_ae.run.setup import load_data  # noqa: PLC0415
 
     config = run_config(workdir, cli_config)
-    task = make_task(config)
+    task = build.learner(config)
     mesh = parallel.make_mesh(1)
     reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
     with reporter.phase("data"):

@@ -120,22 +120,6 @@ def list_experiments() -> str:
     return "\n".join(lines)
 
 
-def run_task(config, workdir: Path, framework: str, quiet: bool = False) -> None:
-    """Dispatch to the task's host entry point (heavy imports happen only here)."""
-    if config.task in ("reconstruction", "classification"):
-        from mnist_ae.train import run_training  # noqa: PLC0415
-
-        run_training(config, workdir, framework, quiet)
-    elif config.task == "sweep":
-        from mnist_ae.sweep_train import run_sweep  # noqa: PLC0415
-
-        run_sweep(config, workdir, framework, quiet)
-    else:
-        from mnist_ae.analyze import run_analyze  # noqa: PLC0415
-
-        run_analyze(config, workdir, framework, quiet)
-
-
 def check_log_framework(framework: str) -> str:
     if framework not in LOG_FRAMEWORKS:
         raise UsageError(f"unknown --log_framework {framework!r}: choose one of {', '.join(LOG_FRAMEWORKS)}")
@@ -156,7 +140,9 @@ def _main(config_given: bool) -> None:
     from mnist_ae.parallel import initialize_distributed  # noqa: PLC0415
 
     initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
-    run_task(config, workdir, framework, flags.FLAGS.quiet)
+    from mnist_ae import tasks  # noqa: PLC0415  (heavy imports only after the flags are checked)
+
+    tasks.run(config, workdir, framework, flags.FLAGS.quiet)
 
 
 def main() -> None:

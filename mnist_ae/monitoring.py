@@ -16,7 +16,7 @@ import ml_collections
 import numpy as np
 import psutil
 
-from mnist_ae.losses import to_unit_range
+from mnist_ae.core.losses import to_unit_range
 from mnist_ae.writers import MetricWriter, create_writer, image_grid
 
 matplotlib.use("Agg")

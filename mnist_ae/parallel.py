@@ -34,7 +34,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mnist_ae.config import ConfigError
-from mnist_ae.loop import train_epoch
+from mnist_ae.core.loop import train_epoch
 
 DATA_AXIS = "data"
 

@@ -19,17 +19,20 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae import losses, monitoring, parallel, plots, sweep
+from mnist_ae import build
+from mnist_ae import monitoring, parallel, plots
+from mnist_ae.core import losses, sweep
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.loop import rounds_per_epoch
-from mnist_ae.steps import init_state, make_task, reconstruct
+from mnist_ae.core.loop import rounds_per_epoch
+from mnist_ae.core.steps import init_state, reconstruct
 from mnist_ae.progress import Reporter
-from mnist_ae.train import check_finite, closing_all, load_data, summary_paths, warn_if_finished, window_means
+from mnist_ae.run.setup import load_data
+from mnist_ae.train import check_finite, closing_all, summary_paths, warn_if_finished, window_means
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
 def _member_writers(config: ml_collections.ConfigDict, workdir: Path, framework: str,
-                    members: list[sweep.Member]) -> list[MetricWriter]:
+                    members: list[build.Member]) -> list[MetricWriter]:
     """Per member: its own TensorBoard dir / W&B run, plus tagged lines in the shared metrics.jsonl.
 
     As with every writer, only the main process writes anything.
@@ -50,11 +53,11 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     t = time.perf_counter()
     data = load_data(config, mesh)
     data_s = time.perf_counter() - t
-    members = sweep.members(config)
-    width = sweep.max_latent(config)
-    task = make_task(config, latent_dim=width)
+    members = build.members(config)
+    width = build.sweep_setup(config).width
+    task = build.learner(config, latent_dim=width)
     masks = parallel.place(jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members]), mesh)
-    states = parallel.place(sweep.init_states(config, members, width), mesh)
+    states = parallel.place(build.sweep_setup(config).initial_states(config), mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     if ckpt.latest_epoch() is not None:
         ckpt.check_fits(config)
@@ -113,7 +116,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
         if not finals:
             finals = log_eval()
         for i, writer in enumerate(writers):
-            writer.write_hparams({**sweep.member_config(config, members[i]).to_dict(), **members[i].tags},
+            writer.write_hparams({**build.member_config(config, members[i]).to_dict(), **members[i].tags},
                                  finals[i])
         for i, member in enumerate(members):
             export_member(config, member, sweep.unstack(states, i), workdir / "members" / member.name)
@@ -127,13 +130,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: Path, log_framework: s
     return finals
 
 
-def export_member(config: ml_collections.ConfigDict, member: sweep.Member, wide_state, member_dir: Path) -> Path:
+def export_member(config: ml_collections.ConfigDict, member: build.Member, wide_state, member_dir: Path) -> Path:
     """Save one member, sliced to its width, as a standalone reconstruction checkpoint.
 
     `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
     """
-    single = sweep.member_config(config, member)
-    template = jax.eval_shape(lambda: init_state(make_task(single), member.seed))
+    single = build.member_config(config, member)
+    template = jax.eval_shape(lambda: init_state(build.learner(single), member.seed))
     ckpt = Checkpointer(member_dir / "checkpoints", config.keep_checkpoints)
     try:
         if ckpt.latest_epoch() != int(wide_state.epoch):  # a rerun of a finished sweep exported it already
@@ -143,7 +146,7 @@ def export_member(config: ml_collections.ConfigDict, member: sweep.Member, wide_
     return member_dir
 
 
-def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members: list[sweep.Member],
+def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members: list[build.Member],
                       path: Path) -> Path:
     """The seed's figure: input digits on the first row, then each member's reconstructions."""
     rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
@@ -164,7 +167,7 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
     return path
 
 
-def results_table(members: list[sweep.Member], finals: list[dict[str, float]], workdir: Path) -> str:
+def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
     """Final test MSE and probe accuracy per latent size (and lr), mean +- std over seeds."""
     groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
     for m, f in zip(members, finals):

@@ -20,43 +20,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from mnist_ae import build
 from mnist_ae import data as data_lib
 from mnist_ae import monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import check_batch_fits
-from mnist_ae.loop import rounds_per_epoch, train_epoch
+from mnist_ae.core.loop import rounds_per_epoch, train_epoch
 from mnist_ae.progress import Reporter
-from mnist_ae.state import TrainState
-from mnist_ae.steps import Task, encode, evaluate, init_state, make_task, reconstruct
+from mnist_ae.run.setup import DeviceData, load_data
+from mnist_ae.core.state import TrainState
+from mnist_ae.core.steps import Learner, encode, evaluate, init_state, reconstruct
 from mnist_ae.writers import close_all
 
 
 class TrainingDiverged(RuntimeError):
     """Non-finite metrics: the run stops and the last good checkpoint stays."""
-
-
-@dataclasses.dataclass
-class DeviceData:
-    """The dataset resident on the device (uint8), plus the fixed digits of the image grid."""
-
-    train_x: jax.Array
-    train_y: jax.Array
-    test_x: jax.Array
-    test_y: jax.Array
-    grid_x: np.ndarray
-    class_names: tuple[str, ...]
-
-
-def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> DeviceData:
-    """Checked uint8 arrays, replicated on every device of the mesh (each gathers its own rows)."""
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)
-    tr, te = config.train_limit or None, config.test_limit or None
-    check_batch_fits(config, len(ds.train_images[:tr]))
-    parallel.check_divisible(config.batch_size, mesh)
-    put = functools.partial(parallel.place, mesh=mesh)
-    return DeviceData(put(ds.train_images[:tr]), put(ds.train_labels[:tr]), put(ds.test_images[:te]),
-                      put(ds.test_labels[:te]), np.asarray(ds.test_images[: config.grid_digits]),
-                      ds.class_names)
 
 
 def check_finite(metrics: dict[str, Any], where: str, ckpt: Checkpointer) -> None:
@@ -84,7 +62,7 @@ class Run:
     config: ml_collections.ConfigDict
     workdir: Path
     mesh: jax.sharding.Mesh
-    task: Task
+    task: Learner
     data: DeviceData
     writer: monitoring.MetricWriter
     ckpt: Checkpointer
@@ -144,7 +122,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: Path, log_framework
     t = time.perf_counter()
     data = load_data(config, mesh)
     data_s = time.perf_counter() - t
-    task = make_task(config)
+    task = build.learner(config)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     # Compiled init: one program instead of dozens of eagerly compiled small ops.
     state = jax.jit(lambda: init_state(task, config.seed), out_shardings=parallel.replicated(mesh))()
@@ -230,7 +208,7 @@ def _train(run: Run, state: TrainState) -> dict[str, float]:
         metrics = run.evaluate(state)
     final = monitoring.scalars(metrics)
     run.writer.write_hparams(config.to_dict(), final)
-    if run.task.autoencoder is not None:
+    if run.task.is_autoencoder:
         codes = run.test_codes(state)  # shared with the last histograms, the projector and the analysis
         _log_projector(run, state, codes)
         if config.analyze_at_end and parallel.is_main_process():
@@ -249,9 +227,9 @@ def _log_eval(run: Run, state: TrainState, metrics: dict[str, np.ndarray]) -> No
     config, writer = run.config, run.writer
     step, epoch = int(state.step), int(state.epoch)
     writer.write_scalars(step, {"epoch": epoch, **monitoring.scalars(metrics)})
-    confusion = "test/confusion" if run.task.autoencoder is None else "test/probe_confusion"
+    confusion = "test/confusion" if not run.task.is_autoencoder else "test/probe_confusion"
     writer.write_confusion(step, confusion, metrics[confusion], run.data.class_names)
-    if run.task.autoencoder is not None:
+    if run.task.is_autoencoder:
         recon = np.asarray(run.reconstruct(state.params["ae"], jnp.asarray(run.data.grid_x)))
         if parallel.is_main_process():  # the PNG is written directly, not through the writer
             monitoring.log_reconstructions(writer, step, monitoring.reconstruction_grid(run.data.grid_x, recon),
@@ -265,13 +243,13 @@ def _log_histograms(run: Run, state: TrainState) -> None:
     """Test-code and weight histograms, every `histogram_every_epochs` epochs (step 0 included)."""
     every, epoch = run.config.histogram_every_epochs, int(state.epoch)
     if every and epoch % every == 0:
-        codes = run.test_codes(state) if run.task.autoencoder is not None else None
+        codes = run.test_codes(state) if run.task.is_autoencoder else None
         monitoring.log_histograms(run.writer, int(state.step), codes, state.params)
 
 
 def _log_projector(run: Run, state: TrainState, codes_nl: np.ndarray) -> None:
     points = min(run.config.projector_points, run.data.test_x.shape[0])
     codes = codes_nl[:points]
-    preds = np.asarray(jnp.argmax(run.task.classifier.apply(state.params["probe"], codes), -1))
+    preds = np.asarray(jnp.argmax(run.task.head.apply(state.params["probe"], codes), -1))
     monitoring.log_projector(run.writer, int(state.step), codes, np.asarray(run.data.test_y[:points]), preds,
                              np.asarray(run.data.test_x[:points]), run.data.class_names)

@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from mnist_ae import analysis, plots
 from mnist_ae.data import load_dataset
-from mnist_ae.pca import pca
+from mnist_ae.core.pca import pca
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

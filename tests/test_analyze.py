@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mnist_ae import build
 from mnist_ae.analyze import run_analyze
 from mnist_ae.config import ConfigError, base_config
 from mnist_ae.train import run_training
@@ -42,11 +43,11 @@ def test_analyze_without_a_checkpoint_says_what_to_do(tmp_path):
 def test_analyze_takes_the_data_location_from_the_command_line_only_when_given(tmp_path):
     from mnist_ae.analyze import run_config
     from mnist_ae.checkpoint import Checkpointer
-    from mnist_ae.steps import init_state, make_task
+    from mnist_ae.core.steps import init_state
 
     trained = tiny(data_dir=str(tmp_path / "moved_away"))
     ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
-    ckpt.save(1, init_state(make_task(trained), 0), trained)
+    ckpt.save(1, init_state(build.learner(trained), 0), trained)
     ckpt.close()
     cli = base_config()
     cli.task = "analyze"
@@ -59,11 +60,11 @@ def test_analyze_takes_the_data_location_from_the_command_line_only_when_given(t
 def test_analyze_refuses_a_run_with_too_few_test_digits_before_any_work(tmp_path):
     from mnist_ae.analyze import run_config
     from mnist_ae.checkpoint import Checkpointer
-    from mnist_ae.steps import init_state, make_task
+    from mnist_ae.core.steps import init_state
 
     trained = tiny(test_limit=50)  # trained without the end-of-run analysis
     ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
-    ckpt.save(1, init_state(make_task(trained), 0), trained)
+    ckpt.save(1, init_state(build.learner(trained), 0), trained)
     ckpt.close()
     cli = base_config()
     cli.task = "analyze"

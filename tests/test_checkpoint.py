@@ -9,10 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from mnist_ae import losses
+from mnist_ae import build
+from mnist_ae.core import losses
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import ConfigError
-from mnist_ae.steps import init_state, make_task
+from mnist_ae.core.steps import init_state
 from mnist_ae.train import TrainingDiverged, run_training
 
 from conftest import tiny
@@ -20,19 +21,19 @@ from conftest import tiny
 
 def test_round_trip_restores_every_leaf(tmp_path):
     config = tiny()
-    state = init_state(make_task(config), 3)
+    state = init_state(build.learner(config), 3)
     ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
     ckpt.save(1, state, config)
     ckpt.close()  # waits for the asynchronous save
     ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
-    chex.assert_trees_all_equal(ckpt.restore(init_state(make_task(config), 0)), state)
+    chex.assert_trees_all_equal(ckpt.restore(init_state(build.learner(config), 0)), state)
     assert ckpt.saved_config()["latent_dim"] == config.latent_dim
     ckpt.close()
 
 
 def _restore_final(workdir, config):
     ckpt = Checkpointer(workdir / "checkpoints", keep=3)
-    state = ckpt.restore(init_state(make_task(config), 0))
+    state = ckpt.restore(init_state(build.learner(config), 0))
     ckpt.close()
     return state
 
@@ -77,7 +78,7 @@ def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
     lists; resuming it as a single run must not compare them (nor a sweep the single-run values)."""
     ckpt = Checkpointer(tmp_path / "run", keep=1)
     member = tiny(latent_dims=(3, 5), seeds=(0, 1))
-    ckpt.save(1, init_state(make_task(member), 0), member)
+    ckpt.save(1, init_state(build.learner(member), 0), member)
     ckpt.close()
     ckpt = Checkpointer(tmp_path / "run", keep=1)
     ckpt.check_fits(tiny())  # other sweep lists: fine for a single run
@@ -86,7 +87,7 @@ def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
     ckpt.close()
     sweep = tiny(task="sweep", latent_dims=(3, 5))
     ckpt = Checkpointer(tmp_path / "sweep", keep=1)
-    ckpt.save(1, init_state(make_task(sweep), 0), sweep)
+    ckpt.save(1, init_state(build.learner(sweep), 0), sweep)
     ckpt.check_fits(tiny(task="sweep", latent_dims=(3, 5), latent_dim=2, seed=4))  # single-run values: ignored
     with pytest.raises(ConfigError, match=r"latent_dims=\[3, 5\] but the config has latent_dims=\[3, 6\]"):
         ckpt.check_fits(tiny(task="sweep", latent_dims=(3, 6)))

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from mnist_ae.conv_layers import Conv, ConvTranspose, max_pool
+from mnist_ae.core.conv_layers import Conv, ConvTranspose, max_pool
 
 
 def _outputs_and_grads(layer: nn.Module, params, x):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae.models import Autoencoder, make_autoencoder, make_classifier
+from mnist_ae.core.models import Autoencoder, make_autoencoder, make_classifier
 
 
 def count(params) -> int:

@@ -57,6 +57,7 @@ def _mark(what: str) -> None:
 
 
 def _config():
+    from mnist_ae import build
     from mnist_ae.config import base_config
 
     config = base_config()
@@ -70,10 +71,10 @@ def _setup():
     import jax
 
     from mnist_ae.data import load_dataset
-    from mnist_ae.steps import init_state, make_task
+    from mnist_ae.core.steps import init_state
 
     config = _config()
-    task = make_task(config)
+    task = build.learner(config)
     state_np = jax.device_get(jax.jit(lambda: init_state(task, config.seed))())  # one compile, not ~60
     _mark("initial state")
     ds = load_dataset("mnist")
@@ -140,7 +141,7 @@ def worker_single(out: Path) -> None:
 
     from mnist_ae import parallel
     from mnist_ae.checkpoint import Checkpointer
-    from mnist_ae.loop import train_epoch
+    from mnist_ae.core.loop import train_epoch
 
     config, task, state_np, x_np, y_np = _setup()
     facts: dict = {"device_count": jax.device_count()}
@@ -216,7 +217,7 @@ def worker_multi(out: Path, port: int, process_id: int) -> None:
     # What the host does besides training, with placed inputs and replicated outputs (as train.py).
     import jax.numpy as jnp
     from mnist_ae.data import load_dataset
-    from mnist_ae.steps import evaluate, reconstruct
+    from mnist_ae.core.steps import evaluate, reconstruct
     ds = load_dataset("mnist")
     rep = parallel.replicated(mesh)
     test_x, test_y = parallel.place((ds.test_images[:500], ds.test_labels[:500]), mesh)
@@ -253,11 +254,11 @@ def worker_restore(out: Path) -> None:
 
     from mnist_ae import parallel
     from mnist_ae.checkpoint import Checkpointer
-    from mnist_ae.steps import init_state, make_task
+    from mnist_ae.core.steps import init_state
 
     config = _config()
     mesh = parallel.make_mesh()
-    target = parallel.replicated_abstract(lambda: init_state(make_task(config), config.seed), mesh)
+    target = parallel.replicated_abstract(lambda: init_state(build.learner(config), config.seed), mesh)
     facts = {}
     for name, directory in (("ckpt8", out / "ckpt8"), ("ckpt_multi", out / "multi_run" / "checkpoints")):
         ckpt = Checkpointer(directory, keep=1)

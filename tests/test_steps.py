@@ -11,9 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from mnist_ae import losses
-from mnist_ae.loop import train_epoch
-from mnist_ae.steps import evaluate, init_state, make_task, train_round, update_part
+from mnist_ae import build
+from mnist_ae.core import losses
+from mnist_ae.core.loop import train_epoch
+from mnist_ae.core.steps import evaluate, init_state, train_round, update_part
 
 from conftest import tiny
 
@@ -30,7 +31,7 @@ def _batch(slice_, n=64):
 
 
 def test_ae_update_leaves_probe_bit_identical_and_vice_versa(slice_):
-    task = make_task(tiny())
+    task = build.learner(tiny())
     state = init_state(task, 0)
     x, y = _batch(slice_)
     ae = task.autoencoder
@@ -44,7 +45,7 @@ def test_ae_update_leaves_probe_bit_identical_and_vice_versa(slice_):
 
     z = jax.lax.stop_gradient(ae.apply(state.params["ae"], x)[1])
     after_probe, _ = jax.jit(lambda s: update_part(
-        task, s, "probe", lambda p: (losses.cross_entropy(task.classifier.apply(p, z), y), jnp.zeros(()))))(state)
+        task, s, "probe", lambda p: (losses.cross_entropy(task.head.apply(p, z), y), jnp.zeros(()))))(state)
     chex.assert_trees_all_equal(after_probe.params["ae"], state.params["ae"])
     chex.assert_trees_all_equal(after_probe.opt_states["ae"], state.opt_states["ae"])
 
@@ -55,7 +56,7 @@ class TrainRoundTest(chex.TestCase):
         from mnist_ae.data import load_dataset
 
         ds = load_dataset("mnist")
-        task = make_task(tiny(ae_steps=2, probe_steps=3))
+        task = build.learner(tiny(ae_steps=2, probe_steps=3))
         state = init_state(task, 0)
         x = losses.to_unit_range(jnp.asarray(ds.train_images[:128]).reshape(2, 64, 28, 28))
         y = jnp.asarray(ds.train_labels[:128], jnp.int32).reshape(2, 64)
@@ -70,7 +71,7 @@ class TrainRoundTest(chex.TestCase):
 
 def test_loss_falls_and_probe_learns_on_real_slice(slice_):
     config = tiny(epochs=3)
-    task = make_task(config)
+    task = build.learner(config)
     state = init_state(task, 0)
     evaluate_fn = jax.jit(functools.partial(evaluate, task))
     before = evaluate_fn(state.params, slice_[2], slice_[3])
@@ -92,7 +93,7 @@ def test_conv_autoencoder_trains_on_real_slice(slice_):
     and far more than these 96 steps to leave chance; the full run reaches 92%, see the README.)
     """
     config = tiny(epochs=3, model="conv", init="flax", learning_rate=2e-3, probe_learning_rate=1e-3)
-    task = make_task(config)
+    task = build.learner(config)
     state = jax.jit(lambda: init_state(task, 0))()  # eagerly, the conv init is ~200 tiny compiled ops
     evaluate_fn = jax.jit(functools.partial(evaluate, task))
     before = evaluate_fn(state.params, slice_[2], slice_[3])
@@ -108,7 +109,7 @@ def test_conv_autoencoder_trains_on_real_slice(slice_):
 
 def test_epoch_compiles_once(slice_):
     config = tiny()
-    task = make_task(config)
+    task = build.learner(config)
 
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -125,7 +126,7 @@ def test_an_epoch_needs_no_implicit_transfer_and_host_data_is_refused(slice_):
     """The dataset is device-resident and batches are gathered in jit: the guard that train.py
     puts around every epoch lets the call through, and catches host data passed by mistake."""
     config = tiny()
-    task = make_task(config)
+    task = build.learner(config)
     state = init_state(task, 0)
     epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size)).lower(
         state, slice_[0], slice_[1]).compile()
@@ -137,7 +138,7 @@ def test_an_epoch_needs_no_implicit_transfer_and_host_data_is_refused(slice_):
 
 
 def test_data_order_differs_per_epoch_and_is_reproducible(slice_):
-    from mnist_ae.loop import epoch_indices
+    from mnist_ae.core.loop import epoch_indices
 
     rng = jax.random.PRNGKey(0)
     a0, a1 = (epoch_indices(rng, jnp.int32(e), 2048, 16, 1, 128) for e in (0, 1))
@@ -148,11 +149,11 @@ def test_data_order_differs_per_epoch_and_is_reproducible(slice_):
 
 def test_evaluate_counts_every_example_once_whatever_the_chunking(slice_):
     config = tiny()
-    task = make_task(config)
+    task = build.learner(config)
     state = init_state(task, 0)
     x, y = slice_[2][:500], slice_[3][:500]
     whole = evaluate(task, state.params, x, y)
-    chunked = evaluate(make_task(tiny(eval_batch_size=128)), state.params, x, y)  # 500 = 3*128 + 116
+    chunked = evaluate(build.learner(tiny(eval_batch_size=128)), state.params, x, y)  # 500 = 3*128 + 116
     assert int(whole["test/probe_confusion"].sum()) == 500
     chex.assert_trees_all_close(whole, chunked, rtol=1e-5)
     np.testing.assert_allclose(float(whole["test/probe_accuracy"]),
@@ -164,7 +165,7 @@ def test_evaluate_counts_every_example_once_whatever_the_chunking(slice_):
 
 def test_classification_task_learns(slice_):
     config = tiny(task="classification", epochs=3, learning_rate=3e-3)
-    task = make_task(config)
+    task = build.learner(config)
     state = init_state(task, 0)
     epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size))
     for _ in range(3):

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from mnist_ae import sweep
+from mnist_ae import build
+from mnist_ae.core import sweep
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.loop import train_epoch
-from mnist_ae.models import Autoencoder
-from mnist_ae.steps import init_state, make_task
+from mnist_ae.core.loop import train_epoch
+from mnist_ae.core.models import Autoencoder
+from mnist_ae.core.steps import init_state
 from mnist_ae.sweep_train import run_sweep
 
 from conftest import tiny
@@ -31,10 +32,10 @@ def slice_(mnist):
 
 def test_members_are_the_product_and_states_are_stacked():
     config = sweep_config(learning_rates=(1e-2, 3e-3))
-    members = sweep.members(config)
+    members = build.members(config)
     assert [(m.latent_dim, m.seed, m.learning_rate) for m in members][:3] == [(2, 0, 1e-2), (2, 0, 3e-3), (2, 1, 1e-2)]
     assert len(members) == 8
-    states = sweep.init_states(config, members, 5)
+    states = build.sweep_setup(config).initial_states(config)
     kernel = states.params["ae"]["params"]["encoder"]["Dense_2"]["kernel"]
     chex.assert_shape(kernel, (8, 32, 5))
     chex.assert_shape(states.rng, (8, 2))
@@ -46,25 +47,25 @@ def test_members_are_the_product_and_states_are_stacked():
 
 def test_sliced_member_is_the_unpadded_model(slice_):
     config = sweep_config()
-    member = sweep.Member(2, 1, 1e-2)
-    wide_task = make_task(config, latent_dim=5)
-    wide = sweep.member_state(config, member, 5)
-    small_task = make_task(sweep.member_config(config, member))
+    member = build.Member(2, 1, 1e-2)
+    wide_task = build.learner(config, latent_dim=5)
+    wide = build.sweep_setup(config).member_state(config, member)
+    small_task = build.learner(build.member_config(config, member))
     small = sweep.slice_to(wide, init_state(small_task, 0))
     x = slice_[0][:16].astype(jnp.float32) / 127.5 - 1
     recon_wide, z_wide = wide_task.autoencoder.apply(wide.params["ae"], x, sweep.latent_mask(2, 5))
     recon_small, z_small = small_task.autoencoder.apply(small.params["ae"], x)
     chex.assert_trees_all_close(recon_wide, recon_small, atol=1e-6)
     chex.assert_trees_all_close(z_wide[:, :2], z_small, atol=1e-6)
-    chex.assert_trees_all_close(wide_task.classifier.apply(wide.params["probe"], z_wide),
-                                small_task.classifier.apply(small.params["probe"], z_small), atol=1e-6)
+    chex.assert_trees_all_close(wide_task.head.apply(wide.params["probe"], z_wide),
+                                small_task.head.apply(small.params["probe"], z_small), atol=1e-6)
 
 
 def _sweep_and_single(config, slice_, i: int):
     """Two epochs of the whole sweep (compiled once) and of member i's single run, same data order."""
-    members = sweep.members(config)
-    width = sweep.max_latent(config)
-    task = make_task(config, latent_dim=width)
+    members = build.members(config)
+    width = build.sweep_setup(config).width
+    task = build.learner(config, latent_dim=width)
     masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
 
     @jax.jit
@@ -72,11 +73,11 @@ def _sweep_and_single(config, slice_, i: int):
     def epoch(states):
         return sweep.sweep_epoch(task, states, *slice_, masks, config.batch_size)
 
-    states = sweep.init_states(config, members, width)
+    states = build.sweep_setup(config).initial_states(config)
     for _ in range(2):
         states, per_round = epoch(states)
     chex.assert_shape(per_round["train/recon_mse"], (len(members), slice_[0].shape[0] // config.batch_size))
-    single_task = make_task(sweep.member_config(config, members[i]))
+    single_task = build.learner(build.member_config(config, members[i]))
     single = init_state(single_task, members[i].seed)
     single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size))
     for _ in range(2):
@@ -106,13 +107,13 @@ def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path
     run_sweep(sweep_config(epochs=1), tmp_path / "b", "none")
     run_sweep(sweep_config(epochs=2), tmp_path / "b", "none")
     config = sweep_config()
-    template = sweep.init_states(config, sweep.members(config), 5)
+    template = build.sweep_setup(config).initial_states(config)
     a = Checkpointer(tmp_path / "a" / "checkpoints", 3).restore(template)
     b = Checkpointer(tmp_path / "b" / "checkpoints", 3).restore(template)
     chex.assert_trees_all_close(a.params, b.params, atol=1e-6)
     records = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if "test/recon_mse" in r]
-    assert {r["member"] for r in evals} == {m.name for m in sweep.members(config)}
+    assert {r["member"] for r in evals} == {m.name for m in build.members(config)}
     assert all({"latent_dim", "seed", "learning_rate", "step", "epoch"} <= r.keys() for r in evals)
     assert (tmp_path / "a" / "comparison.png").stat().st_size > 0
     table = (tmp_path / "a" / "sweep_results.md").read_text()
@@ -122,16 +123,16 @@ def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path
 def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
     config = sweep_config(epochs=1, test_limit=300)
     finals = run_sweep(config, tmp_path, "none")
-    member = sweep.members(config)[0]  # latent 2, seed 0
+    member = build.members(config)[0]  # latent 2, seed 0
     member_dir = tmp_path / "members" / member.name
     saved = Checkpointer(member_dir / "checkpoints", 1).saved_config()
     assert (saved["task"], saved["latent_dim"], saved["seed"]) == ("reconstruction", 2, 0)
-    single_config = sweep.member_config(config, member)
-    single_task = make_task(single_config)
+    single_config = build.member_config(config, member)
+    single_task = build.learner(single_config)
     state = Checkpointer(member_dir / "checkpoints", 1).restore(init_state(single_task, 0))
     chex.assert_shape(state.params["ae"]["params"]["encoder"]["Dense_2"]["kernel"], (32, 2))
     from mnist_ae.data import load_dataset
-    from mnist_ae.steps import evaluate
+    from mnist_ae.core.steps import evaluate
 
     ds = load_dataset("mnist")
     metrics = evaluate(single_task, state.params, jnp.asarray(ds.test_images[:300]), jnp.asarray(ds.test_labels[:300]))

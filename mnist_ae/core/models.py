@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnist_ae.conv_layers import Conv, ConvTranspose, Initializer, max_pool
+from mnist_ae.core.conv_layers import Conv, ConvTranspose, Initializer, max_pool
 
 IMAGE_SHAPE = (28, 28)
 NUM_PIXELS = 28 * 28

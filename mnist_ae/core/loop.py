@@ -11,14 +11,14 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from mnist_ae import losses
-from mnist_ae.steps import Metrics, Task, train_round
-from mnist_ae.state import TrainState
+from mnist_ae.core import losses
+from mnist_ae.core.steps import Metrics, Learner, train_round
+from mnist_ae.core.state import TrainState
 
 
-def rounds_per_epoch(task: Task, num_train: int, batch_size: int) -> int:
+def rounds_per_epoch(learner: Learner, num_train: int, batch_size: int) -> int:
     """Whole rounds only: the remainder of the shuffled epoch is dropped (a fresh one each epoch)."""
-    return num_train // (batch_size * task.batches_per_round)
+    return num_train // (batch_size * learner.batches_per_round)
 
 
 def epoch_indices(rng: jax.Array, epoch: jax.Array, num_train: int, num_rounds: int,
@@ -28,7 +28,7 @@ def epoch_indices(rng: jax.Array, epoch: jax.Array, num_train: int, num_rounds: 
     return perm_n[: num_rounds * group * batch_size].reshape(num_rounds, group, batch_size)
 
 
-def train_epoch(task: Task, state: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
+def train_epoch(learner: Learner, state: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
                 batch_size: int, mask_l: jax.Array | None = None,
                 batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
     """One epoch; returns the new state and per-round metrics stacked along axis 0.
@@ -37,15 +37,15 @@ def train_epoch(task: Task, state: TrainState, images_nhw: jax.Array, labels_n: 
     that splits it over the `data` axis of a device mesh.
     """
     num_train = images_nhw.shape[0]
-    num_rounds = rounds_per_epoch(task, num_train, batch_size)
-    idx_rgb = epoch_indices(state.rng, state.epoch, num_train, num_rounds, task.batches_per_round, batch_size)
+    num_rounds = rounds_per_epoch(learner, num_train, batch_size)
+    idx_rgb = epoch_indices(state.rng, state.epoch, num_train, num_rounds, learner.batches_per_round, batch_size)
 
     def body(state: TrainState, idx_gb: jax.Array) -> tuple[TrainState, Metrics]:
         x_gbhw = losses.to_unit_range(images_nhw[idx_gb])
         y_gb = labels_n[idx_gb].astype(jnp.int32)
         if batch_constraint is not None:
             x_gbhw, y_gb = batch_constraint(x_gbhw), batch_constraint(y_gb)
-        return train_round(task, state, x_gbhw, y_gb, mask_l)
+        return train_round(learner, state, x_gbhw, y_gb, mask_l)
 
     state, metrics = jax.lax.scan(body, state, idx_rgb)
     return state.replace(epoch=state.epoch + 1), metrics

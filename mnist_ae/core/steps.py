@@ -1,6 +1,6 @@
 """The train round (autoencoder and probe in alternation) and the whole-test-set evaluation.
 
-Pure functions of (task, state, arrays): jittable, vmappable, no I/O. A `Task` holds only static
+Pure functions of (learner, state, arrays): jittable, vmappable, no I/O. A `Learner` holds only static
 things (modules, optimizers, the AE:probe schedule) and is closed over, never traced.
 """
 
@@ -12,69 +12,61 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import optax
 
-from mnist_ae import losses
-from mnist_ae.models import Autoencoder, MLP, make_autoencoder, make_classifier
-from mnist_ae.state import Params, TrainState, learning_rate, make_optimizer, new_state
+from mnist_ae.core import losses
+from mnist_ae.core.models import Autoencoder, MLP
+from mnist_ae.core.state import Params, TrainState, learning_rate, new_state
 
 Metrics = dict[str, jax.Array]
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
-    """What is trained. Reconstruction: parts "ae" and "probe"; classification: "classifier"."""
+class Learner:
+    """What is trained, as static Python objects (closed over, never traced).
 
-    kind: str
+    With an autoencoder: parts "ae" and "probe" (`head` is the probe on the code). Without one:
+    the part "classifier" (`head` is the supervised classifier on pixels).
+    """
+
     autoencoder: Autoencoder | None
-    classifier: MLP  # the probe on the code, or the supervised classifier on pixels
+    head: MLP
     optimizers: dict[str, optax.GradientTransformation]
     ae_steps: int = 1
     probe_steps: int = 1
     eval_batch_size: int = 1000
 
     @property
+    def is_autoencoder(self) -> bool:
+        return self.autoencoder is not None
+
+    @property
     def batches_per_round(self) -> int:
-        return self.ae_steps if self.autoencoder is not None else 1
+        return self.ae_steps if self.is_autoencoder else 1
 
 
-def make_task(config: ml_collections.ConfigDict, *, latent_dim: int | None = None) -> Task:
-    """Build the static task; `latent_dim` overrides the config's (sweeps use the widest)."""
-    optimizer = make_optimizer(config.learning_rate, config.weight_decay)
-    common = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
-                  eval_batch_size=config.eval_batch_size)
-    if config.task == "classification":
-        return Task("classification", None, make_classifier(config.hidden, config.init),
-                    {"classifier": optimizer}, **common)
-    ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init)
-    probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay)
-    return Task("reconstruction", ae, make_classifier(config.probe_hidden, config.init),
-                {"ae": optimizer, "probe": probe_optimizer}, **common)
-
-
-def init_params(task: Task, key: jax.Array) -> dict[str, Params]:
+def init_params(learner: Learner, key: jax.Array) -> dict[str, Params]:
     x_bhw = jnp.zeros((1, 28, 28), jnp.float32)
     k_ae, k_clf = jax.random.split(key)
-    if task.autoencoder is None:
-        return {"classifier": task.classifier.init(k_clf, x_bhw)}
-    ae_params = task.autoencoder.init(k_ae, x_bhw)
-    z_bl = task.autoencoder.apply(ae_params, x_bhw, method=Autoencoder.encode)
-    return {"ae": ae_params, "probe": task.classifier.init(k_clf, z_bl)}
+    if not learner.is_autoencoder:
+        return {"classifier": learner.head.init(k_clf, x_bhw)}
+    ae_params = learner.autoencoder.init(k_ae, x_bhw)
+    z_bl = learner.autoencoder.apply(ae_params, x_bhw, method=Autoencoder.encode)
+    return {"ae": ae_params, "probe": learner.head.init(k_clf, z_bl)}
 
 
-def init_state(task: Task, seed: int) -> TrainState:
+def init_state(learner: Learner, seed: int) -> TrainState:
     """Parameters from the seed's first key, the data order from its second."""
     k_params, k_data = jax.random.split(jax.random.PRNGKey(seed))
-    return new_state(init_params(task, k_params), task.optimizers, k_data)
+    return new_state(init_params(learner, k_params), learner.optimizers, k_data)
 
 
-def update_part(task: Task, state: TrainState, part: str,
+def update_part(learner: Learner, state: TrainState, part: str,
             loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]]) -> tuple[TrainState, Metrics]:
     """One optimizer step on `part` alone: the other parts are constants of `loss_fn`."""
     params, opt_state = state.params[part], state.opt_states[part]
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = task.optimizers[part].update(grads, opt_state, params)
+    updates, opt_state = learner.optimizers[part].update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     state = state.replace(params={**state.params, part: params},
                           opt_states={**state.opt_states, part: opt_state})
@@ -85,44 +77,44 @@ def _mean(metrics: list[Metrics], prefix: str) -> Metrics:
     return {f"{prefix}{k}": jnp.mean(jnp.stack([m[k] for m in metrics])) for k in metrics[0]}
 
 
-def train_round(task: Task, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Array,
+def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: jax.Array,
                 mask_l: jax.Array | None = None) -> tuple[TrainState, Metrics]:
     """`ae_steps` AE updates (probe frozen), then `probe_steps` probe updates (AE frozen).
 
     Probe step j trains on the codes of the round's batch j mod ae_steps, encoded by the
     just-updated AE under stop_gradient. The schedule is static and unrolled.
     """
-    if task.autoencoder is None:
+    if not learner.is_autoencoder:
         def ce_loss(p: Params) -> tuple[jax.Array, jax.Array]:
-            logits = task.classifier.apply(p, x_gbhw[0])
+            logits = learner.head.apply(p, x_gbhw[0])
             return losses.cross_entropy(logits, y_gb[0]), losses.accuracy(logits, y_gb[0])
 
-        state, m = update_part(task, state, "classifier", ce_loss)
+        state, m = update_part(learner, state, "classifier", ce_loss)
         metrics = {f"train/{k}": v for k, v in m.items()}
         metrics["train/param_norm"] = optax.tree.norm(state.params["classifier"])
         metrics["train/learning_rate"] = learning_rate(state.opt_states["classifier"])
         return state.replace(step=state.step + 1), metrics
 
-    ae = task.autoencoder
+    ae = learner.autoencoder
     ae_metrics = []
     for x_bhw in x_gbhw:
         def recon_loss(p: Params, x_bhw: jax.Array = x_bhw) -> tuple[jax.Array, jax.Array]:
             recon_bhw, _ = ae.apply(p, x_bhw, mask_l)
             return losses.mse(recon_bhw, x_bhw), jnp.zeros(())
 
-        state, m = update_part(task, state, "ae", recon_loss)
+        state, m = update_part(learner, state, "ae", recon_loss)
         ae_metrics.append(m)
     codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
                  for x in x_gbhw]
     probe_metrics = []
-    for j in range(task.probe_steps):
+    for j in range(learner.probe_steps):
         z_bl, y_b = codes_gbl[j % len(codes_gbl)], y_gb[j % len(codes_gbl)]
 
         def probe_loss(p: Params, z_bl: jax.Array = z_bl, y_b: jax.Array = y_b):
-            logits = task.classifier.apply(p, z_bl)
+            logits = learner.head.apply(p, z_bl)
             return losses.cross_entropy(logits, y_b), losses.accuracy(logits, y_b)
 
-        state, m = update_part(task, state, "probe", probe_loss)
+        state, m = update_part(learner, state, "probe", probe_loss)
         probe_metrics.append(m)
     ae_m = _mean(ae_metrics, "train/ae_")
     metrics = {
@@ -144,23 +136,23 @@ def _chunked(x_n: jax.Array, chunk: int) -> jax.Array:
     return x_n.reshape(padded // chunk, chunk, *x_n.shape[1:])
 
 
-def evaluate(task: Task, params: dict[str, Params], images_nhw: jax.Array, labels_n: jax.Array,
+def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array, labels_n: jax.Array,
              mask_l: jax.Array | None = None) -> Metrics:
     """Whole-set metrics in one call: chunks under lax.map, sums, then means over real rows."""
     n = images_nhw.shape[0]
-    chunk = min(task.eval_batch_size, n)
+    chunk = min(learner.eval_batch_size, n)
     weights_n = jnp.ones((n,), jnp.float32)
 
     def one_chunk(args: tuple[jax.Array, ...]) -> Metrics:
         x_u8, y_b, w_b = args
         x_bhw = losses.to_unit_range(x_u8)
-        if task.autoencoder is None:
-            logits = task.classifier.apply(params["classifier"], x_bhw)
+        if not learner.is_autoencoder:
+            logits = learner.head.apply(params["classifier"], x_bhw)
             sq_b = jnp.zeros_like(w_b)
         else:
-            recon_bhw, z_bl = task.autoencoder.apply(params["ae"], x_bhw, mask_l)
+            recon_bhw, z_bl = learner.autoencoder.apply(params["ae"], x_bhw, mask_l)
             sq_b = losses.per_example_mse(recon_bhw, x_bhw)
-            logits = task.classifier.apply(params["probe"], z_bl)
+            logits = learner.head.apply(params["probe"], z_bl)
         ce_b = optax.softmax_cross_entropy_with_integer_labels(logits, y_b)
         return {"sq": jnp.sum(sq_b * w_b), "ce": jnp.sum(ce_b * w_b),
                 "confusion": losses.confusion_counts(y_b, jnp.argmax(logits, -1), w_b, logits.shape[-1])}
@@ -169,29 +161,29 @@ def evaluate(task: Task, params: dict[str, Params], images_nhw: jax.Array, label
                                     _chunked(weights_n, chunk)))
     sums = jax.tree.map(lambda a: a.sum(0), parts)
     confusion = sums["confusion"]
-    prefix = "test/" if task.autoencoder is None else "test/probe_"
+    prefix = "test/" if not learner.is_autoencoder else "test/probe_"
     metrics = {
         f"{prefix}loss": sums["ce"] / n,
         f"{prefix}accuracy": jnp.trace(confusion) / n,
         f"{prefix}per_class_accuracy": losses.per_class_accuracy(confusion),
         f"{prefix}confusion": confusion,
     }
-    if task.autoencoder is not None:
+    if learner.is_autoencoder:
         metrics["test/recon_mse"] = sums["sq"] / n
     return metrics
 
 
-def encode(task: Task, ae_params: Params, images_nhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
+def encode(learner: Learner, ae_params: Params, images_nhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
     """Codes of a whole image set, chunked like `evaluate`; [n, L]."""
     n = images_nhw.shape[0]
-    chunk = min(task.eval_batch_size, n)
+    chunk = min(learner.eval_batch_size, n)
     codes = jax.lax.map(
-        lambda x: task.autoencoder.apply(ae_params, losses.to_unit_range(x), mask_l, method=Autoencoder.encode),
+        lambda x: learner.autoencoder.apply(ae_params, losses.to_unit_range(x), mask_l, method=Autoencoder.encode),
         _chunked(images_nhw, chunk))
     return codes.reshape(-1, codes.shape[-1])[:n]
 
 
-def reconstruct(task: Task, ae_params: Params, images_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
+def reconstruct(learner: Learner, ae_params: Params, images_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
     """Reconstructions in [-1, 1] of a small fixed batch (for the image grid)."""
-    recon_bhw, _ = task.autoencoder.apply(ae_params, losses.to_unit_range(images_bhw), mask_l)
+    recon_bhw, _ = learner.autoencoder.apply(ae_params, losses.to_unit_range(images_bhw), mask_l)
     return recon_bhw

@@ -1,0 +1,97 @@
+"""Config -> core objects: the learner, initial states and sweep set-ups (nanodo's model factory).
+
+The one module that reads a config to make things from `mnist_ae.core`; the driver, `--task
+analyze`, benchmarks and tests all build through it, so the recipe is written once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from mnist_ae.core import sweep
+from mnist_ae.core.models import code_dim, make_autoencoder, make_classifier
+from mnist_ae.core.state import TrainState, make_optimizer
+from mnist_ae.core.steps import Learner, init_state
+
+
+def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None) -> Learner:
+    """The static learner of `config`; `latent_dim` overrides the config's (sweeps use the widest)."""
+    optimizer = make_optimizer(config.learning_rate, config.weight_decay)
+    schedule = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
+                    eval_batch_size=config.eval_batch_size)
+    if config.task == "classification":
+        return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
+    ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init)
+    probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay)
+    return Learner(ae, make_classifier(config.probe_hidden, config.init),
+                   {"ae": optimizer, "probe": probe_optimizer}, **schedule)
+
+
+def initial_state(config: ml_collections.ConfigDict) -> TrainState:
+    """The single run's initial state (call it under `jax.jit` or `jax.eval_shape`)."""
+    return init_state(learner(config), config.seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One sweep member: the single run it stands for differs from the config in these three."""
+
+    latent_dim: int
+    seed: int
+    learning_rate: float
+
+    @property
+    def name(self) -> str:
+        return f"latent{self.latent_dim}_seed{self.seed}_lr{self.learning_rate:g}"
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        return {"member": self.name, "latent_dim": self.latent_dim, "seed": self.seed,
+                "learning_rate": self.learning_rate}
+
+
+def members(config: ml_collections.ConfigDict) -> list[Member]:
+    """The product latent_dims x seeds x learning_rates, in that order."""
+    latents = config.latent_dims if config.model == "mlp" else (code_dim("conv", 0),)
+    return [Member(int(l), int(s), float(lr))
+            for l, s, lr in itertools.product(latents, config.seeds, config.learning_rates)]
+
+
+def member_config(config: ml_collections.ConfigDict, member: Member) -> ml_collections.ConfigDict:
+    """The single-run (`--task reconstruction`) config this member stands for."""
+    single = ml_collections.ConfigDict(config.to_dict())
+    single.task = "reconstruction"
+    single.latent_dim, single.seed, single.learning_rate = member.latent_dim, member.seed, member.learning_rate
+    return single
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSetup:
+    """Everything a sweep's program needs: members, the widest learner and one latent mask each."""
+
+    members: list[Member]
+    width: int
+    learner: Learner
+    masks_ml: jax.Array
+
+    def initial_states(self, config: ml_collections.ConfigDict) -> TrainState:
+        """Stacked: each member's single-run initial state zero-padded to the widest shapes."""
+        return sweep.stack([self.member_state(config, m) for m in self.members])
+
+    def member_state(self, config: ml_collections.ConfigDict, member: Member) -> TrainState:
+        single = member_config(config, member)
+        wide = jax.eval_shape(lambda: init_state(learner(single, latent_dim=self.width), member.seed))
+        return sweep.pad_to(initial_state(single), wide)
+
+
+def sweep_setup(config: ml_collections.ConfigDict) -> SweepSetup:
+    sweep_members = members(config)
+    width = max(m.latent_dim for m in sweep_members)
+    masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in sweep_members])
+    return SweepSetup(sweep_members, width, learner(config, latent_dim=width), masks)
