@@ -3,7 +3,7 @@
     python benchmarks/logging_overhead.py [--repeats 2] [--frameworks none tensorboard both]
                                           [--config.KEY=VALUE ...]   # e.g. --config.epochs=2
 
-Each run is a fresh process (`--child`) that calls `mnist_ae.train.run_training` on the default
+Each run is a fresh process (`--child`) that calls `mnist_ae.tasks.train_and_evaluate` on the default
 config (5 epochs, full MNIST, analyze_at_end=False) in a new temporary workdir; W&B runs offline
 (HOME points at an empty folder, so no credentials are found). Runs are interleaved
 (none, tensorboard, both, none, ...) so load from other jobs spreads evenly, and the minimum of
@@ -61,7 +61,8 @@ def _timed(table: dict[str, float], name: str, fn):
 
 def child(framework: str, workdir: Path, overrides: list[str]) -> dict:
     """One run in this process, instrumented; returns the timings as a dict."""
-    from mnist_ae import monitoring, progress, train, writers
+    from mnist_ae import monitoring, progress, tasks, writers
+    from mnist_ae.run import hooks
     from mnist_ae.config import base_config, validate
 
     config = base_config()
@@ -83,8 +84,8 @@ def child(framework: str, workdir: Path, overrides: list[str]) -> dict:
             setattr(cls, method, _timed(thread, f"{cls.__name__[:-6].lower()}.{method}", getattr(cls, method)))
     for name in ("log_histograms", "log_reconstructions", "log_projector", "log_system", "save_png"):
         setattr(monitoring, name, _timed(main, f"monitoring.{name}", getattr(monitoring, name)))
-    train._log_projector = _timed(main, "train._log_projector", train._log_projector)
-    train._log_eval = _timed(main, "train._log_eval", train._log_eval)
+    for name in ("_projector", "_reconstructions", "_confusion", "_histograms"):
+        setattr(hooks, name, _timed(main, f"hooks.{name}", getattr(hooks, name)))
     writers.AsyncWriter.close = _timed(main, "writer.close", writers.AsyncWriter.close)
     writers.AsyncWriter.flush = _timed(main, "writer.flush", writers.AsyncWriter.flush)
     writers.WandbWriter.__init__ = _timed(main, "wandb.init", writers.WandbWriter.__init__)
@@ -98,7 +99,7 @@ def child(framework: str, workdir: Path, overrides: list[str]) -> dict:
 
     progress.Reporter.summary = keep_timings
     t = time.perf_counter()
-    final = train.run_training(config, workdir, framework, quiet=True)
+    final = tasks.train_and_evaluate(config, workdir, framework, quiet=True)
     run_s = time.perf_counter() - t
     return {"framework": framework, "run_s": run_s, "phases": phases, "main": dict(main),
             "thread": dict(thread), "final": final}

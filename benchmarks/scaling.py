@@ -30,23 +30,22 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     from mnist_ae.config import base_config
     from mnist_ae.data import load_dataset
     from mnist_ae.core.loop import rounds_per_epoch
-    from mnist_ae.core.steps import init_state
     from timing import time_epochs
 
     if devices > jax.device_count():
         return {"devices": devices, "skipped": f"only {jax.device_count()} {jax.default_backend()} device(s)"}
     config = base_config()
     config.update(dict(batch_size=batch_size, latent_dim=latent_dim))
-    task = build.learner(config)
+    learner = build.learner(config)
     ds = load_dataset("mnist")
     mesh = parallel.make_mesh(devices)
-    state = parallel.place(jax.jit(lambda: init_state(task, config.seed))(), mesh)
+    state = parallel.place(jax.jit(lambda: build.initial_state(config))(), mesh)
     x, y = parallel.place((ds.train_images, ds.train_labels), mesh)
-    compile_s, epoch_s, m = time_epochs(parallel.jit_train_epoch(task, batch_size, mesh), state, x, y, epochs=epochs)
-    rounds = rounds_per_epoch(task, x.shape[0], batch_size)
+    compile_s, epoch_s, m = time_epochs(parallel.jit_train_epoch(learner, batch_size, mesh), state, x, y, epochs=epochs)
+    rounds = rounds_per_epoch(learner, x.shape[0], batch_size)
     return {"devices": devices, "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
             "per_device_batch": batch_size // devices, "compile_s": compile_s, "epoch_s": epoch_s,
-            "samples_per_s": rounds * batch_size * task.batches_per_round / epoch_s,
+            "samples_per_s": rounds * batch_size * learner.batches_per_round / epoch_s,
             "final_recon_mse": float(m["train/recon_mse"][-1])}
 
 

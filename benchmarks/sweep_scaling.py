@@ -11,14 +11,12 @@ import argparse
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from mnist_ae import build
 from mnist_ae.core import sweep
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.core.loop import train_epoch
-from mnist_ae.core.steps import init_state
 from timing import machine, time_epochs
 
 
@@ -32,19 +30,18 @@ def main() -> None:
     config.latent_dims = tuple(int(v) for v in args.latent_dims.split(","))
     ds = load_dataset("mnist")
     x, y = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
-    members = build.members(config)
-    width = build.sweep_setup(config).width
-    task = build.learner(config, latent_dim=width)
-    masks = jnp.stack([sweep.latent_mask(m.latent_dim, width) for m in members])
-    sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(task, s, x, y, masks, config.batch_size), donate_argnums=0)
-    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, build.sweep_setup(config).initial_states(config), epochs=args.epochs)
+    setup = build.sweep_setup(config)
+    members = setup.members
+    sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
+                       donate_argnums=0)
+    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, setup.initial_states(config), epochs=args.epochs)
     sweep_s *= args.epochs
     single_s, single_compile = [], []
     for m in members:
-        single_task = build.learner(build.member_config(config, m))
-        fn = jax.jit(functools.partial(train_epoch, single_task, images_nhw=x, labels_n=y,
+        single_learner = build.learner(build.member_config(config, m))
+        fn = jax.jit(functools.partial(train_epoch, single_learner, images_nhw=x, labels_n=y,
                                        batch_size=config.batch_size), donate_argnums=0)
-        c, s, _ = time_epochs(fn, init_state(single_task, m.seed), epochs=args.epochs)
+        c, s, _ = time_epochs(fn, build.initial_state(build.member_config(config, m)), epochs=args.epochs)
         single_compile.append(c)
         single_s.append(s * args.epochs)
     one = single_s[-1]

@@ -18,16 +18,16 @@ from mnist_ae import build
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.core.loop import rounds_per_epoch, train_epoch
-from mnist_ae.core.steps import init_state, train_round
+from mnist_ae.core.steps import train_round
 from timing import machine, time_epochs
 
 MODELS = {"mlp latent 3": dict(latent_dim=3), "mlp latent 64": dict(latent_dim=64), "conv": dict(model="conv")}
 
 
-def flops_per_round(task, state, batch_size: int) -> float:
-    x = jnp.zeros((task.batches_per_round, batch_size, 28, 28))
-    y = jnp.zeros((task.batches_per_round, batch_size), jnp.int32)
-    compiled = jax.jit(functools.partial(train_round, task)).lower(state, x, y).compile()
+def flops_per_round(learner, state, batch_size: int) -> float:
+    x = jnp.zeros((learner.batches_per_round, batch_size, 28, 28))
+    y = jnp.zeros((learner.batches_per_round, batch_size), jnp.int32)
+    compiled = jax.jit(functools.partial(train_round, learner)).lower(state, x, y).compile()
     analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     return float(analysis.get("flops", 0.0))
@@ -36,15 +36,15 @@ def flops_per_round(task, state, batch_size: int) -> float:
 def bench(name: str, overrides: dict, epochs: int, data) -> dict:
     config = base_config()
     config.update(overrides)
-    task = build.learner(config)
-    state = init_state(task, 0)
+    learner = build.learner(config)
+    state = build.initial_state(config)
     x, y = jax.device_put(data.train_images), jax.device_put(data.train_labels)
-    epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size), donate_argnums=0)
+    epoch = jax.jit(functools.partial(train_epoch, learner, batch_size=config.batch_size), donate_argnums=0)
     compile_s, epoch_s, _ = time_epochs(epoch, state, x, y, epochs=epochs)
-    rounds = rounds_per_epoch(task, x.shape[0], config.batch_size)
-    flops = flops_per_round(task, init_state(task, 0), config.batch_size) * rounds
+    rounds = rounds_per_epoch(learner, x.shape[0], config.batch_size)
+    flops = flops_per_round(learner, build.initial_state(config), config.batch_size) * rounds
     return {"model": name, "compile_s": compile_s, "epoch_s": epoch_s,
-            "samples_per_s": rounds * config.batch_size * task.batches_per_round / epoch_s,
+            "samples_per_s": rounds * config.batch_size * learner.batches_per_round / epoch_s,
             "gflops_per_epoch": flops / 1e9, "gflop_per_s": flops / epoch_s / 1e9}
 
 

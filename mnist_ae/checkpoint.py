@@ -14,22 +14,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
-from mnist_ae.config import ConfigError
-
-# Keys that change the state's shapes or its meaning: a resume must match them exactly.
-# `epochs` is deliberately absent: raising it continues a finished run to the new end.
-STATE_KEYS = ("task", "model", "hidden", "probe_hidden", "init", "dataset", "train_limit", "batch_size",
-              "ae_steps", "probe_steps", "probe_learning_rate", "weight_decay")
-RUN_KEYS = {"sweep": ("latent_dims", "seeds", "learning_rates")}  # a single run: latent_dim, seed, learning_rate
-
-
-def state_keys(task: str) -> tuple[str, ...]:
-    """The keys a resume of `task` must match; a sweep's members are set by its lists, a run by its values.
-
-    So an exported sweep member (a reconstruction checkpoint) resumes whatever sweep it came from.
-    """
-    return STATE_KEYS + RUN_KEYS.get(task, ("latent_dim", "seed", "learning_rate"))
-
+from mnist_ae.config import ConfigError, resume_keys
 
 def _jsonable(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(json.dumps(config.to_dict()))
@@ -57,7 +42,7 @@ class Checkpointer:
     def check_fits(self, config: ml_collections.ConfigDict) -> None:
         """Refuse, in one line, a config that differs from the checkpoint's in a state key."""
         saved, wanted = self.saved_config(), _jsonable(config)
-        for key in state_keys(saved.get("task", "")):
+        for key in resume_keys(saved.get("task", "")):
             if saved.get(key) != wanted.get(key):
                 raise ConfigError(
                     f"the checkpoint in {self.directory} was written with {key}={saved.get(key)!r} but "

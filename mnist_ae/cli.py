@@ -154,7 +154,7 @@ def main() -> None:
         print("config keys (override with --config.KEY=VALUE):\n" + help_text())
         return
     from mnist_ae.data import DataError  # noqa: PLC0415
-    from mnist_ae.train import TrainingDiverged  # noqa: PLC0415
+    from mnist_ae.run.driver import TrainingDiverged  # noqa: PLC0415
     from mnist_ae.writers import WriterError  # noqa: PLC0415
 
     try:

@@ -7,6 +7,7 @@ a typo costs a second, not an epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.util
 import os
@@ -23,62 +24,73 @@ TASKS = {
 }
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
 TSNE_BACKENDS = {"sklearn": "sklearn", "opentsne": "openTSNE", "umap": "umap"}  # backend -> module it needs
-TEST_SET_SIZE = 10_000  # MNIST and Fashion-MNIST
 MIN_ANALYSIS_POINTS = 100  # kNN, logistic regression on a split, trustworthiness need a few per class
 
-# key: (default, meaning). The single source for defaults, `--config.help` and validation.
-FIELDS: dict[str, tuple[Any, str]] = {
-    "task": ("reconstruction", "one of: " + ", ".join(TASKS)),
-    "seed": (0, "seed for parameter init and the on-device data order"),
-    # data
-    "dataset": ("mnist", "mnist | fashion_mnist"),
-    "data_dir": ("", "folder with the IDX .gz files ('' = the repo's data/mnist, or "
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One config key: its default, what it means, its `--config.help` section, and what a resume
+    must match: "state" keys (shapes or meaning of the saved state) always, "run" keys in a single
+    run's checkpoint and "sweep" keys in a sweep's (a sweep sets its members' values by its lists).
+    `epochs` is free on purpose: raising it continues a finished run."""
+
+    section: str
+    resume: str
+    default: Any
+    meaning: str
+
+
+# The single source for defaults, `--config.help`, validation and the resume check.
+FIELDS: dict[str, Field] = {
+    "task": Field("run", "state", "reconstruction", "one of: " + ", ".join(TASKS)),
+    "seed": Field("run", "run", 0, "seed for parameter init and the on-device data order"),
+    "dataset": Field("data", "state", "mnist", "mnist | fashion_mnist"),
+    "data_dir": Field("data", "", "", "folder with the IDX .gz files ('' = the repo's data/mnist, or "
                      "/usr/share/datasets/fashion-mnist for fashion_mnist)"),
-    "data_source": ("idx", "idx (local IDX files) | tfds (tensorflow-datasets, needs internet)"),
-    "train_limit": (0, "use only the first N training examples (0 = all)"),
-    "test_limit": (0, "use only the first N test examples (0 = all)"),
-    # model
-    "model": ("mlp", "mlp | conv (conv: the reference 50,161-parameter conv autoencoder)"),
-    "hidden": ((128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
-    "latent_dim": (64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
-    "init": ("torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
-    "probe_hidden": ((64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
-    # optimisation
-    "learning_rate": (1e-3, "AdamW learning rate of the autoencoder / classifier"),
-    "probe_learning_rate": (1e-3, "AdamW learning rate of the probe"),
-    "weight_decay": (1e-5, "AdamW weight decay (both optimizers)"),
-    "batch_size": (256, "global batch size"),
-    "epochs": (5, "training epochs"),
-    "ae_steps": (1, "autoencoder updates per round (each on its own batch)"),
-    "probe_steps": (1, "probe updates per round, on the round's codes with the AE frozen"),
-    # evaluation, logging, checkpoints
-    "eval_every_epochs": (1, "evaluate on the whole test set every N epochs (and at step 0)"),
-    "eval_batch_size": (1000, "test examples per evaluation chunk"),
-    "log_every_steps": (50, "average train metrics over windows of this many rounds"),
-    "checkpoint_every_epochs": (1, "save a checkpoint every N epochs (and at the end)"),
-    "keep_checkpoints": (3, "keep the last K checkpoints"),
-    "grid_digits": (10, "test digits in the reconstruction grid"),
-    "histogram_every_epochs": (1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
-    "projector_every_evals": (0, "TensorBoard projector every N evals (0 = only at the end)"),
-    "projector_points": (2000, "test codes in the TensorBoard projector"),
-    # analysis
-    "analyze_at_end": (True, "run the embedding analysis at the end of a reconstruction run"),
-    "tsne_backend": ("sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
-    "analysis_subsample": (5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
+    "data_source": Field("data", "", "idx", "idx (local IDX files) | tfds (tensorflow-datasets, needs internet)"),
+    "train_limit": Field("data", "state", 0, "use only the first N training examples (0 = all)"),
+    "test_limit": Field("data", "", 0, "use only the first N test examples (0 = all)"),
+    "model": Field("model", "state", "mlp", "mlp | conv (conv: the reference 50,161-parameter conv autoencoder)"),
+    "hidden": Field("model", "state", (128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
+    "latent_dim": Field("model", "run", 64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
+    "init": Field("model", "state", "torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
+    "probe_hidden": Field("model", "state", (64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
+    "learning_rate": Field("optimisation", "run", 1e-3, "AdamW learning rate of the autoencoder / classifier"),
+    "probe_learning_rate": Field("optimisation", "state", 1e-3, "AdamW learning rate of the probe"),
+    "weight_decay": Field("optimisation", "state", 1e-5, "AdamW weight decay (both optimizers)"),
+    "batch_size": Field("optimisation", "state", 256, "global batch size"),
+    "epochs": Field("optimisation", "", 5, "training epochs"),
+    "ae_steps": Field("optimisation", "state", 1, "autoencoder updates per round (each on its own batch)"),
+    "probe_steps": Field("optimisation", "state", 1, "probe updates per round, on the round's codes with the AE frozen"),
+    "eval_every_epochs": Field("logging", "", 1, "evaluate on the whole test set every N epochs (and at step 0)"),
+    "eval_batch_size": Field("logging", "", 1000, "test examples per evaluation chunk"),
+    "log_every_steps": Field("logging", "", 50, "average train metrics over windows of this many rounds"),
+    "checkpoint_every_epochs": Field("logging", "", 1, "save a checkpoint every N epochs (and at the end)"),
+    "keep_checkpoints": Field("logging", "", 3, "keep the last K checkpoints"),
+    "grid_digits": Field("logging", "", 10, "test digits in the reconstruction grid"),
+    "histogram_every_epochs": Field("logging", "", 1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
+    "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
+    "projector_points": Field("logging", "", 2000, "test codes in the TensorBoard projector"),
+    "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run"),
+    "tsne_backend": Field("analysis", "", "sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
+    "analysis_subsample": Field("analysis", "", 5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
                                  "5000 to keep runs short, experiments/analyze.py uses all"),
-    # W&B
-    "wandb_project": ("mnist_ae", "W&B project"),
-    "wandb_entity": ("", "W&B entity ('' = your default)"),
-    "run_name": ("", "run name ('' = the workdir's name)"),
-    "wandb_group": ("", "W&B group"),
-    "wandb_tags": ((), "W&B tags"),
-    # sweeps
-    "latent_dims": ((2, 3, 5, 10, 50), "sweep: latent sizes trained together (pad-and-mask)"),
-    "seeds": ((0,), "sweep: seeds"),
-    "learning_rates": ((1e-3,), "sweep: autoencoder learning rates"),
-    # scale
-    "num_devices": (0, "devices for data parallelism (0 = all local devices)"),
+    "wandb_project": Field("wandb", "", "mnist_ae", "W&B project"),
+    "wandb_entity": Field("wandb", "", "", "W&B entity ('' = your default)"),
+    "run_name": Field("wandb", "", "", "run name ('' = the workdir's name)"),
+    "wandb_group": Field("wandb", "", "", "W&B group"),
+    "wandb_tags": Field("wandb", "", (), "W&B tags"),
+    "latent_dims": Field("sweep", "sweep", (2, 3, 5, 10, 50), "sweep: latent sizes trained together (pad-and-mask)"),
+    "seeds": Field("sweep", "sweep", (0,), "sweep: seeds"),
+    "learning_rates": Field("sweep", "sweep", (1e-3,), "sweep: autoencoder learning rates"),
+    "num_devices": Field("scale", "", 0, "devices for data parallelism (0 = all local devices)"),
 }
+
+
+def resume_keys(task: str) -> tuple[str, ...]:
+    """The keys a resume of a `task` checkpoint must match (an exported sweep member is a single run)."""
+    kind = "sweep" if task == "sweep" else "run"
+    return tuple(k for k, f in FIELDS.items() if f.resume in ("state", kind))
 
 
 class ConfigError(ValueError):
@@ -87,13 +99,18 @@ class ConfigError(ValueError):
 
 def base_config() -> ml_collections.ConfigDict:
     """Defaults for every key; experiments override a few."""
-    return ml_collections.ConfigDict({k: v for k, (v, _) in FIELDS.items()})
+    return ml_collections.ConfigDict({k: f.default for k, f in FIELDS.items()})
 
 
 def help_text() -> str:
     """Every key with its default and meaning, for `--config.help`."""
-    width = max(map(len, FIELDS))
-    return "\n".join(f"  {k:<{width}}  {v!r:<20} {m}" for k, (v, m) in FIELDS.items())
+    width, lines, section = max(map(len, FIELDS)), [], ""
+    for k, f in FIELDS.items():
+        if f.section != section:
+            section = f.section
+            lines.append(f"{section}:")
+        lines.append(f"  {k:<{width}}  {f.default!r:<20} {f.meaning}" + ("  [fixed on resume]" if f.resume else ""))
+    return "\n".join(lines)
 
 
 def closest_key(key: str) -> str:
@@ -162,7 +179,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def check_analysis_points(config: ml_collections.ConfigDict, alternative: str = "") -> None:
     """The analysis needs MIN_ANALYSIS_POINTS test codes; `--task analyze` checks its run's config."""
-    analysed = min(config.test_limit or TEST_SET_SIZE, config.analysis_subsample or TEST_SET_SIZE)
+    from mnist_ae.data import SPECS  # noqa: PLC0415
+
+    test_size = SPECS[config.dataset].test_size
+    analysed = min(config.test_limit or test_size, config.analysis_subsample or test_size)
     _check(analysed >= MIN_ANALYSIS_POINTS,
            f"the analysis would see {analysed} test codes (test_limit={config.test_limit}, analysis_subsample="
            f"{config.analysis_subsample}); it needs >= {MIN_ANALYSIS_POINTS}: raise them {alternative}".rstrip())

@@ -8,6 +8,7 @@ Every failure raises `DataError` with one line that names the file (or value) an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
@@ -33,7 +34,6 @@ class Dataset(NamedTuple):
     test_labels: np.ndarray  # uint8 [10000]
 
 
-DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 SOURCES: tuple[str, ...] = ("idx", "tfds")
 
 # Dimensions that follow the 4-byte magic, per IDX magic (0x0801 labels, 0x0803 images).
@@ -46,45 +46,47 @@ _FILES: tuple[str, ...] = (
     "t10k-labels-idx1-ubyte.gz",
 )
 
-# md5 of the DECOMPRESSED content (shared/data/README.md): Debian re-gzips Fashion-MNIST, so
-# .gz checksums differ between distributions while the content does not.
-_MD5: dict[str, dict[str, str]] = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
-        "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
-        "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
-        "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
-    },
-    "fashion_mnist": {
-        "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-        "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
-        "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
-        "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
-    },
-}
 
-_CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "mnist": tuple(str(digit) for digit in range(10)),
-    "fashion_mnist": (
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """Everything known about one dataset before reading it."""
+
+    class_names: tuple[str, ...]
+    # md5 of the DECOMPRESSED content of each file in _FILES: Debian re-gzips Fashion-MNIST, so
+    # .gz checksums differ between distributions while the content does not.
+    md5: dict[str, str]
+    default_dir: Path  # where the files are looked for when no data_dir is given
+    missing_fix: str  # what to do when they are not there
+    test_size: int = 10_000
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec(
+        class_names=tuple(str(digit) for digit in range(10)),
+        md5={
+            "train-images-idx3-ubyte.gz": "6bbc9ace898e44ae57da46a324031adb",
+            "train-labels-idx1-ubyte.gz": "a25bea736e30d166cdddb491f175f624",
+            "t10k-images-idx3-ubyte.gz": "2646ac647ad5339dbf082846283269ea",
+            "t10k-labels-idx1-ubyte.gz": "27ae3e4e09519cfbb04c329615203637",
+        },
+        default_dir=Path(__file__).resolve().parents[1] / "data" / "mnist",  # ships in the repo
+        missing_fix="copy the canonical MNIST IDX .gz files there or pass --config.data_dir=DIR",
+    ),
+    "fashion_mnist": DatasetSpec(
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        md5={
+            "train-images-idx3-ubyte.gz": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "train-labels-idx1-ubyte.gz": "9018921c3c673c538a1fc5bad174d6f9",
+            "t10k-images-idx3-ubyte.gz": "8181f5470baa50b63fa0f6fddb340f0a",
+            "t10k-labels-idx1-ubyte.gz": "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+        default_dir=Path("/usr/share/datasets/fashion-mnist"),  # Debian's dataset-fashion-mnist
+        missing_fix="install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
+                    " or pass --config.data_dir=DIR holding the Fashion-MNIST IDX .gz files",
     ),
 }
-
-# Where each dataset lives when no data_dir is given: MNIST ships in the repo, Fashion-MNIST
-# comes from the Debian package dataset-fashion-mnist.
-_DEFAULT_DIRS: dict[str, Path] = {
-    "mnist": Path(__file__).resolve().parents[1] / "data" / "mnist",
-    "fashion_mnist": Path("/usr/share/datasets/fashion-mnist"),
-}
-
-_MISSING_FIX: dict[str, str] = {
-    "mnist": "copy the canonical MNIST IDX .gz files there or pass --config.data_dir=DIR",
-    "fashion_mnist": (
-        "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"
-        " or pass --config.data_dir=DIR holding the Fashion-MNIST IDX .gz files"
-    ),
-}
+DATASETS: tuple[str, ...] = tuple(SPECS)
 
 _CORRUPT_FIX = "replace it with the canonical file or pass --config.data_dir=DIR"
 
@@ -172,7 +174,7 @@ def load_dataset(name: str = "mnist", data_dir: str = "", source: str = "idx") -
 def _idx_dir(name: str, data_dir: str) -> Path:
     """Accepts data_dir holding the files directly or in a <name>/ subfolder."""
     if not data_dir:
-        return _DEFAULT_DIRS[name]
+        return SPECS[name].default_dir
     nested = Path(data_dir) / name
     return nested if nested.is_dir() else Path(data_dir)
 
@@ -181,13 +183,13 @@ def _load_idx(name: str, data_dir: str) -> Dataset:
     """Reads the four IDX files, reporting all missing ones at once with the dataset's fix."""
     folder = _idx_dir(name, data_dir)
     if not folder.is_dir():
-        raise DataError(f"{name} IDX folder {folder} does not exist: {_MISSING_FIX[name]}")
+        raise DataError(f"{name} IDX folder {folder} does not exist: {SPECS[name].missing_fix}")
     paths = [folder / file for file in _FILES]
     missing = [str(path) for path in paths if not path.is_file()]
     if missing:
-        raise DataError(f"{name} IDX file(s) missing: {', '.join(missing)}: {_MISSING_FIX[name]}")
-    arrays = [read_idx(path, _MD5[name][path.name]) for path in paths]
-    return Dataset(name, _CLASS_NAMES[name], *arrays)
+        raise DataError(f"{name} IDX file(s) missing: {', '.join(missing)}: {SPECS[name].missing_fix}")
+    arrays = [read_idx(path, SPECS[name].md5[path.name]) for path in paths]
+    return Dataset(name, SPECS[name].class_names, *arrays)
 
 
 def _load_tfds(name: str, data_dir: str) -> Dataset:
@@ -201,7 +203,7 @@ def _load_tfds(name: str, data_dir: str) -> Dataset:
         ) from None
     train = _tfds_split(tfds, name, "train", data_dir)
     test = _tfds_split(tfds, name, "test", data_dir)
-    return Dataset(name, _CLASS_NAMES[name], *train, *test)
+    return Dataset(name, SPECS[name].class_names, *train, *test)
 
 
 def _tfds_split(tfds: Any, name: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:

@@ -18,17 +18,26 @@ import ml_collections
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
                        quiet: bool = False) -> dict[str, float]:
     """A reconstruction or classification run, trained (or resumed) to `config.epochs`: its final metrics."""
-    from mnist_ae.train import run_training  # noqa: PLC0415  (heavy imports only when called)
+    from mnist_ae.run import driver, hooks, program, setup  # noqa: PLC0415  (heavy imports only when called)
 
-    return run_training(config, Path(workdir), log_framework, quiet)
+    run, state = setup.open_run(config, Path(workdir), log_framework, quiet, program.single_program)
+    with driver.closing_all(run.ckpt, *run.writers, run.reporter):
+        final, = driver.train(run, state, hooks.single_hooks(config, run.program.learner.is_autoencoder))
+    run.reporter.summary(final=final, workdir=run.workdir, paths=setup.summary_paths(run.workdir))
+    return final
 
 
 def train_sweep(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
                 quiet: bool = False) -> list[dict[str, float]]:
-    """Every member of a sweep trained together: final metrics per member."""
-    from mnist_ae.sweep_train import run_sweep  # noqa: PLC0415
+    """Every member of a sweep trained together (one vmapped program): final metrics per member."""
+    from mnist_ae.run import driver, hooks, program, setup  # noqa: PLC0415
 
-    return run_sweep(config, Path(workdir), log_framework, quiet)
+    run, state = setup.open_run(config, Path(workdir), log_framework, quiet, program.sweep_program)
+    with driver.closing_all(run.ckpt, *run.writers, run.reporter):
+        finals = driver.train(run, state, hooks.sweep_hooks(config))
+    run.reporter.summary(final=[(tags, f) for tags, f in zip(run.program.members, finals)], workdir=run.workdir,
+                         paths=setup.summary_paths(run.workdir))
+    return finals
 
 
 def analyze(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",

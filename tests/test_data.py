@@ -6,6 +6,8 @@ table in shared/data/README.md), never values computed by the code under test.
 
 from __future__ import annotations
 
+import dataclasses
+
 import gzip
 import sys
 from collections.abc import Callable
@@ -131,7 +133,7 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 def test_missing_fashion_suggests_debian_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(data._DEFAULT_DIRS, "fashion_mnist", tmp_path / "absent")
+    monkeypatch.setitem(data.SPECS, "fashion_mnist", dataclasses.replace(data.SPECS["fashion_mnist"], default_dir=tmp_path / "absent"))
     raises_data_error(
         lambda: load_dataset("fashion_mnist"), str(tmp_path / "absent"), "dataset-fashion-mnist"
     )

@@ -1,38 +1,67 @@
-"""What every task sets up before compute: the dataset resident on the device."""
+"""What every task sets up before compute: the dataset on the device, the program, its state, the writers."""
 
 from __future__ import annotations
 
-import dataclasses
-import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 
-from mnist_ae import data as data_lib
-from mnist_ae import parallel
-from mnist_ae.config import check_batch_fits
-
-
-@dataclasses.dataclass
-class DeviceData:
-    """The dataset resident on the device (uint8), plus the fixed digits of the image grid."""
-
-    train_x: jax.Array
-    train_y: jax.Array
-    test_x: jax.Array
-    test_y: jax.Array
-    grid_x: np.ndarray
-    class_names: tuple[str, ...]
+from mnist_ae import monitoring, parallel
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.core.state import TrainState
+from mnist_ae.progress import Reporter
+from mnist_ae.run.device_data import load_data
+from mnist_ae.run.driver import Run
+from mnist_ae.run.program import Program
+from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
-def load_data(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> DeviceData:
-    """Checked uint8 arrays, replicated on every device of the mesh (each gathers its own rows)."""
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)
-    tr, te = config.train_limit or None, config.test_limit or None
-    check_batch_fits(config, len(ds.train_images[:tr]))
-    parallel.check_divisible(config.batch_size, mesh)
-    put = functools.partial(parallel.place, mesh=mesh)
-    return DeviceData(put(ds.train_images[:tr]), put(ds.train_labels[:tr]), put(ds.test_images[:te]),
-                      put(ds.test_labels[:te]), np.asarray(ds.test_images[: config.grid_digits]),
-                      ds.class_names)
+def open_writers(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
+                 members: list[dict[str, Any]]) -> list[MetricWriter]:
+    """One writer per member. A single run: metrics.jsonl plus TensorBoard/W&B in the workdir. A sweep:
+    tagged lines in the shared metrics.jsonl plus each member's own TensorBoard dir / W&B run (grouped)."""
+    if members == [{}]:
+        return [monitoring.open_writer(config, workdir, log_framework)]
+    group = config.wandb_group or workdir.name
+    main = parallel.is_main_process()  # as with every writer, only the main process writes anything
+    return [MultiWriter([
+        JsonlWriter(workdir / "metrics.jsonl", tags=tags) if main else MultiWriter([]),
+        monitoring.open_writer(config, workdir, log_framework, run_name=f"{workdir.name}/{tags['member']}",
+                               group=group, jsonl_tags=tags, subdir=f"members/{tags['member']}"),
+    ]) for tags in members]
+
+
+def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: str, quiet: bool,
+             make_program: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], tuple[Program, TrainState]],
+             ) -> tuple[Run, TrainState]:
+    """Mesh, data on the device, the program and its state (restored when the workdir has a checkpoint),
+    progress and the writers: the set-up shared by every task that trains."""
+    mesh = parallel.make_mesh(config.num_devices)
+    t = time.perf_counter()
+    data = load_data(config, mesh)
+    data_s = time.perf_counter() - t
+    program, state = make_program(config, mesh)
+    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    if ckpt.latest_epoch() is not None:
+        ckpt.check_fits(config)
+        state = ckpt.restore(state)  # onto this mesh, whatever device count wrote it
+    title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
+    reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
+                        quiet=quiet or not parallel.is_main_process(),
+                        rounds_per_epoch=program.rounds_per_epoch(data.train_x.shape[0]))
+    reporter.add_time("data", data_s)
+    writers = open_writers(config, workdir, log_framework, program.members)
+    return Run(config, workdir, program, data, writers, ckpt, reporter), state
+
+
+def summary_paths(workdir: Path) -> dict[str, Path]:
+    """What a run leaves behind, for the end-of-run summary."""
+    paths = {"workdir": workdir, "metrics": workdir / "metrics.jsonl", "checkpoints": workdir / "checkpoints"}
+    for name in ("reconstructions", "analysis", "comparison.png", "sweep_results.md"):
+        if (workdir / name).exists():
+            paths[name] = workdir / name
+    return paths

@@ -1,0 +1,197 @@
+"""The one epoch loop, for single runs and sweeps alike.
+
+It owns the transfer guard, the metrics pull (one `device_get` per epoch), finite checks, the
+train-window means, the eval and checkpoint schedules, progress and the writers. Everything else
+logged during a run is a `Hook` with its own schedule, decided by one helper, `due`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.monitoring import scalars
+from mnist_ae.core.state import TrainState
+from mnist_ae.progress import Reporter
+from mnist_ae.run.program import Program
+from mnist_ae.run.device_data import DeviceData
+from mnist_ae.writers import MetricWriter, close_all
+
+
+class TrainingDiverged(RuntimeError):
+    """Non-finite metrics: the run stops and the last good checkpoint stays."""
+
+
+def due(epoch: int, every: int, *, at_start: bool = False) -> bool:
+    """Whether something scheduled every `every` epochs (0 = never) happens after `epoch` epochs,
+    in the spirit of big_vision's `itstime`; epoch 0 (the untrained state) only if `at_start`."""
+    return at_start if epoch == 0 else every > 0 and epoch % every == 0
+
+
+def window_means(metrics: dict[str, np.ndarray], window: int) -> list[tuple[int, dict[str, float]]]:
+    """Per-round metrics [R] -> (rounds done at window end, means over the window)."""
+    num_rounds = len(next(iter(metrics.values())))
+    return [(end, {k: float(np.mean(v[start:end])) for k, v in metrics.items()})
+            for start in range(0, num_rounds, window)
+            for end in [min(start + window, num_rounds)]]
+
+
+@dataclasses.dataclass
+class Run:
+    """What the hooks see: the config, the program, the data, one writer per member, and the
+    latest eval and test codes (cached by step, so hooks at one step share one device call)."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    program: Program
+    data: DeviceData
+    writers: list[MetricWriter]
+    ckpt: Checkpointer
+    reporter: Reporter
+    finals: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    _eval: tuple[int, list[dict[str, np.ndarray]]] | None = None
+    _codes: tuple[int, np.ndarray] | None = None
+
+    def metrics(self, state: TrainState) -> list[dict[str, np.ndarray]]:
+        """Whole-test-set metrics per member at this state (computed once per step)."""
+        step = self.program.step(state)
+        if self._eval is None or self._eval[0] != step:
+            t = time.perf_counter()
+            metrics = self.program.evaluate(state, self.data)
+            self.reporter.add_time("eval", time.perf_counter() - t)
+            self.check_finite(metrics, f"at evaluation after epoch {self.program.epoch(state)}")
+            self._eval = step, metrics
+        return self._eval[1]
+
+    def test_codes(self, state: TrainState) -> np.ndarray:
+        """Codes of the whole test set at this state ([members,] n, L), pulled back once per step."""
+        step = self.program.step(state)
+        if self._codes is None or self._codes[0] != step:
+            self._codes = step, self.program.test_codes(state, self.data)
+        return self._codes[1]
+
+    def check_finite(self, metrics: Sequence[dict[str, Any]], where: str) -> None:
+        for i, member in enumerate(metrics):
+            bad = sorted(k for k, v in member.items() if not np.all(np.isfinite(v)))
+            if bad:
+                name = self.program.members[i].get("member")
+                last = self.ckpt.latest_epoch()
+                kept = (f"the last good checkpoint (epoch {last}) is kept in {self.ckpt.directory}"
+                        if last is not None else "no checkpoint was written yet")
+                raise TrainingDiverged(
+                    f"training diverged {where}{f' in member {name}' if name else ''} ({bad[0]} is not finite); "
+                    f"{kept}: lower --config.learning_rate{'s' if name else ''} and rerun with a new --workdir")
+
+
+@dataclasses.dataclass(frozen=True)
+class Hook:
+    """Something done every `every` epochs (0 = never during training), at step 0 if `at_start`,
+    also after the last epoch if `at_last`, and once more after training (even a resumed finished
+    run) if `at_end`."""
+
+    name: str
+    fn: Callable[[Run, TrainState], None]
+    every: int = 0
+    at_start: bool = False
+    at_last: bool = False
+    at_end: bool = False
+
+
+def eval_hook(every: int) -> Hook:
+    """Test metrics of every member, as scalars in its writer; the run's final numbers."""
+    def log(run: Run, state: TrainState) -> None:
+        run.finals = []
+        for i, (writer, metrics) in enumerate(zip(run.writers, run.metrics(state))):
+            final = scalars(metrics)
+            writer.write_scalars(run.program.step(state),
+                                 {"epoch": int(run.program.member(state.epoch, i)), **final})
+            run.finals.append(final)
+
+    return Hook("eval", log, every=every, at_start=True, at_last=True)
+
+
+@contextlib.contextmanager
+def closing_all(*resources: Any) -> Iterator[None]:
+    """Closes every resource afterwards, in order. When the body failed, that error is the one raised:
+    a close error then goes to run.log only, so it cannot mask, say, a divergence message."""
+    try:
+        yield
+    except BaseException:
+        for error in close_all(resources):
+            logging.getLogger(__name__).error("closing after an error failed too", exc_info=error)
+        raise
+    errors = close_all(resources)
+    if errors:
+        raise errors[0]
+
+
+def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, float]]:
+    """Train `state` to `config.epochs`, firing each hook when due; returns final metrics per member."""
+    config, program, reporter = run.config, run.program, run.reporter
+    start = program.epoch(state)
+    if start >= config.epochs:
+        reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
+                      "train, reporting its final numbers; raise --config.epochs to continue it")
+    if start == 0:
+        _fire(run, state, hooks, epoch=0, last=False)
+    with reporter.phase("compiling"):
+        epoch_fn = program.compile_epoch(state, run.data)
+    for writer in run.writers:  # built meanwhile (W&B's start-up): a failure surfaces here, not mid-run
+        writer.flush()
+    num_rounds = program.rounds_per_epoch(run.data.train_x.shape[0])
+    for epoch in range(start + 1, config.epochs + 1):
+        t = time.perf_counter()
+        with jax.transfer_guard("disallow"):  # an epoch moves nothing between host and device implicitly
+            state, per_round = epoch_fn(state)
+        per_round = jax.device_get(per_round)  # the epoch's one pull: [members,] rounds per metric
+        seconds = time.perf_counter() - t
+        reporter.add_time("train", seconds)
+        rounds = [program.member(per_round, i) for i in range(len(program.members))]
+        run.check_finite(rounds, f"in epoch {epoch}")
+        step0 = program.step(state) - num_rounds
+        shown = []
+        for writer, member_rounds in zip(run.writers, rounds):
+            windows = window_means(member_rounds, config.log_every_steps)
+            for end, means in windows:
+                writer.write_scalars(step0 + end, {"epoch": epoch, **means, "train/steps_per_s": num_rounds / seconds})
+            shown.append(windows[-1][1])
+        last = epoch == config.epochs
+        _fire(run, state, hooks, epoch=epoch, last=last)
+        if due(epoch, config.checkpoint_every_epochs) or last:
+            t = time.perf_counter()
+            run.ckpt.save(epoch, state, config)
+            reporter.add_time("checkpoint", time.perf_counter() - t)
+        best = _best_member(run.finals)
+        reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
+                            {**shown[best], **(run.finals[best] if run.finals else {})})
+    if not run.finals:  # resumed a finished run: report its numbers again
+        run.finals = [scalars(m) for m in run.metrics(state)]
+    for hook in hooks:
+        if hook.at_end:
+            hook.fn(run, state)
+    for writer in run.writers:
+        writer.flush()
+    return run.finals
+
+
+def _fire(run: Run, state: TrainState, hooks: Sequence[Hook], *, epoch: int, last: bool) -> None:
+    for hook in hooks:
+        if due(epoch, hook.every, at_start=hook.at_start) or (last and hook.at_last):
+            hook.fn(run, state)
+
+
+def _best_member(finals: list[dict[str, float]]) -> int:
+    """The member shown on the live line: lowest test MSE (the only one in a single run)."""
+    if len(finals) < 2:
+        return 0
+    return min(range(len(finals)), key=lambda i: finals[i].get("test/recon_mse", np.inf))

@@ -1,0 +1,108 @@
+"""What a run logs besides its train and test scalars, and when: one `Hook` each.
+
+A hook reads the run's cached eval and test codes, so several hooks at one step share a single
+device call. Which hooks a program gets is decided here, from the config, once.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mnist_ae import build, monitoring, parallel
+from mnist_ae.core.state import TrainState
+from mnist_ae.run import sweep_outputs
+from mnist_ae.run.driver import Hook, Run, eval_hook
+
+ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"
+
+
+def _system(run: Run, state: TrainState) -> None:
+    monitoring.log_system(run.writers[0], run.program.step(state))
+
+
+def _model_summary(run: Run, state: TrainState) -> None:
+    monitoring.log_model_summary(run.writers[0], state.params)
+
+
+def _confusion(run: Run, state: TrainState) -> None:
+    name = "test/probe_confusion" if run.program.learner.is_autoencoder else "test/confusion"
+    run.writers[0].write_confusion(run.program.step(state), name, run.metrics(state)[0][name],
+                                   run.data.class_names)
+
+
+def _reconstructions(run: Run, state: TrainState) -> None:
+    """The grid from noise to sharp digits: TensorBoard/W&B images and a PNG per eval."""
+    recon = run.program.reconstructions(state, jnp.asarray(run.data.grid_x))
+    if parallel.is_main_process():  # the PNG is written directly, not through the writer
+        grid = monitoring.reconstruction_grid(run.data.grid_x, recon)
+        monitoring.log_reconstructions(run.writers[0], run.program.step(state), grid, run.workdir)
+
+
+def _histograms(run: Run, state: TrainState) -> None:
+    codes = run.test_codes(state) if run.program.learner.is_autoencoder else None
+    monitoring.log_histograms(run.writers[0], run.program.step(state), codes, state.params)
+
+
+def _projector(run: Run, state: TrainState) -> None:
+    points = min(run.config.projector_points, run.data.test_x.shape[0])
+    codes = run.test_codes(state)[:points]
+    preds = np.asarray(jnp.argmax(run.program.learner.head.apply(state.params["probe"], codes), -1))
+    monitoring.log_projector(run.writers[0], run.program.step(state), codes, np.asarray(run.data.test_y[:points]),
+                             preds, np.asarray(run.data.test_x[:points]), run.data.class_names)
+
+
+def _hparams(run: Run, state: TrainState) -> None:
+    del state
+    run.writers[0].write_hparams(run.config.to_dict(), run.finals[0])
+
+
+def _analysis(run: Run, state: TrainState) -> None:
+    from mnist_ae.analyze import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
+
+    with run.reporter.phase(ANALYSIS_PHASE):
+        result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,
+                               run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
+                               run.program.step(state))
+    run.finals[0].update(result.summary())
+
+
+def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> list[Hook]:
+    """A reconstruction or classification run, in the order they fire at each epoch."""
+    evals = config.eval_every_epochs
+    hooks = [Hook("model summary", _model_summary, at_start=True),
+             Hook("system", _system, every=1),
+             eval_hook(evals),
+             Hook("confusion", _confusion, every=evals, at_start=True, at_last=True)]
+    if is_autoencoder:
+        hooks += [Hook("reconstructions", _reconstructions, every=evals, at_start=True, at_last=True),
+                  Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
+    hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
+                      at_start=config.histogram_every_epochs > 0))
+    hooks.append(Hook("hparams", _hparams, at_end=True))
+    if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
+        hooks.append(Hook("analysis", _analysis, at_end=True))
+    return hooks
+
+
+def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
+    """A sweep: test scalars per member; at the end its hparams, exports, comparison and table."""
+    members = build.members(config)
+
+    def hparams(run: Run, state: TrainState) -> None:
+        del state
+        for writer, member, final in zip(run.writers, members, run.finals):
+            writer.write_hparams({**build.member_config(config, member).to_dict(), **member.tags}, final)
+
+    def outputs(run: Run, state: TrainState) -> None:
+        for i, member in enumerate(members):
+            sweep_outputs.export_member(config, member, run.program.member(state, i),
+                                        run.workdir / "members" / member.name)
+        recon = run.program.reconstructions(state, jnp.asarray(run.data.grid_x))
+        if parallel.is_main_process():  # files written directly, not through the writers
+            sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
+            sweep_outputs.results_table(members, run.finals, run.workdir)
+
+    return [eval_hook(config.eval_every_epochs), Hook("hparams", hparams, at_end=True),
+            Hook("sweep outputs", outputs, at_end=True)]

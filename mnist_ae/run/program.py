@@ -1,0 +1,111 @@
+"""What the driver runs: a program is a learner, its members and its compiled epoch and eval.
+
+A single run is a program of one member on an unstacked state; a sweep is a program of many
+members on a stacked state whose epoch and eval are the core's vmapped ones. The driver sees
+only this interface, so every lifecycle feature is written once for both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from mnist_ae import build, parallel
+from mnist_ae.core import sweep
+from mnist_ae.core.loop import rounds_per_epoch
+from mnist_ae.core.state import TrainState
+from mnist_ae.core.steps import Learner, encode, evaluate, reconstruct
+from mnist_ae.run.device_data import DeviceData
+
+
+@dataclasses.dataclass
+class Program:
+    """A learner with `len(members)` members, compiled for a mesh.
+
+    `members` holds the record tags of each member ({} for a single run). `extra_args` are the
+    device arrays that follow (images, labels) in every call (a sweep's latent masks).
+    """
+
+    learner: Learner
+    members: list[dict[str, Any]]
+    mesh: jax.sharding.Mesh
+    batch_size: int
+    stacked: bool
+    epoch_fn: Callable[..., tuple[TrainState, dict[str, jax.Array]]]
+    eval_fn: Callable[..., dict[str, jax.Array]]
+    encode_fn: Callable[..., jax.Array]
+    reconstruct_fn: Callable[..., jax.Array]
+    extra_args: tuple[jax.Array, ...] = ()
+
+    def member(self, tree: Any, i: int) -> Any:
+        """Member i's view of a stacked tree (the tree itself for a single run)."""
+        return sweep.unstack(tree, i) if self.stacked else tree
+
+    def epoch(self, state: TrainState) -> int:
+        return int(self.member(state.epoch, 0))
+
+    def step(self, state: TrainState) -> int:
+        return int(self.member(state.step, 0))
+
+    def rounds_per_epoch(self, num_train: int) -> int:
+        return rounds_per_epoch(self.learner, num_train, self.batch_size)
+
+    def compile_epoch(self, state: TrainState, data: DeviceData) -> Callable[[TrainState], tuple]:
+        """Ahead-of-time compiled epoch: a shape change cannot silently recompile it."""
+        compiled = self.epoch_fn.lower(state, data.train_x, data.train_y, *self.extra_args).compile()
+        return lambda s: compiled(s, data.train_x, data.train_y, *self.extra_args)
+
+    def evaluate(self, state: TrainState, data: DeviceData) -> list[dict[str, np.ndarray]]:
+        """Whole-test-set metrics per member, pulled back in one transfer."""
+        metrics = jax.device_get(self.eval_fn(state.params, data.test_x, data.test_y, *self.extra_args))
+        return [self.member(metrics, i) for i in range(len(self.members))]
+
+    def test_codes(self, state: TrainState, data: DeviceData) -> np.ndarray:
+        """Codes of the whole test set ([members,] n, L), one device call and one transfer."""
+        return np.asarray(self.encode_fn(state.params["ae"], data.test_x, *self.extra_args))
+
+    def reconstructions(self, state: TrainState, images_bhw: jax.Array) -> np.ndarray:
+        """Reconstructions in [-1, 1] of a small batch ([members,] b, h, w)."""
+        return np.asarray(self.reconstruct_fn(state.params["ae"], images_bhw, *self.extra_args))
+
+
+def _jit(fn: Callable, mesh: jax.sharding.Mesh, **kwargs: Any) -> Callable:
+    """Outputs replicated, so every process can read them back."""
+    return jax.jit(fn, out_shardings=parallel.replicated(mesh), **kwargs)
+
+
+def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
+    """A reconstruction or classification run and its initial state, placed on the mesh."""
+    learner = build.learner(config)
+    program = Program(
+        learner, [{}], mesh, config.batch_size, stacked=False,
+        epoch_fn=parallel.jit_train_epoch(learner, config.batch_size, mesh),
+        eval_fn=_jit(functools.partial(evaluate, learner), mesh),
+        encode_fn=_jit(functools.partial(encode, learner), mesh),
+        reconstruct_fn=_jit(functools.partial(reconstruct, learner), mesh))
+    # Compiled init: one program instead of dozens of eagerly compiled small ops.
+    state = _jit(lambda: build.initial_state(config), mesh)()
+    return program, state
+
+
+def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
+    """Every member of a sweep as one vmapped program; the stacked initial state on the mesh."""
+    setup = build.sweep_setup(config)
+    learner = setup.learner
+    program = Program(
+        learner, [m.tags for m in setup.members], mesh, config.batch_size, stacked=True,
+        epoch_fn=_jit(functools.partial(sweep.sweep_epoch, learner, batch_size=config.batch_size,
+                                        batch_constraint=parallel.shard_batch_constraint(mesh)),
+                      mesh, donate_argnums=0),
+        eval_fn=_jit(functools.partial(sweep.sweep_evaluate, learner), mesh),
+        encode_fn=_jit(jax.vmap(functools.partial(encode, learner), in_axes=(0, None, 0)), mesh),
+        reconstruct_fn=_jit(jax.vmap(functools.partial(reconstruct, learner), in_axes=(0, None, 0)), mesh),
+        extra_args=(parallel.place(setup.masks_ml, mesh),))
+    state = parallel.place(setup.initial_states(config), mesh)
+    return program, state

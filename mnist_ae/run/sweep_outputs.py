@@ -1,0 +1,77 @@
+"""A sweep's own outputs: members exported as standalone runs, the comparison figure, the results table."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from matplotlib.figure import Figure
+
+from mnist_ae import build, plots
+from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.core import losses, sweep
+
+
+def export_member(config: ml_collections.ConfigDict, member: build.Member, wide_state: Any, member_dir: Path) -> Path:
+    """Save one member, sliced to its width, as a standalone reconstruction checkpoint.
+
+    `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
+    """
+    single = build.member_config(config, member)
+    template = jax.eval_shape(lambda: build.initial_state(single))
+    ckpt = Checkpointer(member_dir / "checkpoints", config.keep_checkpoints)
+    try:
+        if ckpt.latest_epoch() != int(wide_state.epoch):  # a rerun of a finished sweep exported it already
+            ckpt.save(int(wide_state.epoch), sweep.slice_to(wide_state, template), single)
+    finally:
+        ckpt.close()
+    return member_dir
+
+
+def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members: list[build.Member],
+                      path: Path) -> Path:
+    """The seed's figure: input digits on the first row, then each member's reconstructions."""
+    rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
+    rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else ""), r)
+             for m, r in zip(members, recon_mnhw)]
+    n = originals_nhw.shape[0]
+    with plots.style():
+        fig = Figure(figsize=(0.9 * n + 1.6, 0.95 * len(rows)))
+        axes = fig.subplots(len(rows), n, squeeze=False)
+        for r, (label, images) in enumerate(rows):
+            for c in range(n):
+                axes[r, c].imshow(images[c], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+                axes[r, c].set_xticks([])
+                axes[r, c].set_yticks([])
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        fig.tight_layout(pad=0.2)
+        fig.savefig(path)
+    return path
+
+
+def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
+    """Final test MSE and probe accuracy per latent size (and lr), mean +- std over seeds."""
+    groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
+    for m, f in zip(members, finals):
+        groups[(m.latent_dim, m.learning_rate)].append(f)
+    lines = ["| latent | learning rate | seeds | test MSE | probe accuracy |", "|---:|---:|---:|---:|---:|"]
+    series: dict[str, tuple[list, list]] = {}
+    for (latent, lr), fs in sorted(groups.items()):
+        mse = np.array([f["test/recon_mse"] for f in fs])
+        acc = np.array([f["test/probe_accuracy"] for f in fs])
+        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {mse.mean():.4f} +- {mse.std():.4f} | "
+                     f"{acc.mean():.4f} +- {acc.std():.4f} |")
+        for name, values in ((f"test MSE (lr {lr:g})", mse), (f"probe accuracy (lr {lr:g})", acc)):
+            means, stds = series.setdefault(name, ([], []))
+            means.append(values.mean())
+            stds.append(values.std())
+    table = "\n".join(lines)
+    (workdir / "sweep_results.md").write_text(table + "\n")
+    latents = sorted({m.latent_dim for m in members})
+    plots.line_plot(latents, series, "latent size", "final value",
+                    workdir / "sweep_results.png", title="Sweep: final test metrics", logx=True)
+    return table
