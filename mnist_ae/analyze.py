@@ -22,7 +22,7 @@ from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.progress import Reporter
 from mnist_ae.config import ConfigError, FIELDS, base_config, check_analysis_points
 from mnist_ae.core.steps import encode, evaluate, init_state
-from mnist_ae.writers import MetricWriter
+from mnist_ae.writers import Embeddings, MetricWriter
 
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
 DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: the files may have moved
@@ -70,8 +70,8 @@ def log_result(writer: MetricWriter, step: int, result: analysis.AnalysisResult,
     writer.write_scalars(step, {f"analysis/{k}": v for k, v in result.metrics["codes"].items()
                                 if isinstance(v, (int, float))})
     for name, coords in result.coords_2d.items():
-        writer.write_embeddings(step, f"analysis_{name}_2d", coords, [class_names[int(y)] for y in labels_n],
-                                images_nhw)
+        writer.write_embeddings(step, Embeddings(f"analysis_{name}_2d", coords,
+                                                 [class_names[int(y)] for y in labels_n], images_nhw))
 
 
 def _png(path: Path) -> np.ndarray:

@@ -11,16 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import matplotlib
 import ml_collections
 import numpy as np
 import psutil
 
-from mnist_ae.core.losses import to_unit_range
-from mnist_ae.writers import MetricWriter, create_writer, image_grid
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the headless backend is chosen)
+from mnist_ae.render import reconstruction_grid, save_png
+from mnist_ae.writers import Embeddings, MetricWriter, create_writer
 
 __all__ = ["MetricWriter", "open_writer", "scalars"]
 
@@ -89,17 +85,6 @@ def log_system(writer: MetricWriter, step: int) -> None:
     writer.write_scalars(step, system_metrics())
 
 
-def reconstruction_grid(originals_bhw: np.ndarray, recon_bhw: np.ndarray) -> np.ndarray:
-    """Originals on the top row, reconstructions under them; uint8 HW1."""
-    originals = np.asarray(to_unit_range(originals_bhw))
-    return image_grid(np.concatenate([originals, np.asarray(recon_bhw)]), rows=2)
-
-
-def save_png(image_hw1: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    plt.imsave(path, image_hw1[..., 0], cmap="gray", vmin=0, vmax=255)
-
-
 def log_reconstructions(writer: MetricWriter, step: int, grid: np.ndarray, workdir: Path) -> None:
     """The gallery from noise to sharp digits: TensorBoard/W&B images and a PNG per eval."""
     writer.write_images(step, {"reconstructions": grid})
@@ -121,9 +106,9 @@ def log_projector(writer: MetricWriter, step: int, codes_nl: np.ndarray, labels_
                   preds_n: np.ndarray | None, images_nhw: np.ndarray, class_names: Sequence[str]) -> None:
     """Test codes for the TensorBoard projector, labelled by true class and probe prediction."""
     labels = [class_names[int(y)] for y in labels_n]
-    header, rows = None, None
+    header, rows = (), ()
     if preds_n is not None:  # the writer puts `label` first itself
         header = ["probe_prediction"]
         rows = [[class_names[int(p)]] for p in preds_n]
-    writer.write_embeddings(step, "codes", codes_nl, labels, images_nhw, metadata_header=header,
-                            metadata=rows)
+    writer.write_embeddings(step, Embeddings("codes", codes_nl, labels, images_nhw, metadata_header=header,
+                                             metadata=rows))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -16,7 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_ae import render
 from mnist_ae import writers as W
+from mnist_ae.writers.wandb import _has_wandb_credentials
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -30,32 +33,6 @@ def _confusion() -> np.ndarray:
     counts = np.random.default_rng(0).integers(0, 20, (10, 10))
     np.fill_diagonal(counts, 900)
     return counts
-
-
-# ----------------------------------------------------------------------------- images
-
-
-def test_image_grid_originals_above_reconstructions():
-    originals, recons = _digits(4, 0), _digits(4, 1)
-    grid = W.image_grid(np.concatenate([originals, recons]), rows=2)
-    assert grid.dtype == np.uint8 and grid.shape == (2 * 28 + 2, 4 * 28 + 3 * 2, 1)
-    expected = W._to_uint8(np.concatenate([originals, recons]), -1.0)
-    np.testing.assert_array_equal(grid[:28, :28, 0], expected[0])
-    np.testing.assert_array_equal(grid[30:, 30:58, 0], expected[5])  # recon 1: row 2, col 2
-    assert (grid[28:30] == 128).all() and (grid[:, 28:30] == 128).all()  # separators
-
-
-def test_image_grid_value_ranges():
-    assert W.image_grid(np.array([[[-1.0, 1.0]]]), 1)[0, :, 0].tolist() == [0, 255]
-    assert W.image_grid(np.array([[[0.0, 1.0]]]), 1)[0, :, 0].tolist() == [0, 255]
-    assert W.image_grid(np.array([[[3, 200]]], np.uint8), 1)[0, :, 0].tolist() == [3, 200]
-
-
-def test_sprite_square_and_shrinks_to_fit():
-    full = W.sprite(_digits(10))
-    assert full.shape == (4 * 28, 4 * 28, 1)  # ceil(sqrt(10)) = 4 thumbnails a side
-    small = W.sprite(_digits(100), max_px=100)  # 10 a side, <= 10 px each -> 28 // 3 = 9
-    assert small.shape == (90, 90, 1)
 
 
 # ----------------------------------------------------------------------------- JSONL
@@ -83,6 +60,21 @@ def test_jsonl_records_steps_keys_and_tags(tmp_path):
         "latent_dim": 16,
     }
     assert len(records) == 3
+
+
+def test_jsonl_non_finite_floats_are_json_nan_and_infinity(tmp_path):
+    """NaN/Infinity as JSON's NaN/Infinity tokens (what `json.loads` reads as floats), not strings."""
+    path = tmp_path / "metrics.jsonl"
+    with W.JsonlWriter(path) as w:
+        w.write_scalars(1, {"loss": float("nan"), "grad": np.float32(np.inf), "low": -np.inf})
+        w.write_hparams({"lr": 0.1}, {"test/loss": np.float64(np.nan)})
+    lines = path.read_text().splitlines()
+    assert lines[0] == '{"step": 1, "loss": NaN, "grad": Infinity, "low": -Infinity}'
+    scalars, hparams = map(json.loads, lines)
+    for value in (scalars["loss"], scalars["grad"], scalars["low"], hparams["metrics"]["test/loss"]):
+        assert type(value) is float
+    assert math.isnan(scalars["loss"]) and math.isnan(hparams["metrics"]["test/loss"])
+    assert scalars["grad"] == math.inf and scalars["low"] == -math.inf
 
 
 def test_flatten_hparams_handles_configdict_and_odd_values():
@@ -128,7 +120,7 @@ def test_tensorboard_reads_back_everything(tmp_path):
     with W.TensorBoardWriter(logdir) as w:
         w.write_scalars(1, {"train/loss": 0.5})
         w.write_scalars(5, {"train/loss": 0.25})
-        w.write_images(5, {"recon": W.image_grid(_digits(8), rows=2)})
+        w.write_images(5, {"recon": render.image_grid(_digits(8), rows=2)})
         w.write_histograms(5, {"codes": np.r_[np.random.randn(100), np.nan]})
         w.write_texts(5, {"notes": "| digit | acc |\n|---|---|\n| 0 | 0.99 |"})
         w.write_confusion(5, "confusion/test", _confusion(), CLASSES)
@@ -170,12 +162,11 @@ def test_tensorboard_projector_files(tmp_path):
     codes = np.random.default_rng(0).normal(size=(n, dim))
     labels = [str(i % 10) for i in range(n)]
     extra = [[f"name{i % 10}", str(i % 2 == 0)] for i in range(n)]
+    test_set = W.Embeddings("codes/test", codes, labels, _digits(n), ["digit", "correct"], extra)
     with W.TensorBoardWriter(tmp_path) as w:
-        w.write_embeddings(7, "codes/test", codes, labels, _digits(n), ["digit", "correct"], extra)
-        w.write_embeddings(7, "codes/test", codes, labels, _digits(n), ["digit", "correct"], extra)
-        w.write_embeddings(7, "codes/train", codes[:5], labels[:5], None)
-        with pytest.raises(ValueError, match="one entry per point"):
-            w.write_embeddings(8, "codes/bad", codes, labels, _digits(n - 1))
+        w.write_embeddings(7, test_set)
+        w.write_embeddings(7, test_set)  # rewritten (a resumed run): one config entry
+        w.write_embeddings(7, W.Embeddings("codes/train", codes[:5], labels[:5]))
 
     config = _projector_config(tmp_path)
     assert [e.tensor_name for e in config.embeddings] == ["codes/test:00007", "codes/train:00007"]
@@ -187,12 +178,29 @@ def test_tensorboard_projector_files(tmp_path):
     assert len(rows) == n + 1 and rows[0] == "label\tdigit\tcorrect"
     assert rows[1] == "0\tname0\tTrue"
     sheet = Image.open(tmp_path / test.sprite.image_path)
-    assert sheet.width == sheet.height <= W.MAX_SPRITE_PX
+    assert sheet.width == sheet.height <= render.MAX_SPRITE_PX
     assert list(test.sprite.single_image_dim) == [28, 28]
     assert sheet.width == 28 * 6  # ceil(sqrt(30)) thumbnails a side
     # Single-column metadata has no header row (the projector's convention).
     assert (tmp_path / train.metadata_path).read_text().splitlines() == labels[:5]
     assert not train.HasField("sprite")
+
+
+def test_embeddings_are_checked_when_built():
+    codes, labels = np.ones((3, 2)), ["a", "b", "c"]
+    with pytest.raises(ValueError, match=r"must be \[N, D\]"):
+        W.Embeddings("e", np.ones(3), labels)
+    with pytest.raises(ValueError, match="one entry per point"):
+        W.Embeddings("e", codes, labels[:2])
+    with pytest.raises(ValueError, match="one entry per point"):
+        W.Embeddings("e", codes, labels, _digits(2))
+    with pytest.raises(ValueError, match="3 rows of 1 columns"):
+        W.Embeddings("e", codes, labels, metadata_header=["x"], metadata=[["1"], ["2"]])
+    with pytest.raises(ValueError, match="3 rows of 0 columns"):
+        W.Embeddings("e", codes, labels, metadata=[["1"], ["2"], ["3"]])
+    table = W.Embeddings("e", codes, [0, 1, 2], metadata_header=["x"], metadata=[[1], [2], [3]]).table()
+    assert table == (["label", "x"], [["0", "1"], ["1", "2"], ["2", "3"]])
+    assert W.Embeddings("e", codes, labels).table() == (["label"], [["a"], ["b"], ["c"]])
 
 
 # ----------------------------------------------------------------------------- W&B
@@ -212,13 +220,13 @@ def no_wandb_credentials(tmp_path, monkeypatch):
 
 
 def test_wandb_credentials_detection(no_wandb_credentials, monkeypatch):
-    assert not W._has_wandb_credentials()
+    assert not _has_wandb_credentials()
     netrc_file = no_wandb_credentials / ".netrc"
     netrc_file.write_text("machine api.wandb.ai\n  login user\n  password k\n")
-    assert W._has_wandb_credentials()
+    assert _has_wandb_credentials()
     netrc_file.unlink()
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    assert W._has_wandb_credentials()
+    assert _has_wandb_credentials()
 
 
 _NO_NETWORK_SCRIPT = """
@@ -276,11 +284,13 @@ def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
     w.write_scalars(1, {"train/loss": 0.5})
     w.write_scalars(2, {"train/loss": 0.25})
     w.write_scalars(2, {"eval/acc": 0.9})  # same step: merged into one row
-    w.write_images(3, {"recon": W.image_grid(_digits(4), 2)})
+    w.write_images(3, {"recon": render.image_grid(_digits(4), 2)})
     w.write_histograms(3, {"codes": np.random.randn(50)})
     w.write_texts(3, {"notes": "**bold** <x>"})
     w.write_confusion(3, "confusion/test", _confusion(), CLASSES)
-    w.write_embeddings(3, "codes/test", np.ones((6, 3)), list("012345"), _digits(6))
+    codes = np.arange(18, dtype=np.float32).reshape(6, 3)
+    w.write_embeddings(3, W.Embeddings("codes/test", codes, list("012345"), _digits(6), ["odd"],
+                                       [[str(i % 2 == 1)] for i in range(6)]))
     with pytest.raises(ValueError, match="step 2 < last logged step 3"):
         w.write_scalars(2, {"late": 1.0})
     w.write_hparams({"opt": "adam"}, {"test/acc": 0.95})
@@ -310,9 +320,15 @@ def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
     assert row["recon"]["_type"] == "image-file" and row["recon"]["width"] == 58
     assert row["codes"]["_type"] == "histogram" and sum(row["codes"]["values"]) == 50
     assert row["notes"]["_type"] == "html-file"
-    assert (row["codes/test"]["nrows"], row["codes/test"]["ncols"]) == (6, 1 + 1 + 3)
-    table_file = run_file.parent / "files" / row["confusion/test_table"]["path"]
-    table = json.loads(table_file.read_text())
+    files = run_file.parent / "files"
+    assert (row["codes/test"]["nrows"], row["codes/test"]["ncols"]) == (6, 2 + 1 + 3)
+    embedding = json.loads((files / row["codes/test"]["path"]).read_text())
+    assert embedding["columns"] == ["label", "odd", "image", "d0", "d1", "d2"]
+    assert [r[:2] + r[3:] for r in embedding["data"]] == [
+        [str(i), str(i % 2 == 1), *codes[i].tolist()] for i in range(6)
+    ]
+    assert [r[2] for r in embedding["data"]] == ["Image"] * 6  # how wandb serialises a wandb.Image cell
+    table = json.loads((files / row["confusion/test_table"]["path"]).read_text())
     assert table["columns"] == ["Actual", "Predicted", "nPredictions"]
     assert sum(r[2] for r in table["data"]) == _confusion().sum()
     logged_config = {  # init config travels in the run record, later updates as config records
@@ -342,12 +358,15 @@ def test_multiwriter_fans_out_and_closes_all():
     multi = W.MultiWriter([a, b])
     multi.write_scalars(1, {"x": 1.0})
     multi.write_confusion(1, "c", np.eye(2), ["a", "b"])
+    points = W.Embeddings("codes", np.ones((2, 2)), ["a", "b"])
+    multi.write_embeddings(1, points)
     a.close.side_effect = OSError("disk full")
     with pytest.raises(OSError, match="disk full"):
         multi.close()
     for w in (a, b):
-        assert [c[0] for c in w.method_calls] == ["write_scalars", "write_confusion", "close"]
+        assert [c[0] for c in w.method_calls] == ["write_scalars", "write_confusion", "write_embeddings", "close"]
     assert b.write_scalars.call_args == mock.call(1, {"x": 1.0})
+    assert b.write_embeddings.call_args == mock.call(1, points)
 
 
 def test_async_writer_preserves_order_and_close_drains():
@@ -452,12 +471,13 @@ def test_create_writer_tensorboard_writes_jsonl_and_events(tmp_path):
 def test_create_writer_default_process_index_is_main(tmp_path):
     with W.create_writer("none", tmp_path, asynchronous=False) as w:  # jax.process_index() == 0
         w.write_scalars(1, {"loss": 1.0})
-    assert (tmp_path / "metrics.jsonl").exists()
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": 1.0}
+    assert not (tmp_path / "tb").exists()  # "none": the JSONL log only
 
 
 def test_non_main_process_writes_nothing(tmp_path):
     with W.create_writer("both", tmp_path / "run", is_main_process=False) as w:
         w.write_scalars(1, {"loss": 1.0})
         w.write_hparams({"lr": 0.1}, {"acc": 1.0})
-        w.write_embeddings(1, "codes", np.ones((2, 2)), ["a", "b"], None)
+        w.write_embeddings(1, W.Embeddings("codes", np.ones((2, 2)), ["a", "b"]))
     assert not (tmp_path / "run").exists()
