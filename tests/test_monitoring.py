@@ -39,7 +39,7 @@ def _train(workdir: Path, home: Path, config) -> dict[str, float]:
     """Trains the tiny run with TensorBoard and W&B (offline: no credentials) in-process."""
     import wandb
 
-    from mnist_ae.train import run_training
+    from mnist_ae.tasks import train_and_evaluate as run_training
 
     with pytest.MonkeyPatch.context() as mp:
         for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
@@ -277,7 +277,7 @@ def test_wandb_tags_from_the_command_line_are_split_on_commas():
 
 
 def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
-    from mnist_ae.train import run_training
+    from mnist_ae.tasks import train_and_evaluate as run_training
 
     config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=1)
     run_training(config, tmp_path, "tensorboard", quiet=True)
@@ -288,18 +288,19 @@ def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
 
 
 def test_histograms_projector_and_end_of_run_share_one_encoding_per_step(tmp_path, monkeypatch):
-    from mnist_ae import train
+    from mnist_ae import tasks
+    from mnist_ae.run.program import Program
 
     calls = []
-    build = train.Run.encode.func  # what the cached_property compiles
+    encode = Program.test_codes
 
-    def counted(self):
-        jitted = build(self)
-        return lambda *args: calls.append(1) or jitted(*args)
+    def counted(self, state, data):
+        calls.append(1)
+        return encode(self, state, data)
 
-    monkeypatch.setattr(train.Run, "encode", property(counted))
+    monkeypatch.setattr(Program, "test_codes", counted)
     config = tiny(epochs=2, histogram_every_epochs=1, projector_every_evals=1)
-    train.run_training(config, tmp_path, "tensorboard", quiet=True)
+    tasks.train_and_evaluate(config, tmp_path, "tensorboard", quiet=True)
     # Codes are due at step 0 (histograms), after epoch 1 (histograms, projector) and after epoch 2
     # (histograms, projector, end-of-run projector): one encoding per step, not one per use.
     assert len(calls) == 3
