@@ -1,60 +1,162 @@
-"""Orbax checkpoints of the train state, with the config that made them.
+"""Orbax checkpoints of the train state, with the config that made them and a checksum of the state.
 
 The config travels with every checkpoint so that a resume can refuse a config that does not fit
-and `--task analyze` can rebuild the model from the run directory alone.
+and `--task analyze` can rebuild the model from the run directory alone. The checksum (sha256 of
+every leaf's dtype, shape and bytes, taken at save time) lets a restore tell an intact checkpoint
+from a damaged one: a damaged step is moved aside, never deleted, and the previous one is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from mnist_ae.config import ConfigError, resume_keys
 
-def _jsonable(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return json.loads(json.dumps(config.to_dict()))
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be written or read; the message is one line naming the path and cause."""
+
+
+def _jsonable(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
+    as_dict = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else config
+    return json.loads(json.dumps(as_dict))
+
+
+def _host(leaf: Any) -> np.ndarray:
+    """This process's copy of a (replicated) leaf, without gathering across processes."""
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+        return np.asarray(leaf.addressable_data(0))
+    return np.asarray(leaf)
+
+
+def state_digest(state: Any) -> str:
+    """sha256 over every leaf's path, dtype, shape and bytes: equal states, equal digests."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        array = np.ascontiguousarray(_host(leaf))
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _cause(error: BaseException) -> str:
+    """The most specific one-line reason in an exception chain (an OSError's strerror if there is one)."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return f"{seen.strerror}" + (f" ({seen.filename})" if seen.filename else "")
+        seen = seen.__cause__ or seen.__context__
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def _stderr_warning(message: str) -> None:
+    sys.stderr.write(f"warning: {message}\n")
+    sys.stderr.flush()
 
 
 class Checkpointer:
     """Keeps the last K checkpoints under `directory`, labelled by epoch."""
 
-    def __init__(self, directory: Path, keep: int):
+    def __init__(self, directory: Path, keep: int, warn: Callable[[str], None] = _stderr_warning):
         self.directory = Path(directory)
-        self._manager = ocp.CheckpointManager(
-            self.directory.resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.warn = warn
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory.resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        except OSError as e:
+            raise CheckpointError(f"cannot open checkpoints in {self.directory}: {_cause(e)}") from None
 
     def latest_epoch(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, epoch: int, state: Any, config: ml_collections.ConfigDict) -> None:
-        self._manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(_jsonable(config))))
+        """Asynchronous save of the state, its config and its checksum; write errors are one line."""
+        try:
+            self._manager.save(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(_jsonable(config)),
+                checksum=ocp.args.JsonSave({"sha256": state_digest(state)})))
+        except Exception as e:  # noqa: BLE001 - orbax wraps OS errors in many types; keep the cause
+            raise CheckpointError(f"cannot write checkpoint {self.directory / str(epoch)}: {_cause(e)}; "
+                                  "earlier checkpoints are kept: free space or fix permissions and rerun") from None
 
     def saved_config(self, epoch: int | None = None) -> dict[str, Any]:
         epoch = self.latest_epoch() if epoch is None else epoch
         return self._manager.restore(epoch, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
 
-    def check_fits(self, config: ml_collections.ConfigDict) -> None:
-        """Refuse, in one line, a config that differs from the checkpoint's in a state key."""
-        saved, wanted = self.saved_config(), _jsonable(config)
+    def check_fits(self, config: ml_collections.ConfigDict, saved: dict[str, Any] | None = None) -> None:
+        """Refuse, in one line, a config that differs from the checkpoint's in a key a resume must match."""
+        saved = self.saved_config() if saved is None else saved
+        wanted = _jsonable(config)
         for key in resume_keys(saved.get("task", "")):
             if saved.get(key) != wanted.get(key):
                 raise ConfigError(
                     f"the checkpoint in {self.directory} was written with {key}={saved.get(key)!r} but "
                     f"the config has {key}={wanted.get(key)!r}: use a new --workdir or the same {key}")
 
-    def restore(self, abstract_state: Any, epoch: int | None = None) -> Any:
-        """Restore into the structure, shapes and shardings of `abstract_state` (jax.eval_shape)."""
-        epoch = self.latest_epoch() if epoch is None else epoch
+    def restore(self, abstract_state: Any, fits: ml_collections.ConfigDict | None = None) -> Any:
+        """The newest intact checkpoint, restored into the structure, shapes and shardings of
+        `abstract_state` (a state or `jax.eval_shape` of one).
+
+        Each candidate's config is checked against `fits` (a mismatch is the user's ConfigError, not
+        damage), then its state is restored and its checksum verified. A damaged step is moved to
+        `<directory>-damaged/` with a one-line warning and the previous step is tried.
+        """
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
-        return self._manager.restore(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target)))["state"]
+        for epoch in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                saved = self.saved_config(epoch)
+            except Exception as e:  # noqa: BLE001 - any failure to read it is damage
+                self._set_aside(epoch, _cause(e))
+                continue
+            if fits is not None:
+                self.check_fits(fits, saved)
+            try:
+                state = self._restore_verified(epoch, target)
+            except Exception as e:  # noqa: BLE001
+                self._set_aside(epoch, _cause(e))
+                continue
+            return state
+        raise CheckpointError(f"no intact checkpoint is left in {self.directory} (damaged ones are in "
+                              f"{self._damaged_dir()}): rerun to start afresh, or use a new --workdir")
+
+    def _restore_verified(self, epoch: int, target: Any) -> Any:
+        has_checksum = (self.directory / str(epoch) / "checksum").is_dir()  # none before checksums were saved
+        args = {"state": ocp.args.StandardRestore(target)}
+        if has_checksum:
+            args["checksum"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(epoch, args=ocp.args.Composite(**args))
+        if has_checksum and state_digest(restored["state"]) != restored["checksum"]["sha256"]:
+            raise CheckpointError("its checksum does not match the saved state")
+        return restored["state"]
+
+    def _damaged_dir(self) -> Path:
+        return self.directory.with_name(self.directory.name + "-damaged")
+
+    def _set_aside(self, epoch: int, why: str) -> None:
+        """Move a damaged step out of orbax's sight (kept for inspection) and say so in one line."""
+        source = self.directory / str(epoch)
+        target = self._damaged_dir() / f"{epoch}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)
+        self._manager.reload()
+        self.warn(f"checkpoint {source} is damaged ({why}); moved to {target}, trying the previous one")
 
     def close(self) -> None:
-        """Waits for pending saves; async save errors surface here."""
-        self._manager.close()
+        """Waits for pending saves; asynchronous write errors surface here, as one line."""
+        try:
+            self._manager.close()
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"cannot write checkpoints in {self.directory}: {_cause(e)}; earlier "
+                                  "checkpoints are kept: free space or fix permissions and rerun") from None

@@ -154,7 +154,9 @@ def main() -> None:
         print("config keys (override with --config.KEY=VALUE):\n" + help_text())
         return
     from mnist_ae.data import DataError  # noqa: PLC0415
+    from mnist_ae.checkpoint import CheckpointError  # noqa: PLC0415
     from mnist_ae.run.driver import TrainingDiverged  # noqa: PLC0415
+    from mnist_ae.run.lifecycle import Interrupted, WorkdirBusy  # noqa: PLC0415
     from mnist_ae.writers import WriterError  # noqa: PLC0415
 
     try:
@@ -165,9 +167,16 @@ def main() -> None:
             print(list_experiments())
             return
         _main(config_given)
-    except (UsageError, ConfigError, DataError, WriterError) as e:
+    except (UsageError, ConfigError, DataError, WriterError, WorkdirBusy) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
-    except TrainingDiverged as e:
+    except (TrainingDiverged, CheckpointError) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(1)
+    except Interrupted as e:
+        sys.stderr.write(f"{e}\n")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted at once (second signal); the last committed checkpoint is kept: "
+                         "rerun the same command to resume\n")
+        sys.exit(130)

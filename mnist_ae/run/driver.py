@@ -25,6 +25,7 @@ from mnist_ae.core.state import TrainState
 from mnist_ae.progress import Reporter
 from mnist_ae.run.program import Program
 from mnist_ae.run.device_data import DeviceData
+from mnist_ae.run.lifecycle import Interrupted, StopRequest
 from mnist_ae.writers import MetricWriter, close_all
 
 
@@ -58,6 +59,7 @@ class Run:
     writers: list[MetricWriter]
     ckpt: Checkpointer
     reporter: Reporter
+    stop: StopRequest = dataclasses.field(default_factory=StopRequest)
     finals: list[dict[str, float]] = dataclasses.field(default_factory=list)
     _eval: tuple[int, list[dict[str, np.ndarray]]] | None = None
     _codes: tuple[int, np.ndarray] | None = None
@@ -144,6 +146,8 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
                       "train, reporting its final numbers; raise --config.epochs to continue it")
     if start == 0:
         _fire(run, state, hooks, epoch=0, last=False)
+    if run.stop.signum is not None:
+        raise Interrupted(run.stop.signum, start or None)
     with reporter.phase("compiling"):
         epoch_fn = program.compile_epoch(state, run.data)
     for writer in run.writers:  # built meanwhile (W&B's start-up): a failure surfaces here, not mid-run
@@ -167,13 +171,15 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
             shown.append(windows[-1][1])
         last = epoch == config.epochs
         _fire(run, state, hooks, epoch=epoch, last=last)
-        if due(epoch, config.checkpoint_every_epochs) or last:
+        if due(epoch, config.checkpoint_every_epochs) or last or run.stop.signum is not None:
             t = time.perf_counter()
             run.ckpt.save(epoch, state, config)
             reporter.add_time("checkpoint", time.perf_counter() - t)
         best = _best_member(run.finals)
         reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
                             {**shown[best], **(run.finals[best] if run.finals else {})})
+        if run.stop.signum is not None:  # the checkpoint above commits while the resources close
+            raise Interrupted(run.stop.signum, epoch)
     if not run.finals:  # resumed a finished run: report its numbers again
         run.finals = [scalars(m) for m in run.metrics(state)]
     for hook in hooks:

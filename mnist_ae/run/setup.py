@@ -14,6 +14,7 @@ from mnist_ae import monitoring, parallel
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.state import TrainState
 from mnist_ae.progress import Reporter
+from mnist_ae.run import lifecycle
 from mnist_ae.run.device_data import load_data
 from mnist_ae.run.driver import Run
 from mnist_ae.run.program import Program
@@ -46,9 +47,10 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     data_s = time.perf_counter() - t
     program, state = make_program(config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-    if ckpt.latest_epoch() is not None:
-        ckpt.check_fits(config)
-        state = ckpt.restore(state)  # onto this mesh, whatever device count wrote it
+    if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
+        state = ckpt.restore(state, fits=config)
+    if parallel.is_main_process():  # each (step, member) once in the log, however often the run restarted
+        lifecycle.keep_records_before(workdir / "metrics.jsonl", program.step(state))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
     reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
                         quiet=quiet or not parallel.is_main_process(),

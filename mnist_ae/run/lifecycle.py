@@ -1,0 +1,117 @@
+"""A run's guarantees around the driver: one process per workdir, clean stops on SIGINT/SIGTERM,
+and a metrics log that holds each (step, member) once however often the run was restarted."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mnist_ae import parallel
+
+LOCK_FILE = ".lock"
+
+
+class WorkdirBusy(RuntimeError):
+    """Another live process holds the workdir; the message names it."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path) -> Iterator[None]:
+    """An OS lock on WORKDIR/.lock for the whole run (released by the OS even after kill -9), holding
+    host, PID and start time. Several processes of one multi-process run: process 0 holds it."""
+    if not parallel.is_main_process():
+        yield
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    handle = (workdir / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkdirBusy(f"{workdir} is in use by {holder}: wait for that run to end or pass another "
+                              "--workdir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the run at an epoch boundary, after its checkpoint was committed."""
+
+    def __init__(self, signum: int, epoch: int | None):
+        self.exit_code = 128 + signum
+        name = signal.Signals(signum).name
+        where = f"after epoch {epoch}; checkpoint kept" if epoch is not None else "before the first epoch"
+        super().__init__(f"interrupted by {name} {where}: rerun the same command to resume")
+
+
+@dataclasses.dataclass
+class StopRequest:
+    """Set by the first SIGINT/SIGTERM; the driver stops at the end of the compiled epoch in flight."""
+
+    signum: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM ask for a clean stop; a second one stops at once (KeyboardInterrupt)."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        del frame
+        if request.signum is not None:
+            raise KeyboardInterrupt
+        request.signum = signum
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def keep_records_before(path: Path, step: int) -> int:
+    """Rewrite metrics.jsonl keeping what a run restored at `step` will not write again: scalar records
+    before `step` (and at it, unless the run starts afresh at 0). Final hparams records go (the run
+    writes them again at its end), and so does a torn line (a crash mid-write). Returns the lines dropped."""
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        record_step = record.get("step")
+        if "hparams" in record:
+            dropped += 1
+        elif record_step is None or record_step < step or (record_step == step and step > 0):
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+        tmp.replace(path)
+    return dropped

@@ -1,0 +1,166 @@
+"""Faults a run must survive: a second run on its workdir, damaged checkpoints, a disk that refuses
+writes, SIGTERM/SIGINT, restarts that would duplicate records."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import chex
+import jax
+import pytest
+
+from helpers import REPO, tiny
+from mnist_ae import build, tasks
+from mnist_ae.checkpoint import CheckpointError, Checkpointer
+from mnist_ae.run import lifecycle
+
+
+def _final_state(workdir: Path, config):
+    ckpt = Checkpointer(workdir / "checkpoints", 3)
+    try:
+        return ckpt.restore(jax.eval_shape(lambda: build.initial_state(config)))
+    finally:
+        ckpt.close()
+
+
+def _records(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted 3-epoch tiny run: the reference every recovered run must equal bit for bit."""
+    workdir = tmp_path_factory.mktemp("straight")
+    tasks.train_and_evaluate(tiny(epochs=3), workdir, "none", quiet=True)
+    return _final_state(workdir, tiny(epochs=3)), _records(workdir)
+
+
+def test_a_second_run_on_a_busy_workdir_is_refused_naming_the_holder(tmp_path):
+    with lifecycle.workdir_lock(tmp_path):
+        with pytest.raises(lifecycle.WorkdirBusy, match=rf"in use by pid {os.getpid()} on .* since"):
+            tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+    assert not (tmp_path / "checkpoints").exists()  # refused before any set-up
+    with lifecycle.workdir_lock(tmp_path):  # released on exit
+        pass
+
+
+def test_the_lock_of_a_process_killed_with_sigkill_is_released(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from mnist_ae.run.lifecycle import workdir_lock\n"
+        f"with workdir_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(lifecycle.WorkdirBusy, match=f"pid {holder.pid}"):
+        with lifecycle.workdir_lock(tmp_path):
+            pass
+    holder.kill()
+    holder.wait()
+    with lifecycle.workdir_lock(tmp_path):
+        pass
+
+
+def test_records_a_restored_run_would_write_again_are_dropped_and_a_torn_line_repaired(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [{"step": 0, "test/recon_mse": 1.0}, {"step": 4, "train/loss": 2.0}, {"step": 8, "test/recon_mse": 0.5},
+             {"step": 12, "train/loss": 1.0}, {"hparams": {"seed": 0}, "metrics": {}}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 16, "train/lo')
+    assert lifecycle.keep_records_before(path, 8) == 3  # step 12, the hparams record, the torn line
+    assert [json.loads(line) for line in path.read_text().splitlines()] == lines[:3]
+    assert lifecycle.keep_records_before(path, 0) == 3  # a fresh start keeps nothing it will rewrite
+    assert path.read_text() == ""
+
+
+def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight):
+    tasks.train_and_evaluate(tiny(epochs=2), tmp_path, "none", quiet=True)
+    shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
+    tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
+    records = [r for r in _records(tmp_path) if "step" in r]
+    keys = [(r["step"], tuple(sorted(k for k in r if not k.startswith(("system/", "train/steps"))))) for r in records]
+    assert len(keys) == len(set(keys))
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith(("system/", "train/steps"))}  # noqa: E731
+                        for r in rs if "step" in r]
+    assert strip(records) == strip(straight[1])
+    assert sum("hparams" in r for r in _records(tmp_path)) == 1
+
+
+def _flip_a_byte(step_dir: Path) -> None:
+    data = max((p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"),
+               key=lambda p: p.stat().st_size)
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    data.write_bytes(bytes(raw))
+
+
+def _truncate(step_dir: Path) -> None:
+    data = max((p for p in (step_dir / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+
+
+def _delete_state(step_dir: Path) -> None:
+    shutil.rmtree(step_dir / "state")
+
+
+def _delete_config(step_dir: Path) -> None:
+    shutil.rmtree(step_dir / "config")
+
+
+@pytest.mark.parametrize("damage", [_flip_a_byte, _truncate, _delete_state, _delete_config])
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, capsys, damage, straight):
+    tasks.train_and_evaluate(tiny(epochs=2), tmp_path, "none", quiet=True)
+    damage(tmp_path / "checkpoints" / "2")
+    capsys.readouterr()
+    tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "checkpoints/2 is damaged" in warnings[0] and "trying the previous one" in warnings[0]
+    assert [p.name.split("-")[0] for p in (tmp_path / "checkpoints-damaged").iterdir()] == ["2"]  # kept, not deleted
+    chex.assert_trees_all_equal(_final_state(tmp_path, tiny(epochs=3)), straight[0])  # resumed from epoch 1
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+    import orbax.checkpoint as ocp
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "checkpoints"))
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(CheckpointError) as error:
+        tasks.train_and_evaluate(tiny(epochs=2), tmp_path, "none", quiet=True)
+    message = str(error.value)
+    assert "\n" not in message and "No space left on device" in message and "checkpoints/2" in message
+    monkeypatch.undo()
+    assert Checkpointer(tmp_path / "checkpoints", 3).latest_epoch() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_at_an_epoch_boundary_with_its_checkpoint_and_the_rerun_matches(tmp_path, sig, code,
+                                                                                         straight):
+    command = [sys.executable, "launch.py", "--workdir", str(tmp_path), "--log_framework", "none",
+               *[f"--config.{k}={v}" for k, v in dict(
+                   train_limit=2048, test_limit=512, hidden="64,32", latent_dim=8, probe_hidden=16, batch_size=64,
+                   epochs=3, eval_batch_size=256, log_every_steps=4, grid_digits=4, projector_points=64,
+                   analyze_at_end=False, learning_rate=1e-2, probe_learning_rate=1e-2).items()]]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    for line in proc.stdout:  # the first finished epoch
+        if line.startswith("epoch 1/3"):
+            break
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code
+    assert err.strip().splitlines()[-1].startswith(f"interrupted by {signal.Signals(sig).name} after epoch ")
+    assert "Traceback" not in err
+    ckpt = Checkpointer(tmp_path / "checkpoints", 3)
+    assert ckpt.latest_epoch() is not None and ckpt.latest_epoch() >= 1
+    ckpt.close()
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    chex.assert_trees_all_equal(_final_state(tmp_path, tiny(epochs=3)), straight[0])
