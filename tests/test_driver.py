@@ -34,6 +34,7 @@ class FakeProgram:
 
     members = [{"member": "a"}, {"member": "b"}]
     learner = None
+    stacked = False  # a divergence stops the run (a stacked sweep freezes the member instead)
 
     def __init__(self, diverge_at: int = 0):
         self.evaluated_at: list[int] = []
@@ -49,6 +50,9 @@ class FakeProgram:
 
     def step(self, state):
         return state.step
+
+    def frozen(self, state):
+        return []
 
     def rounds_per_epoch(self, num_train):
         return 4

@@ -30,22 +30,33 @@ def epoch_indices(rng: jax.Array, epoch: jax.Array, num_train: int, num_rounds: 
 
 def train_epoch(learner: Learner, state: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
                 batch_size: int, mask_l: jax.Array | None = None,
-                batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
+                batch_constraint: Callable[[jax.Array], jax.Array] | None = None,
+                freeze_on_divergence: bool = False) -> tuple[TrainState, Metrics]:
     """One epoch; returns the new state and per-round metrics stacked along axis 0.
 
     `batch_constraint` (optional) is applied to every gathered batch, e.g. a sharding constraint
-    that splits it over the `data` axis of a device mesh.
+    that splits it over the `data` axis of a device mesh. With `freeze_on_divergence` (sweeps), the
+    first round whose metrics are not finite is not applied and the state stays frozen from then on:
+    its `step` stops advancing (so `step < epoch * rounds` marks a diverged state, also after a
+    resume) and its later metrics are NaN, while the other members of a vmapped sweep train on.
     """
     num_train = images_nhw.shape[0]
     num_rounds = rounds_per_epoch(learner, num_train, batch_size)
     idx_rgb = epoch_indices(state.rng, state.epoch, num_train, num_rounds, learner.batches_per_round, batch_size)
 
-    def body(state: TrainState, idx_gb: jax.Array) -> tuple[TrainState, Metrics]:
+    def body(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
+        idx_gb, round_index = xs
         x_gbhw = losses.to_unit_range(images_nhw[idx_gb])
         y_gb = labels_n[idx_gb].astype(jnp.int32)
         if batch_constraint is not None:
             x_gbhw, y_gb = batch_constraint(x_gbhw), batch_constraint(y_gb)
-        return train_round(learner, state, x_gbhw, y_gb, mask_l)
+        new_state, metrics = train_round(learner, state, x_gbhw, y_gb, mask_l)
+        if not freeze_on_divergence:
+            return new_state, metrics
+        alive = state.step == state.epoch * num_rounds + round_index
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(m)) for m in metrics.values()]))
+        state = jax.tree.map(lambda new, old: jnp.where(alive & finite, new, old), new_state, state)
+        return state, {k: jnp.where(alive, m, jnp.nan) for k, m in metrics.items()}
 
-    state, metrics = jax.lax.scan(body, state, idx_rgb)
+    state, metrics = jax.lax.scan(body, state, (idx_rgb, jnp.arange(num_rounds)))
     return state.replace(epoch=state.epoch + 1), metrics

@@ -50,9 +50,10 @@ def unstack(tree: Any, index: int) -> Any:
 def sweep_epoch(learner: Learner, states: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
                 masks_ml: jax.Array, batch_size: int,
                 batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
-    """One epoch of every member at once; metrics are [members, rounds]."""
-    return jax.vmap(lambda s, m: train_epoch(learner, s, images_nhw, labels_n, batch_size, m, batch_constraint))(
-        states, masks_ml)
+    """One epoch of every member at once; metrics are [members, rounds]. A member whose metrics stop
+    being finite is frozen from that round (see `train_epoch`); the others train on."""
+    return jax.vmap(lambda s, m: train_epoch(learner, s, images_nhw, labels_n, batch_size, m, batch_constraint,
+                                             freeze_on_divergence=True))(states, masks_ml)
 
 
 def sweep_evaluate(learner: Learner, params: Any, images_nhw: jax.Array, labels_n: jax.Array,

@@ -60,6 +60,7 @@ class Run:
     ckpt: Checkpointer
     reporter: Reporter
     stop: StopRequest = dataclasses.field(default_factory=StopRequest)
+    diverged: set[int] = dataclasses.field(default_factory=set)  # sweep members frozen by divergence
     finals: list[dict[str, float]] = dataclasses.field(default_factory=list)
     _eval: tuple[int, list[dict[str, np.ndarray]]] | None = None
     _codes: tuple[int, np.ndarray] | None = None
@@ -71,7 +72,8 @@ class Run:
             t = time.perf_counter()
             metrics = self.program.evaluate(state, self.data)
             self.reporter.add_time("eval", time.perf_counter() - t)
-            self.check_finite(metrics, f"at evaluation after epoch {self.program.epoch(state)}")
+            self.check_finite([m for i, m in enumerate(metrics) if i not in self.diverged],
+                              f"at evaluation after epoch {self.program.epoch(state)}")
             self._eval = step, metrics
         return self._eval[1]
 
@@ -81,6 +83,19 @@ class Run:
         if self._codes is None or self._codes[0] != step:
             self._codes = step, self.program.test_codes(state, self.data)
         return self._codes[1]
+
+    def freeze_diverged(self, rounds: Sequence[dict[str, np.ndarray]], where: str) -> None:
+        """Sweeps: a member whose train metrics stopped being finite was frozen on the device; name it
+        once and go on with the others. Only when every member diverged does the run stop."""
+        for i, member in enumerate(rounds):
+            bad = sorted(k for k, v in member.items() if not np.all(np.isfinite(v)))
+            if bad and i not in self.diverged:
+                self.diverged.add(i)
+                self.reporter.warn(f"member {self.program.members[i]['member']} diverged {where} ({bad[0]} is not "
+                                   "finite): it is frozen at its last finite state, the others train on; retry it "
+                                   "with a lower learning rate")
+        if len(self.diverged) == len(rounds):
+            self.check_finite(rounds, where)
 
     def check_finite(self, metrics: Sequence[dict[str, Any]], where: str) -> None:
         for i, member in enumerate(metrics):
@@ -115,6 +130,8 @@ def eval_hook(every: int) -> Hook:
         run.finals = []
         for i, (writer, metrics) in enumerate(zip(run.writers, run.metrics(state))):
             final = scalars(metrics)
+            if i in run.diverged:
+                final["diverged"] = 1.0
             writer.write_scalars(run.program.step(state),
                                  {"epoch": int(run.program.member(state.epoch, i)), **final})
             run.finals.append(final)
@@ -141,6 +158,7 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     """Train `state` to `config.epochs`, firing each hook when due; returns final metrics per member."""
     config, program, reporter = run.config, run.program, run.reporter
     start = program.epoch(state)
+    run.diverged.update(program.frozen(state))
     if start >= config.epochs:
         reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
                       "train, reporting its final numbers; raise --config.epochs to continue it")
@@ -161,10 +179,16 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         seconds = time.perf_counter() - t
         reporter.add_time("train", seconds)
         rounds = [program.member(per_round, i) for i in range(len(program.members))]
-        run.check_finite(rounds, f"in epoch {epoch}")
+        if program.stacked:
+            run.freeze_diverged(rounds, f"in epoch {epoch}")
+        else:
+            run.check_finite(rounds, f"in epoch {epoch}")
         step0 = program.step(state) - num_rounds
         shown = []
-        for writer, member_rounds in zip(run.writers, rounds):
+        for i, (writer, member_rounds) in enumerate(zip(run.writers, rounds)):
+            if i in run.diverged:
+                shown.append({})
+                continue
             windows = window_means(member_rounds, config.log_every_steps)
             for end, means in windows:
                 writer.write_scalars(step0 + end, {"epoch": epoch, **means, "train/steps_per_s": num_rounds / seconds})
@@ -181,7 +205,8 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         if run.stop.signum is not None:  # the checkpoint above commits while the resources close
             raise Interrupted(run.stop.signum, epoch)
     if not run.finals:  # resumed a finished run: report its numbers again
-        run.finals = [scalars(m) for m in run.metrics(state)]
+        run.finals = [{**scalars(m), **({"diverged": 1.0} if i in run.diverged else {})}
+                      for i, m in enumerate(run.metrics(state))]
     for hook in hooks:
         if hook.at_end:
             hook.fn(run, state)
@@ -197,7 +222,7 @@ def _fire(run: Run, state: TrainState, hooks: Sequence[Hook], *, epoch: int, las
 
 
 def _best_member(finals: list[dict[str, float]]) -> int:
-    """The member shown on the live line: lowest test MSE (the only one in a single run)."""
+    """The member shown on the live line: lowest test MSE among those that did not diverge."""
     if len(finals) < 2:
         return 0
-    return min(range(len(finals)), key=lambda i: finals[i].get("test/recon_mse", np.inf))
+    return min(range(len(finals)), key=lambda i: (finals[i].get("diverged", 0), finals[i].get("test/recon_mse", np.inf)))

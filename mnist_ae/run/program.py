@@ -51,7 +51,13 @@ class Program:
         return int(self.member(state.epoch, 0))
 
     def step(self, state: TrainState) -> int:
-        return int(self.member(state.step, 0))
+        """Rounds done: the most of any member (a diverged sweep member's step stops advancing)."""
+        return int(np.max(state.step))
+
+    def frozen(self, state: TrainState) -> list[int]:
+        """Members whose step fell behind: frozen by divergence (in this session or before a resume)."""
+        steps = np.asarray(state.step).reshape(-1)
+        return [i for i, s in enumerate(steps) if s < steps.max()]
 
     def rounds_per_epoch(self, num_train: int) -> int:
         return rounds_per_epoch(self.learner, num_train, self.batch_size)
