@@ -82,12 +82,17 @@ def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straigh
     shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
     tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
     records = [r for r in _records(tmp_path) if "step" in r]
-    keys = [(r["step"], tuple(sorted(k for k in r if not k.startswith(("system/", "train/steps"))))) for r in records]
+    keys = [(r["step"], tuple(sorted(k for k in r if not k.startswith(("system/", "train/steps", "time")))))
+            for r in records]
     assert len(keys) == len(set(keys))
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith(("system/", "train/steps"))}  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith(("system/", "train/steps", "time"))}  # noqa: E731
                         for r in rs if "step" in r]
     assert strip(records) == strip(straight[1])
     assert sum("hparams" in r for r in _records(tmp_path)) == 1
+    starts = [r for r in _records(tmp_path) if r.get("event") == "start"]
+    assert [r["from_step"] for r in starts] == [0, 32]  # one start record per start: the provenance
+    assert starts[0]["versions"]["jax"] == jax.__version__ and starts[0]["devices"]["count"] == jax.device_count()
+    assert json.loads((tmp_path / "config.json").read_text())["epochs"] == 3
 
 
 def _flip_a_byte(step_dir: Path) -> None:

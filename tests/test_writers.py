@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 import os
 import struct
@@ -48,6 +49,8 @@ def test_jsonl_records_steps_keys_and_tags(tmp_path):
         with pytest.raises(ValueError, match="clash"):
             w.write_scalars(3, {"member": 1.0})
     records = [json.loads(line) for line in path.read_text().splitlines()]
+    times = [r.pop("time") for r in records]  # wall-clock seconds, for provenance
+    assert times == sorted(times) and times[0] == pytest.approx(time.time(), abs=60)
     assert records[:2] == [
         {"step": 1, "member": 3, "latent_dim": 16, "train/loss": 0.5},
         {"step": 2, "member": 3, "latent_dim": 16, "train/loss": 0.25, "eval/acc": 0.9, "epoch": 1},
@@ -69,7 +72,7 @@ def test_jsonl_non_finite_floats_are_json_nan_and_infinity(tmp_path):
         w.write_scalars(1, {"loss": float("nan"), "grad": np.float32(np.inf), "low": -np.inf})
         w.write_hparams({"lr": 0.1}, {"test/loss": np.float64(np.nan)})
     lines = path.read_text().splitlines()
-    assert lines[0] == '{"step": 1, "loss": NaN, "grad": Infinity, "low": -Infinity}'
+    assert re.fullmatch(r'\{"step": 1, "time": [0-9.]+, "loss": NaN, "grad": Infinity, "low": -Infinity\}', lines[0])
     scalars, hparams = map(json.loads, lines)
     for value in (scalars["loss"], scalars["grad"], scalars["low"], hparams["metrics"]["test/loss"]):
         assert type(value) is float
@@ -464,14 +467,15 @@ def test_create_writer_tensorboard_writes_jsonl_and_events(tmp_path):
     w.write_scalars(4, {"loss": 1.5})
     w.close()
     record = json.loads((tmp_path / "metrics.jsonl").read_text())
-    assert record == {"step": 4, "member": 0, "loss": 1.5}
+    assert record.pop("time") == pytest.approx(time.time(), abs=60) and record == {"step": 4, "member": 0, "loss": 1.5}
     assert [e.value for e in _accumulator(tmp_path / "tb").Scalars("loss")] == [1.5]
 
 
 def test_create_writer_default_process_index_is_main(tmp_path):
     with W.create_writer("none", tmp_path, asynchronous=False) as w:  # jax.process_index() == 0
         w.write_scalars(1, {"loss": 1.0})
-    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": 1.0}
+    record = json.loads((tmp_path / "metrics.jsonl").read_text())
+    assert record.pop("time") == pytest.approx(time.time(), abs=60) and record == {"step": 1, "loss": 1.0}
     assert not (tmp_path / "tb").exists()  # "none": the JSONL log only
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -115,3 +116,47 @@ def keep_records_before(path: Path, step: int) -> int:
         tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
         tmp.replace(path)
     return dropped
+
+
+def provenance() -> dict[str, Any]:
+    """What ran: package versions, the devices, and the git commit when run from a checkout."""
+    import importlib.metadata  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+
+    import jax  # noqa: PLC0415
+
+    versions = {}
+    for package in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "mnist-ae-jax"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    devices = jax.devices()
+    return {"versions": {"python": platform.python_version(), **versions},
+            "devices": {"platform": jax.default_backend(), "count": len(devices), "kind": devices[0].device_kind,
+                        "processes": jax.process_count()},
+            "host": socket.gethostname(), "commit": _git_commit()}
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout this package runs from (with "+dirty" for local changes), else None."""
+    repo = Path(__file__).resolve().parents[2]
+    if not (repo / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def record_start(workdir: Path, config: Any, step: int) -> None:
+    """The resolved config at the top of the workdir, and a start record in metrics.jsonl (one per
+    start, so restarts show in the log)."""
+    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    record = {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()}
+    with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")

@@ -51,6 +51,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
         state = ckpt.restore(state, fits=config)
     if parallel.is_main_process():  # each (step, member) once in the log, however often the run restarted
         lifecycle.keep_records_before(workdir / "metrics.jsonl", program.step(state))
+        lifecycle.record_start(workdir, config, program.step(state))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
     reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
                         quiet=quiet or not parallel.is_main_process(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from mnist_ae.writers.base import Embeddings, MetricWriter, _numbers, flatten_hp
 
 
 class JsonlWriter(MetricWriter):
-    """Appends one JSON object per line: `{"step": s, **tags, **scalars}`.
+    """Appends one JSON object per line: `{"step": s, "time": unix seconds, **tags, **scalars}`.
 
     `tags` (e.g. sweep member, latent_dim) are merged into every record so several runs
     can share one file. `write_hparams` appends one record without "step":
@@ -34,10 +35,10 @@ class JsonlWriter(MetricWriter):
         self._file.write(json.dumps(record) + "\n")
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        clash = {"step", *self._tags} & set(scalars)
+        clash = {"step", "time", *self._tags} & set(scalars)
         if clash:
-            raise ValueError(f"scalar names {sorted(clash)} clash with 'step' or JSONL tags")
-        self._append({"step": int(step), **self._tags, **_numbers(scalars)})
+            raise ValueError(f"scalar names {sorted(clash)} clash with 'step', 'time' or JSONL tags")
+        self._append({"step": int(step), "time": round(time.time(), 3), **self._tags, **_numbers(scalars)})
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Not logged in JSONL."""
@@ -51,7 +52,7 @@ class JsonlWriter(MetricWriter):
     def write_hparams(
         self, hparams: Mapping[str, Any], metrics: Mapping[str, float] | None = None
     ) -> None:
-        record = {"hparams": flatten_hparams(hparams), "metrics": _numbers(metrics or {})}
+        record = {"time": round(time.time(), 3), "hparams": flatten_hparams(hparams), "metrics": _numbers(metrics or {})}
         self._append({**record, **self._tags})
 
     def write_confusion(
