@@ -1,4 +1,4 @@
-"""Per-stage wall time of mnist_ae.analysis.run_analysis for N=10000 codes of L=64 dims.
+"""Per-stage wall time of mnist_ae.analysis.pipeline.run_analysis for N=10000 codes of L=64 dims.
 
 The codes are synthetic but structured like a trained encoder's: the real MNIST test digits,
 centred, projected by a fixed Gaussian matrix to 64 dims, then tanh (so classes cluster the
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_ae.analysis import TSNE_3D_POINTS, run_analysis
+from mnist_ae.config import TSNE_BACKENDS
 from mnist_ae.data import load_dataset
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--latent", type=int, default=64)
-    parser.add_argument("--backends", nargs="+", default=["sklearn", "opentsne"])
+    parser.add_argument("--backends", nargs="+", default=["sklearn", "opentsne"], choices=list(TSNE_BACKENDS))
     parser.add_argument("--tsne-3d-points", type=int, default=TSNE_3D_POINTS)
     parser.add_argument("--threads", type=int, default=None, help="OpenMP/BLAS threads")
     args = parser.parse_args()
@@ -45,10 +46,7 @@ def main() -> None:
     images = data.test_images[: args.n]
     labels = data.test_labels[: args.n].astype(np.int64)
     codes = structured_codes(images, args.latent)
-    backends = [
-        b for b in args.backends
-        if b == "sklearn" or importlib.util.find_spec({"opentsne": "openTSNE"}.get(b, b))
-    ]
+    backends = [b for b in args.backends if importlib.util.find_spec(TSNE_BACKENDS[b])]
     skipped = sorted(set(args.backends) - set(backends))
 
     results = {}

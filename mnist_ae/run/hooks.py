@@ -15,8 +15,6 @@ from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
 
-ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"
-
 
 def _system(run: Run, state: TrainState) -> None:
     monitoring.log_system(run.writers[0], run.program.step(state))
@@ -59,7 +57,7 @@ def _hparams(run: Run, state: TrainState) -> None:
 
 
 def _analysis(run: Run, state: TrainState) -> None:
-    from mnist_ae.analyze import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
+    from mnist_ae.analysis.task import ANALYSIS_PHASE, analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
 
     with run.reporter.phase(ANALYSIS_PHASE):
         result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,

@@ -11,7 +11,8 @@ import ml_collections
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae import build, plots
+from mnist_ae import build
+from mnist_ae.analysis import figures as plots
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core import losses, sweep
 
@@ -54,17 +55,19 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
 
 
 def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
-    """Final test MSE and probe accuracy per latent size (and lr), mean +- std over seeds."""
+    """Final test MSE and probe accuracy per latent size (and lr), mean +- std over the seeds that did
+    not diverge; diverged members are counted in their own column."""
     groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
     for m, f in zip(members, finals):
         groups[(m.latent_dim, m.learning_rate)].append(f)
-    lines = ["| latent | learning rate | seeds | test MSE | probe accuracy |", "|---:|---:|---:|---:|---:|"]
+    lines = ["| latent | learning rate | seeds | diverged | test MSE | probe accuracy |",
+             "|---:|---:|---:|---:|---:|---:|"]
     series: dict[str, tuple[list, list]] = {}
     for (latent, lr), fs in sorted(groups.items()):
-        mse = np.array([f["test/recon_mse"] for f in fs])
-        acc = np.array([f["test/probe_accuracy"] for f in fs])
-        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {mse.mean():.4f} +- {mse.std():.4f} | "
-                     f"{acc.mean():.4f} +- {acc.std():.4f} |")
+        healthy = [f for f in fs if not f.get("diverged")]
+        mse = np.array([f["test/recon_mse"] for f in healthy] or [np.nan])
+        acc = np.array([f["test/probe_accuracy"] for f in healthy] or [np.nan])
+        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(mse)} | {_spread(acc)} |")
         for name, values in ((f"test MSE (lr {lr:g})", mse), (f"probe accuracy (lr {lr:g})", acc)):
             means, stds = series.setdefault(name, ([], []))
             means.append(values.mean())
@@ -75,3 +78,10 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     plots.line_plot(latents, series, "latent size", "final value",
                     workdir / "sweep_results.png", title="Sweep: final test metrics", logx=True)
     return table
+
+
+def _spread(values: np.ndarray) -> str:
+    """Mean +- std over seeds; one seed has no spread to show."""
+    if np.isnan(values).all():
+        return "diverged"
+    return f"{values.mean():.4f}" if len(values) == 1 else f"{values.mean():.4f} +- {values.std():.4f}"

@@ -1,8 +1,9 @@
 """`--task analyze`: the embedding analysis of any run with a checkpoint, finished or interrupted.
 
 The model is rebuilt from the config stored in the checkpoint, the whole test set is encoded in
-one jitted call, and the codes come back to the host once for `analysis.run_analysis`. Results go
-to RUN/analysis/ and, through the writer, to TensorBoard / W&B.
+one jitted call, and the codes come back to the host once for `run_analysis`. Results go to
+RUN/analysis/ and, through the writer, to TensorBoard / W&B. `analyze_codes` is also what the
+end of a reconstruction run calls, on the codes it already has.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import matplotlib.pyplot as plt
 import ml_collections
 import numpy as np
+from PIL import Image
 
-from mnist_ae import build
-from mnist_ae import analysis, monitoring, parallel
+from mnist_ae import build, monitoring, parallel
+from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.progress import Reporter
-from mnist_ae.config import ConfigError, FIELDS, base_config, check_analysis_points
+from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
 from mnist_ae.core.steps import encode, evaluate, init_state
-from mnist_ae.writers import Embeddings, MetricWriter
+from mnist_ae.progress import Reporter
+from mnist_ae.run.device_data import load_data
+from mnist_ae.writers import MetricWriter
 
+ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"  # the reporter's name for the timed stage
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
 DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: the files may have moved
 
@@ -44,50 +47,47 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     config = base_config()
     config.update({k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIELDS})
     config.update({k: cli_config[k] for k in ANALYSIS_KEYS})
-    config.update({k: cli_config[k] for k in DATA_KEYS if cli_config[k] != FIELDS[k][0]})
+    config.update({k: cli_config[k] for k in DATA_KEYS if cli_config[k] != FIELDS[k].default})
     check_analysis_points(config)  # the run's test_limit with the command line's analysis_subsample
     return config
 
 
 def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
                   test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
-                  writer: MetricWriter, step: int) -> analysis.AnalysisResult:
+                  writer: MetricWriter, step: int) -> AnalysisResult:
     """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables."""
-    labels_n, images_nhw = np.asarray(test_y), np.asarray(test_x)
-    result = analysis.run_analysis(
-        codes_nl, labels_n, images_nhw, class_names, workdir / "analysis",
+    result = run_analysis(
+        codes_nl, np.asarray(test_y), np.asarray(test_x), class_names, workdir / "analysis",
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
         tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
-    log_result(writer, step, result, labels_n[result.index_n], images_nhw[result.index_n], class_names)
+    log_result(writer, step, result)
     return result
 
 
-def log_result(writer: MetricWriter, step: int, result: analysis.AnalysisResult, labels_n: np.ndarray,
-               images_nhw: np.ndarray, class_names: tuple[str, ...]) -> None:
+def log_result(writer: MetricWriter, step: int, result: AnalysisResult) -> None:
+    """Figures as images, tables as text, the codes' quality numbers as scalars.
+
+    The 2-D maps are logged only as figures: as projector embeddings, 2-column tensors open
+    on an empty canvas ("NaN%" variance) in TensorBoard's projector.
+    """
     writer.write_images(step, {f"analysis/{name}": _png(path) for name, path in result.figures.items()})
     writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
     writer.write_scalars(step, {f"analysis/{k}": v for k, v in result.metrics["codes"].items()
                                 if isinstance(v, (int, float))})
-    for name, coords in result.coords_2d.items():
-        writer.write_embeddings(step, Embeddings(f"analysis_{name}_2d", coords,
-                                                 [class_names[int(y)] for y in labels_n], images_nhw))
 
 
 def _png(path: Path) -> np.ndarray:
     """A PNG as HWC uint8 RGB, for the writers."""
-    image = plt.imread(path)
-    return (image[..., :3] * 255).astype(np.uint8) if image.dtype != np.uint8 else image[..., :3]
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
                 quiet: bool = False) -> dict[str, Any]:
     """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
-    from mnist_ae.train import ANALYSIS_PHASE  # noqa: PLC0415
-    from mnist_ae.run.setup import load_data  # noqa: PLC0415
-
     config = run_config(workdir, cli_config)
-    task = build.learner(config)
+    learner = build.learner(config)
     mesh = parallel.make_mesh(1)
     reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
     with reporter.phase("data"):
@@ -95,12 +95,13 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     try:  # into an abstract target: nothing is initialised only to be overwritten
         with reporter.phase("checkpoint"):
-            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(task, config.seed), mesh))
+            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh))
     finally:
         ckpt.close()
     with reporter.phase("encoding and evaluating the test set"):
-        codes = np.asarray(jax.jit(functools.partial(encode, task))(state.params["ae"], data.test_x))
-        metrics = jax.device_get(jax.jit(functools.partial(evaluate, task))(state.params, data.test_x, data.test_y))
+        codes = np.asarray(jax.jit(functools.partial(encode, learner))(state.params["ae"], data.test_x))
+        metrics = jax.device_get(jax.jit(functools.partial(evaluate, learner))(state.params, data.test_x,
+                                                                                 data.test_y))
     try:
         with monitoring.open_writer(config, workdir, log_framework) as writer, reporter.phase(ANALYSIS_PHASE):
             result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir,

@@ -1,4 +1,4 @@
-"""Host-side figures for embedding analysis and sweeps, in one consistent style.
+"""Host-side figures for the embedding analysis and for sweeps, in one consistent style.
 
 Figures are built on `matplotlib.figure.Figure` with the Agg canvas rather than through
 pyplot: nothing is registered in pyplot's global figure list, so a figure is freed as soon as
@@ -7,12 +7,15 @@ works unchanged in headless training jobs whatever the user's default backend is
 Every function writes a PNG to `path` and returns `path`.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -57,7 +60,7 @@ def _save(fig: Figure, path: Path, tight: bool = True) -> Path:
     return path
 
 
-def _class_legend(ax, class_names: Sequence[str]) -> None:
+def _class_legend(ax: Axes, class_names: Sequence[str]) -> None:
     """Legend with one marker per class name, independent of how points were drawn."""
     colors = class_colors(len(class_names))
     handles = [

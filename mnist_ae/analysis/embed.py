@@ -1,0 +1,119 @@
+"""Low-dimensional maps of codes: PCA, t-SNE backends, the native-thread policy, seeded subsamples.
+
+Budget: 10k codes x 64 dims with both t-SNEs within a minute on a 2-core CPU with scikit-learn
+alone (benchmarks/analysis_timing.py; ~45 CPU-seconds, most of it the full 2-D t-SNE). That is
+met by a coarser Barnes-Hut (SKLEARN_ANGLE), by capping native threads (`default_threads`) and
+by running the expensive pieces on fixed, seeded subsamples (`subsample_index`). The 3-D t-SNE
+runs on TSNE_3D_POINTS points: Barnes-Hut in 3-D costs far more per point than in 2-D and grows
+faster than linearly (1 thread, 500 iterations: 2000 points ~8 s, 3000 points ~17 s, while 2-D
+on all 10k takes ~25 s).
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
+
+from mnist_ae.config import TSNE_BACKENDS
+from mnist_ae.core.pca import PCAResult, pca
+
+TSNE_3D_POINTS = 2000
+# Barnes-Hut accuracy/speed trade-off for sklearn (its default is 0.5). Measured on 10k
+# structured 64-d codes: 0.7 needs ~1/3 less CPU in 2-D and 3-D, trustworthiness unchanged
+# to 1e-3 (0.9758 vs 0.9759; 3-D on 3000 points 0.9898 vs 0.9899).
+SKLEARN_ANGLE = 0.7
+
+# One XLA compile per input shape instead of one per primitive in eager mode (~3x faster here).
+_pca = jax.jit(pca, static_argnums=1)
+
+
+def host_pca(x_nl: np.ndarray, k: int) -> PCAResult:
+    """`core.pca.pca` of host data, jitted, with numpy results (k is clipped to min(N, L))."""
+    return jax.device_get(_pca(jnp.asarray(x_nl, jnp.float32), min(k, *np.shape(x_nl))))
+
+
+def subsample_index(n: int, cap: int, seed: int) -> np.ndarray:
+    """Sorted indices of a fixed, seeded subset of min(n, cap) of n points (all if n <= cap).
+
+    Shared by every subsampled stage so that, e.g., the codes' and the raw pixels'
+    trustworthiness are measured on the same digits.
+    """
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=cap, replace=False))
+
+
+def default_threads() -> int:
+    """Half the CPUs this process may use, at least 1.
+
+    Analysis usually shares the box (training process, data loading, other jobs), and
+    OpenMP/BLAS threads that spin-wait for a busy core are very costly. Measured on the shared
+    2-core dev box (load 4-6): the 10k x 64 analysis took 136-166 s with 2 threads against
+    55-69 s with 1, and 3000-point t-SNEs were up to 4x slower with 2 threads.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (usable or 1) // 2)
+
+
+def _optional_module(module: str, backend: str) -> ModuleType:
+    """Imports an optional backend, failing with one line that says how to install it."""
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ImportError(
+            f"tsne backend {backend!r} needs the {module} package: pip install '.[tsne]'"
+        ) from None
+
+
+def tsne(
+    x_nl: np.ndarray,
+    dims: int,
+    *,
+    seed: int = 0,
+    backend: str = "sklearn",
+    perplexity: float = 30.0,
+    max_iter: int = 500,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Non-linear 2-D/3-D embedding [N, dims] float32 of `x_nl` [N, L].
+
+    backend: "sklearn" (default install, Barnes-Hut), "opentsne" (FFT in 2-D, Barnes-Hut in
+    3-D) or "umap" (umap-learn, n_neighbors = perplexity / 2 so 30 maps to UMAP's default 15;
+    UMAP picks its own epoch count, max_iter is not used). `max_iter` counts all iterations
+    including the 250 early-exaggeration ones, as in scikit-learn (which needs >= 250), and is
+    mapped the same way for openTSNE. Perplexity is clipped to (N - 1) / 3 for tiny N.
+    `threads` (default `default_threads()`) caps the OpenMP threads of sklearn / openTSNE;
+    UMAP runs single-threaded anyway once seeded.
+    """
+    x_nl = np.ascontiguousarray(x_nl, dtype=np.float32)
+    perplexity = float(min(perplexity, (len(x_nl) - 1) / 3))
+    threads = threads or default_threads()
+    init = "pca" if x_nl.shape[1] >= dims else "random"  # PCA init needs as many input dims as output
+    if backend == "sklearn":
+        model = TSNE(
+            n_components=dims, perplexity=perplexity, max_iter=max_iter, init=init,
+            learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
+        )
+        with threadpool_limits(threads):
+            return model.fit_transform(x_nl).astype(np.float32)
+    if backend == "opentsne":
+        open_tsne = _optional_module("openTSNE", backend)
+        exaggeration_iter = min(250, max_iter // 2)
+        embedding = open_tsne.TSNE(
+            n_components=dims, perplexity=perplexity, early_exaggeration_iter=exaggeration_iter,
+            initialization=init, n_iter=max_iter - exaggeration_iter, random_state=seed, n_jobs=threads,
+            negative_gradient_method="fft" if dims == 2 else "bh",  # FFT in 3-D is far slower
+        ).fit(x_nl)
+        return np.asarray(embedding, dtype=np.float32)
+    if backend == "umap":
+        umap = _optional_module("umap", backend)
+        n_neighbors = int(np.clip(round(perplexity / 2), 2, len(x_nl) - 1))
+        model = umap.UMAP(n_components=dims, n_neighbors=n_neighbors, random_state=seed)
+        return np.asarray(model.fit_transform(x_nl), dtype=np.float32)
+    raise ValueError(f"unknown tsne backend {backend!r}: use one of {', '.join(TSNE_BACKENDS)}")

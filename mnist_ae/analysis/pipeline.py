@@ -1,0 +1,230 @@
+"""`run_analysis`: the whole embedding report of one set of codes, timed stage by stage.
+
+Runs on host arrays after the codes have been pulled from the device once. The expensive stages
+run on fixed, seeded subsamples, all recorded in metrics.json under "settings" and stated in the
+figure titles: the 3-D t-SNE (`embed.TSNE_3D_POINTS`), trustworthiness and silhouette (see
+`quality`), and the raw-pixel baseline t-SNE, which runs only on the trustworthiness subsample
+after PCA to RAW_PCA_DIMS dims (the TensorBoard projector's own raw-MNIST recipe); the raw-pixel
+kNN, logistic regression, silhouette and PCA variance use all 784 pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from mnist_ae.analysis import figures, tables
+from mnist_ae.analysis.embed import TSNE_3D_POINTS, default_threads, host_pca, subsample_index, tsne
+from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
+                                       dimension_stats, outliers, quality_numbers)
+from mnist_ae.config import MIN_ANALYSIS_POINTS
+
+RAW_PCA_DIMS = 50
+
+
+class AnalysisResult(NamedTuple):
+    """What run_analysis wrote, in forms the caller can log to TensorBoard / W&B directly."""
+
+    metrics: dict[str, Any]  # same content as metrics.json
+    figures: dict[str, Path]  # name -> PNG
+    tables: dict[str, str]  # name -> markdown
+    coords_2d: dict[str, np.ndarray]  # "pca", "tsne" -> [N, 2]
+    index_n: np.ndarray  # which input rows the N analysed points are (all, or the subsample)
+
+    def summary(self) -> dict[str, float]:
+        """The headline numbers for an end-of-run summary, named as they are logged."""
+        codes = self.metrics["codes"]
+        return {f"analysis/{k}": codes[k] for k in ("knn5_accuracy", "trustworthiness") if k in codes}
+
+
+class _Scored(NamedTuple):
+    """Projections and quality numbers, handed from the compute stages to the writers."""
+
+    pca_n3: np.ndarray  # [N, min(3, L)]
+    coords_2d: dict[str, np.ndarray]
+    tsne_n3: np.ndarray | None  # [len(index_3d), 3]
+    codes_quality: dict[str, float]
+    raw_quality: dict[str, float]
+
+
+@contextmanager
+def _timed(timings_s: dict[str, float], stage: str) -> Iterator[None]:
+    """Adds the wall time of the block to timings_s[stage] (rounded to ms)."""
+    start = time.perf_counter()
+    yield
+    timings_s[stage] = round(timings_s.get(stage, 0.0) + time.perf_counter() - start, 3)
+
+
+def run_analysis(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    class_names: Sequence[str],
+    outdir: Path,
+    *,
+    probe_accuracy: float | None = None,
+    probe_confusion: np.ndarray | None = None,
+    tsne_backend: str = "sklearn",
+    subsample: int = 0,
+    seed: int = 0,
+    with_tsne: bool = True,
+    raw_baseline: bool = True,
+    tsne_3d_points: int = TSNE_3D_POINTS,
+    threads: int | None = None,
+) -> AnalysisResult:
+    """Full embedding report for codes [N, L] of the digits images [N, 28, 28] into `outdir`.
+
+    `subsample` > 0 analyses a fixed seeded subset of that many points throughout (quick
+    looks during training); 0 uses all. The 3-D t-SNE runs on `tsne_3d_points` of them
+    (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`.
+    Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png, stats.md/.csv,
+    confused_pairs.md, quality.md and metrics.json (see the module docstring for which
+    stages subsample).
+    """
+    start = time.perf_counter()
+    codes_nl = np.asarray(codes, dtype=np.float32)
+    if not np.isfinite(codes_nl).all():
+        raise ValueError("run_analysis: codes contain NaN/inf (diverged model?)")
+    if min(len(codes_nl), subsample or len(codes_nl)) < MIN_ANALYSIS_POINTS:
+        raise ValueError(f"run_analysis: needs at least {MIN_ANALYSIS_POINTS} points, got {len(codes_nl)} "
+                         f"(subsample={subsample})")
+    labels_n, images_nhw = np.asarray(labels, dtype=np.int64), np.asarray(images)
+    keep = subsample_index(len(codes_nl), subsample or len(codes_nl), seed)
+    codes_nl, labels_n, images_nhw = codes_nl[keep], labels_n[keep], images_nhw[keep]
+    n, l = codes_nl.shape
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    threads = threads or default_threads()
+    index_3d = subsample_index(n, tsne_3d_points or n, seed)
+    timings_s: dict[str, float] = {}
+    with threadpool_limits(threads):
+        scored = _embed_and_score(
+            codes_nl, labels_n, images_nhw, timings_s, probe_accuracy=probe_accuracy,
+            tsne_backend=tsne_backend, seed=seed, with_tsne=with_tsne, raw_baseline=raw_baseline,
+            index_3d=index_3d, threads=threads,
+        )
+    pairs = confused_pairs(probe_confusion, class_names) if probe_confusion is not None else None
+    with _timed(timings_s, "figures_tables"):
+        pngs = _write_figures(outdir, codes_nl, labels_n, images_nhw, class_names, scored, index_3d, tsne_backend)
+        markdown = {
+            "quality": tables.quality_table(scored.codes_quality, scored.raw_quality),
+            "stats": tables.write_stats(dimension_stats(codes_nl), outdir),
+            "confused_pairs": tables.confused_pairs_table(pairs),
+        }
+        (outdir / "quality.md").write_text(markdown["quality"])
+        (outdir / "confused_pairs.md").write_text(markdown["confused_pairs"])
+    timings_s["total"] = round(time.perf_counter() - start, 3)
+    metrics = {
+        "codes": scored.codes_quality,
+        "raw_pixels": scored.raw_quality,
+        "timings_s": timings_s,
+        "confused_pairs": [list(pair) for pair in pairs or []],
+        "settings": {
+            "n_points": n, "latent_dims": l, "seed": seed, "subsample": subsample,
+            "threads": threads,
+            "tsne_backend": tsne_backend if with_tsne else None,
+            "tsne_3d_points": len(index_3d) if with_tsne else None,
+            "trustworthiness_points": min(n, TRUST_POINTS) if with_tsne else None,
+            "silhouette_points": min(n, SILHOUETTE_POINTS),
+            "split": f"stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {seed}",
+            "raw_pixels": f"images/255 (784 dims); its t-SNE after PCA-{RAW_PCA_DIMS} on the"
+            " trustworthiness subsample",
+        },
+    }
+    (outdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return AnalysisResult(metrics, pngs, markdown, scored.coords_2d, keep)
+
+
+def _embed_and_score(
+    codes_nl: np.ndarray,
+    labels_n: np.ndarray,
+    images_nhw: np.ndarray,
+    timings_s: dict[str, float],
+    *,
+    probe_accuracy: float | None,
+    tsne_backend: str,
+    seed: int,
+    with_tsne: bool,
+    raw_baseline: bool,
+    index_3d: np.ndarray,
+    threads: int,
+) -> _Scored:
+    """The compute stages of run_analysis, each timed into timings_s."""
+    n = len(codes_nl)
+    with _timed(timings_s, "pca"):
+        pca_n3 = host_pca(codes_nl, 3).projected
+    # A 1-unit code has one principal axis: its 2-D view is that axis against a zero column.
+    coords_2d = {"pca": np.pad(pca_n3[:, :2], ((0, 0), (0, 2 - min(2, pca_n3.shape[1]))))}
+    tsne_n3 = None
+    if with_tsne:
+        with _timed(timings_s, "tsne_2d"):
+            coords_2d["tsne"] = tsne(codes_nl, 2, seed=seed, backend=tsne_backend, threads=threads)
+        with _timed(timings_s, "tsne_3d"):
+            tsne_n3 = tsne(codes_nl[index_3d], 3, seed=seed, backend=tsne_backend, threads=threads)
+    with _timed(timings_s, "quality_codes"):
+        codes_quality = quality_numbers(
+            codes_nl, labels_n, tsne_2d=coords_2d.get("tsne"), probe_accuracy=probe_accuracy, seed=seed,
+        )
+    raw_quality: dict[str, float] = {}
+    if raw_baseline:
+        raw_nd = images_nhw.reshape(n, -1).astype(np.float32) / 255.0
+        # Same points as the codes' trustworthiness subsample, so the two numbers compare.
+        trust_index = subsample_index(n, TRUST_POINTS, seed)
+        raw_tsne = None
+        if with_tsne:
+            with _timed(timings_s, "tsne_raw_2d"):
+                reduced_nk = host_pca(raw_nd[trust_index], RAW_PCA_DIMS).projected
+                raw_tsne = tsne(reduced_nk, 2, seed=seed, backend=tsne_backend, threads=threads)
+        with _timed(timings_s, "quality_raw"):
+            raw_quality = quality_numbers(
+                raw_nd, labels_n, tsne_2d=raw_tsne, probe_accuracy=None, seed=seed, tsne_index=trust_index,
+            )
+    return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
+
+
+def _write_figures(
+    outdir: Path,
+    codes_nl: np.ndarray,
+    labels_n: np.ndarray,
+    images_nhw: np.ndarray,
+    class_names: Sequence[str],
+    scored: _Scored,
+    index_3d: np.ndarray,
+    backend: str,
+) -> dict[str, Path]:
+    """All PNGs of run_analysis; subsample sizes go into the titles, row numbers into the
+    outlier captions (#i is the row of the analysed codes)."""
+    n = len(codes_nl)
+    pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
+    pngs = {
+        "pca_2d": figures.scatter_2d(
+            scored.coords_2d["pca"], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png",
+        ),
+        "correlation": figures.correlation_heatmap(codes_nl, outdir / "correlation.png"),
+        "histograms": figures.histogram_grid(codes_nl, outdir / "histograms.png"),
+    }
+    if pca_n3.shape[1] == 3:
+        pngs["pca_3d"] = figures.scatter_3d(
+            pca_n3, labels_n, class_names, f"PCA 3-D of codes ({n} points)", outdir / "pca_3d.png"
+        )
+    if tsne_n2 is not None and tsne_n3 is not None:
+        pngs["tsne_2d"] = figures.scatter_2d(
+            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {backend})", outdir / "tsne_2d.png",
+        )
+        pngs["tsne_3d"] = figures.scatter_3d(
+            tsne_n3, labels_n[index_3d], class_names,
+            f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {backend})", outdir / "tsne_3d.png",
+        )
+    far = outliers(codes_nl, labels_n)
+    pngs["outliers"] = figures.digit_grid(
+        images_nhw[far], [f"{class_names[labels_n[i]]} (#{i})" for i in far],
+        outdir / "outliers.png", title="Farthest from their class centroid (label, row)",
+    )
+    return pngs

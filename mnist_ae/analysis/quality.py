@@ -1,0 +1,149 @@
+"""How good an embedding is: class separation, map faithfulness, per-dimension health, outliers.
+
+Everything here is plain numpy/scikit-learn on host arrays. The O(n^2) numbers run on fixed,
+seeded subsamples (see `embed.subsample_index`): trustworthiness on TRUST_POINTS points (it is
+O(n^2) in memory and time), silhouette on SILHOUETTE_POINTS points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import trustworthiness
+from sklearn.metrics import silhouette_score
+from sklearn.model_selection import train_test_split
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mnist_ae.analysis.embed import host_pca, subsample_index
+
+TRUST_POINTS = 3000
+TRUST_NEIGHBORS = 5
+SILHOUETTE_POINTS = 5000
+TEST_FRACTION = 0.2
+NEAR_ZERO_REL = 1e-3  # |x| <= NEAR_ZERO_REL * RMS(all codes) counts as "near zero"
+DEAD_STD = 1e-6
+DEAD_NEAR_ZERO_SHARE = 0.99
+OUTLIER_POINTS = 25
+
+
+def dimension_stats(codes: np.ndarray) -> list[dict[str, float | int | bool]]:
+    """Per code dim: dim, mean, std, min, max, near_zero share, dead flag.
+
+    "Near zero" is |x| <= NEAR_ZERO_REL times the RMS of all codes, so the threshold follows
+    the code scale (tanh codes ~1, unbounded codes ~10s) instead of a fixed 1e-3. A dim is
+    dead if its std < DEAD_STD or more than DEAD_NEAR_ZERO_SHARE of its values are near zero
+    (e.g. a ReLU unit that never fires).
+    """
+    x_nl = np.asarray(codes, dtype=np.float64)
+    tol = NEAR_ZERO_REL * np.sqrt(np.mean(np.square(x_nl)))
+    std_l = x_nl.std(axis=0)
+    near_zero_l = np.mean(np.abs(x_nl) <= tol, axis=0)
+    dead_l = (std_l < DEAD_STD) | (near_zero_l > DEAD_NEAR_ZERO_SHARE)
+    columns = zip(x_nl.mean(axis=0), std_l, x_nl.min(axis=0), x_nl.max(axis=0), near_zero_l, dead_l)
+    return [
+        {"dim": d, "mean": float(mean), "std": float(std), "min": float(lo), "max": float(hi),
+         "near_zero": float(near), "dead": bool(dead)}
+        for d, (mean, std, lo, hi, near, dead) in enumerate(columns)
+    ]
+
+
+def _split(labels_n: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test) of the stratified, seeded (1 - TEST_FRACTION) / TEST_FRACTION split.
+
+    Stratified whenever sklearn can (>= 2 per class, a test slot per class): tiny slices can't.
+    """
+    class_counts = np.unique(labels_n, return_counts=True)[1]
+    can_stratify = class_counts.min() >= 2 and len(labels_n) * TEST_FRACTION >= len(class_counts)
+    return train_test_split(np.arange(len(labels_n)), test_size=TEST_FRACTION, random_state=seed,
+                            stratify=labels_n if can_stratify else None)
+
+
+def quality_numbers(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    tsne_2d: np.ndarray | None,
+    probe_accuracy: float | None,
+    seed: int = 0,
+    tsne_index: np.ndarray | None = None,
+) -> dict[str, float]:
+    """How well an embedding [N, L] separates classes and how faithful its t-SNE is.
+
+    knn5_accuracy / logreg_accuracy: fit on a stratified, seeded 80% split of the given
+    points, scored on the other 20% (the test set is all we embed; a fixed split keeps
+    numbers comparable across runs). kNN works on the raw code geometry; the logistic
+    regression standardizes first and stops at tol=1e-3 or 200 iterations (3-5x faster; on
+    784 raw pixels that is short of the optimum: 0.900 against 0.888 converged, 3000 digits).
+    silhouette: by label, on SILHOUETTE_POINTS seeded points. trustworthiness: of `tsne_2d`
+    w.r.t. the codes (n_neighbors=5) on TRUST_POINTS seeded points; `tsne_2d` embeds the
+    rows `tsne_index` of `codes` (default: all rows). pca_explained_variance_2/_3: cumulative.
+    dead_dims: see dimension_stats. Keys whose input is None (trustworthiness,
+    probe_accuracy) are left out rather than set to NaN.
+    """
+    x_nl = np.asarray(codes, dtype=np.float32)
+    y_n = np.asarray(labels)
+    n = len(x_nl)
+    train, test = _split(y_n, seed)
+    knn = KNeighborsClassifier(n_neighbors=5).fit(x_nl[train], y_n[train])
+    logreg = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200, tol=1e-3))
+    logreg.fit(x_nl[train], y_n[train])
+    cumulative_k = np.cumsum(host_pca(x_nl, 3).explained_variance_ratio)
+    numbers: dict[str, float] = {
+        "knn5_accuracy": float(knn.score(x_nl[test], y_n[test])),
+        "logreg_accuracy": float(logreg.score(x_nl[test], y_n[test])),
+        "silhouette": float(
+            silhouette_score(x_nl, y_n, sample_size=min(n, SILHOUETTE_POINTS), random_state=seed)
+        ),
+        "pca_explained_variance_2": float(cumulative_k[min(2, len(cumulative_k)) - 1]),
+        "pca_explained_variance_3": float(cumulative_k[-1]),
+        "dead_dims": sum(row["dead"] for row in dimension_stats(x_nl)),
+    }
+    if tsne_2d is not None:
+        rows = np.arange(n) if tsne_index is None else np.asarray(tsne_index)
+        pick = subsample_index(len(rows), TRUST_POINTS, seed)
+        numbers["trustworthiness"] = float(
+            trustworthiness(x_nl[rows[pick]], tsne_2d[pick], n_neighbors=TRUST_NEIGHBORS)
+        )
+    if probe_accuracy is not None:
+        numbers["probe_accuracy"] = float(probe_accuracy)
+    return numbers
+
+
+def confused_pairs(
+    confusion: np.ndarray, class_names: Sequence[str], top: int = 5
+) -> list[tuple[str, str, int]]:
+    """Class pairs most often mistaken for each other, either way round (C[i,j] + C[j,i]).
+
+    Pairs with zero confusions are left out; ties keep class order (stable sort).
+    """
+    confusion_cc = np.asarray(confusion, dtype=np.int64)
+    symmetric_cc = confusion_cc + confusion_cc.T
+    i_p, j_p = np.triu_indices(len(confusion_cc), k=1)
+    counts_p = symmetric_cc[i_p, j_p]
+    order = np.argsort(-counts_p, kind="stable")
+    return [
+        (str(class_names[i_p[p]]), str(class_names[j_p[p]]), int(counts_p[p]))
+        for p in order[:top]
+        if counts_p[p] > 0
+    ]
+
+
+def outliers(codes: np.ndarray, labels: np.ndarray, top: int = OUTLIER_POINTS) -> np.ndarray:
+    """Indices of the `top` points farthest from their class centroid, farthest first.
+
+    Distances are Euclidean after standardizing each dim over all points, so a few
+    large-scale dims don't decide alone; constant dims are left unscaled (they add 0).
+    """
+    x_nl = np.asarray(codes, dtype=np.float64)
+    std_l = x_nl.std(axis=0)
+    z_nl = (x_nl - x_nl.mean(axis=0)) / np.where(std_l > DEAD_STD, std_l, 1.0)
+    _, class_n = np.unique(np.asarray(labels), return_inverse=True)
+    sums_cl = np.zeros((class_n.max() + 1, x_nl.shape[1]))
+    np.add.at(sums_cl, class_n, z_nl)
+    centroids_cl = sums_cl / np.bincount(class_n)[:, None]
+    distance_n = np.linalg.norm(z_nl - centroids_cl[class_n], axis=1)
+    return np.argsort(-distance_n, kind="stable")[:top]
