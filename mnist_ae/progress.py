@@ -87,8 +87,9 @@ class Reporter:
     """
 
     def __init__(self, *, total_epochs: int, rounds_per_epoch: int, start_epoch: int = 0, quiet: bool = False,
-                 stream: TextIO | None = None, is_main: bool | None = None, title: str = "train"):
+                 stream: TextIO | None = None, is_main: bool | None = None, title: str = "train", device: str = ""):
         self.total_epochs, self.rounds_per_epoch, self.quiet = total_epochs, rounds_per_epoch, quiet
+        self.device = device  # one line naming the devices: printed at start and in the summary
         self.stream = sys.stdout if stream is None else stream
         self.is_main = _is_main_process() if is_main is None else is_main
         self.tty = self.stream.isatty()
@@ -132,6 +133,11 @@ class Reporter:
                               refresh_per_second=8, redirect_stderr=sys.stderr.isatty())
             self._live.start()
         return True
+
+    def note(self, line: str) -> None:
+        """A plain line above the progress (not when quiet)."""
+        if self._shows_progress:
+            self._print(line)
 
     def add_time(self, name: str, seconds: float) -> None:
         self._timings[name] = self._timings.get(name, 0.0) + seconds
@@ -212,6 +218,8 @@ class Reporter:
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
         info.add_row("wall time", f"{total:.1f} s" + (f" ({parts})" if parts else ""))
         info.add_row("peak host memory", _bytes(_peak_rss_bytes()))
+        if self.device:
+            info.add_row("device", self.device)
         for label, path in {"workdir": workdir, **paths}.items():
             info.add_row(label, str(path))
         if (workdir / "tb").exists():

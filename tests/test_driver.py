@@ -132,7 +132,8 @@ def test_a_finished_run_trains_nothing_and_reports_its_numbers(tmp_path, capsys)
     run = _run(tmp_path, program)
     finals = driver.train(run, FakeState(epoch=5, step=20),
                           [driver.eval_hook(2), Hook("end", lambda r, s: fired.append(s.epoch), at_end=True)])
-    assert program.evaluated_at == [5] and fired == [5] and run.ckpt.saved == []
+    assert program.evaluated_at == [5] and fired == [] and run.ckpt.saved == []  # no end hooks: nothing redone
+    assert run.writers[0].scalars == []
     assert len(finals) == 2
     assert "already trained to epoch 5" in capsys.readouterr().err
 

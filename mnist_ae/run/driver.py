@@ -113,8 +113,8 @@ class Run:
 @dataclasses.dataclass(frozen=True)
 class Hook:
     """Something done every `every` epochs (0 = never during training), at step 0 if `at_start`,
-    also after the last epoch if `at_last`, and once more after training (even a resumed finished
-    run) if `at_end`."""
+    also after the last epoch if `at_last`, and once more after training if `at_end` (not when a
+    finished run is only reported again)."""
 
     name: str
     fn: Callable[[Run, TrainState], None]
@@ -159,9 +159,11 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     config, program, reporter = run.config, run.program, run.reporter
     start = program.epoch(state)
     run.diverged.update(program.frozen(state))
-    if start >= config.epochs:
+    if start >= config.epochs:  # a rerun of a finished run: its numbers, in seconds, and nothing rewritten
         reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
                       "train, reporting its final numbers; raise --config.epochs to continue it")
+        return [{**scalars(m), **({"diverged": 1.0} if i in run.diverged else {})}
+                for i, m in enumerate(run.metrics(state))]
     if start == 0:
         _fire(run, state, hooks, epoch=0, last=False)
     if run.stop.signum is not None:
@@ -204,9 +206,6 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
                             {**shown[best], **(run.finals[best] if run.finals else {})})
         if run.stop.signum is not None:  # the checkpoint above commits while the resources close
             raise Interrupted(run.stop.signum, epoch)
-    if not run.finals:  # resumed a finished run: report its numbers again
-        run.finals = [{**scalars(m), **({"diverged": 1.0} if i in run.diverged else {})}
-                      for i, m in enumerate(run.metrics(state))]
     for hook in hooks:
         if hook.at_end:
             hook.fn(run, state)

@@ -118,6 +118,21 @@ def keep_records_before(path: Path, step: int) -> int:
     return dropped
 
 
+def device_line() -> str:
+    """The devices in one line, e.g. "cpu x1: AMD EPYC 9B14, 2 cores" or "gpu x8: NVIDIA H100 80GB HBM3"."""
+    import jax  # noqa: PLC0415
+
+    devices = jax.devices()
+    head = f"{jax.default_backend()} x{len(devices)}"
+    if jax.default_backend() != "cpu":
+        return f"{head}: {devices[0].device_kind}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{head}: {names[0] if names else 'CPU'}, {cores} cores"
+
+
 def provenance() -> dict[str, Any]:
     """What ran: package versions, the devices, and the git commit when run from a checkout."""
     import importlib.metadata  # noqa: PLC0415
@@ -134,7 +149,7 @@ def provenance() -> dict[str, Any]:
     devices = jax.devices()
     return {"versions": {"python": platform.python_version(), **versions},
             "devices": {"platform": jax.default_backend(), "count": len(devices), "kind": devices[0].device_kind,
-                        "processes": jax.process_count()},
+                        "processes": jax.process_count(), "line": device_line()},
             "host": socket.gethostname(), "commit": _git_commit()}
 
 

@@ -49,15 +49,18 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
         state = ckpt.restore(state, fits=config)
-    if parallel.is_main_process():  # each (step, member) once in the log, however often the run restarted
+    finished = program.epoch(state) >= config.epochs  # reported, not trained: it writes nothing
+    if parallel.is_main_process() and not finished:  # each (step, member) once in the log, however often it restarted
         lifecycle.keep_records_before(workdir / "metrics.jsonl", program.step(state))
         lifecycle.record_start(workdir, config, program.step(state))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
     reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
                         quiet=quiet or not parallel.is_main_process(),
-                        rounds_per_epoch=program.rounds_per_epoch(data.train_x.shape[0]))
+                        rounds_per_epoch=program.rounds_per_epoch(data.train_x.shape[0]),
+                        device=lifecycle.device_line())
+    reporter.note(f"device: {reporter.device}")
     reporter.add_time("data", data_s)
-    writers = open_writers(config, workdir, log_framework, program.members)
+    writers = open_writers(config, workdir, "none" if finished else log_framework, program.members)
     return Run(config, workdir, program, data, writers, ckpt, reporter), state
 
 
