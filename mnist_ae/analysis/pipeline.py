@@ -39,9 +39,9 @@ class AnalysisResult(NamedTuple):
     index_n: np.ndarray  # which input rows the N analysed points are (all, or the subsample)
 
     def summary(self) -> dict[str, float]:
-        """The headline numbers for an end-of-run summary, named as they are logged."""
-        codes = self.metrics["codes"]
-        return {f"analysis/{k}": codes[k] for k in ("knn5_accuracy", "trustworthiness") if k in codes}
+        """The codes' quality numbers, for the end-of-run summary and the HParams metric columns."""
+        return {f"analysis/{k}": float(v) for k, v in self.metrics["codes"].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 class _Scored(NamedTuple):

@@ -66,15 +66,15 @@ def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_
 
 
 def log_result(writer: MetricWriter, step: int, result: AnalysisResult) -> None:
-    """Figures as images, tables as text, the codes' quality numbers as scalars.
+    """Figures as images and tables as text. The quality numbers are not single-point scalar charts
+    (they cluttered TensorBoard's first view): a training run puts them among the HParams metrics,
+    and every run writes them to analysis/metrics.json.
 
     The 2-D maps are logged only as figures: as projector embeddings, 2-column tensors open
     on an empty canvas ("NaN%" variance) in TensorBoard's projector.
     """
     writer.write_images(step, {f"analysis/{name}": _png(path) for name, path in result.figures.items()})
     writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
-    writer.write_scalars(step, {f"analysis/{k}": v for k, v in result.metrics["codes"].items()
-                                if isinstance(v, (int, float))})
 
 
 def _png(path: Path) -> np.ndarray:

@@ -78,9 +78,9 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
                   Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
-    hooks.append(Hook("hparams", _hparams, at_end=True))
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
-        hooks.append(Hook("analysis", _analysis, at_end=True))
+        hooks.append(Hook("analysis", _analysis, at_end=True))  # before hparams: its numbers are HParams metrics
+    hooks.append(Hook("hparams", _hparams, at_end=True))
     return hooks
 
 
