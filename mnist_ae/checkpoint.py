@@ -81,6 +81,9 @@ class Checkpointer:
     def latest_epoch(self) -> int | None:
         return self._manager.latest_step()
 
+    def epochs(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, epoch: int, state: Any, config: ml_collections.ConfigDict) -> None:
         """Asynchronous save of the state, its config and its checksum; write errors are one line."""
         try:
@@ -105,15 +108,35 @@ class Checkpointer:
                     f"the checkpoint in {self.directory} was written with {key}={saved.get(key)!r} but "
                     f"the config has {key}={wanted.get(key)!r}: use a new --workdir or the same {key}")
 
-    def restore(self, abstract_state: Any, fits: ml_collections.ConfigDict | None = None) -> Any:
+    def run_config(self, epoch: int | None = None) -> ml_collections.ConfigDict:
+        """The full config a checkpoint was written with (keys added since then take their defaults)."""
+        from mnist_ae.config import FIELDS, base_config  # noqa: PLC0415
+
+        config = base_config()
+        config.update({k: tuple(v) if isinstance(v, list) else v for k, v in self.saved_config(epoch).items()
+                       if k in FIELDS})
+        return config
+
+    def restore(self, abstract_state: Any, fits: ml_collections.ConfigDict | None = None,
+                epoch: int | None = None) -> Any:
         """The newest intact checkpoint, restored into the structure, shapes and shardings of
         `abstract_state` (a state or `jax.eval_shape` of one).
 
         Each candidate's config is checked against `fits` (a mismatch is the user's ConfigError, not
         damage), then its state is restored and its checksum verified. A damaged step is moved to
-        `<directory>-damaged/` with a one-line warning and the previous step is tried.
+        `<directory>-damaged/` with a one-line warning and the previous step is tried. With `epoch`,
+        only that checkpoint is restored.
         """
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        if epoch is not None:  # a chosen one: no fallback, a one-line error
+            if epoch not in self._manager.all_steps():
+                raise CheckpointError(f"no checkpoint of epoch {epoch} in {self.directory}: there are "
+                                      f"{sorted(self._manager.all_steps())}")
+            try:
+                return self._restore_verified(epoch, target)
+            except Exception as e:  # noqa: BLE001
+                raise CheckpointError(f"checkpoint {self.directory / str(epoch)} cannot be restored: "
+                                      f"{_cause(e)}") from None
         for epoch in sorted(self._manager.all_steps(), reverse=True):
             try:
                 saved = self.saved_config(epoch)

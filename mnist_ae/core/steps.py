@@ -183,6 +183,15 @@ def encode(learner: Learner, ae_params: Params, images_nhw: jax.Array, mask_l: j
     return codes.reshape(-1, codes.shape[-1])[:n]
 
 
+def decode(learner: Learner, ae_params: Params, codes_nl: jax.Array) -> jax.Array:
+    """Images in [-1, 1] decoded from codes, chunked like `evaluate`; [n, 28, 28]."""
+    n = codes_nl.shape[0]
+    chunk = min(learner.eval_batch_size, n)
+    images = jax.lax.map(lambda z: learner.autoencoder.apply(ae_params, z, method=Autoencoder.decode),
+                         _chunked(codes_nl, chunk))
+    return images.reshape(-1, *images.shape[2:])[:n]
+
+
 def reconstruct(learner: Learner, ae_params: Params, images_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
     """Reconstructions in [-1, 1] of a small fixed batch (for the image grid)."""
     recon_bhw, _ = learner.autoencoder.apply(ae_params, losses.to_unit_range(images_bhw), mask_l)

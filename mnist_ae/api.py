@@ -1,0 +1,80 @@
+"""A trained run from its workdir, for notebooks and scripts: its config, its metrics as records, and
+its autoencoder as `encode`, `decode` and `reconstruct` on the device, in batches.
+
+    from mnist_ae.api import load
+    run = load("runs/reconstruction")            # the latest intact checkpoint (or epoch=N)
+    codes = run.encode(images_nhw)               # uint8 [n, 28, 28] -> float32 [n, latent]
+    images = run.decode(codes)                   # -> float32 [n, 28, 28] in [-1, 1]
+
+Works for single runs and for a sweep's exported members (`RUN/members/<name>`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mnist_ae import build
+from mnist_ae.checkpoint import CheckpointError, Checkpointer
+from mnist_ae.core.state import TrainState
+from mnist_ae.core.steps import Learner, decode, encode
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+    """One checkpoint of a run, restored on the default device."""
+
+    workdir: Path
+    config: ml_collections.ConfigDict
+    epoch: int
+    state: TrainState
+    learner: Learner
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The scalar records of metrics.jsonl (train windows and evals), in the order written."""
+        path = self.workdir / "metrics.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        return [r for r in map(json.loads, lines) if "step" in r]
+
+    @functools.cached_property
+    def _jitted(self) -> dict[str, Any]:
+        return {name: jax.jit(functools.partial(fn, self.learner)) for name, fn in (("encode", encode), ("decode", decode))}
+
+    def encode(self, images_nhw: np.ndarray) -> np.ndarray:
+        """Codes of uint8 images [n, 28, 28] (the dataset's format), [n, latent]."""
+        return np.asarray(self._jitted["encode"](self.state.params["ae"], jnp.asarray(images_nhw)))
+
+    def decode(self, codes_nl: np.ndarray) -> np.ndarray:
+        """Images in [-1, 1] decoded from codes [n, latent], [n, 28, 28]."""
+        return np.asarray(self._jitted["decode"](self.state.params["ae"], jnp.asarray(codes_nl, jnp.float32)))
+
+    def reconstruct(self, images_nhw: np.ndarray) -> np.ndarray:
+        """Reconstructions in [-1, 1] of uint8 images [n, 28, 28]."""
+        return self.decode(self.encode(images_nhw))
+
+
+def load(workdir: str | Path, epoch: int | None = None) -> TrainedRun:
+    """The run in `workdir` at its latest intact checkpoint (or the given epoch)."""
+    workdir = Path(workdir)
+    ckpt = Checkpointer(workdir / "checkpoints", 1)
+    try:
+        if epoch not in (None, *ckpt.epochs()) or ckpt.latest_epoch() is None:
+            raise CheckpointError(f"no checkpoint {'' if epoch is None else f'of epoch {epoch} '}in "
+                                  f"{workdir / 'checkpoints'} (there are {ckpt.epochs()}): train one first")
+        config = ckpt.run_config(epoch)
+        if config.task != "reconstruction":
+            raise CheckpointError(f"{workdir} holds a {config.task!r} run: load() needs an autoencoder "
+                                  "(a reconstruction run or an exported sweep member)")
+        state = ckpt.restore(jax.eval_shape(lambda: build.initial_state(config)), epoch=epoch)
+    finally:
+        ckpt.close()
+    return TrainedRun(workdir, config, int(state.epoch), state, build.learner(config))
