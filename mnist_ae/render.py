@@ -161,3 +161,9 @@ def confusion_image(counts: np.ndarray, class_names: Sequence[str], title: str) 
             draw.text((left + j * cell + 4, top + i * cell + cell // 2 - 5), str(int(counts[i, j])),
                       fill="white" if recall[i, j] > 0.5 else "black", font=font)
     return np.asarray(image)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG file as HWC uint8 RGB, for the writers."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))

@@ -15,9 +15,8 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 
-from mnist_ae import build, monitoring, parallel
+from mnist_ae import build, monitoring, parallel, render
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
@@ -73,14 +72,8 @@ def log_result(writer: MetricWriter, step: int, result: AnalysisResult) -> None:
     The 2-D maps are logged only as figures: as projector embeddings, 2-column tensors open
     on an empty canvas ("NaN%" variance) in TensorBoard's projector.
     """
-    writer.write_images(step, {f"analysis/{name}": _png(path) for name, path in result.figures.items()})
+    writer.write_images(step, {f"analysis/{name}": render.read_png(path) for name, path in result.figures.items()})
     writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
-
-
-def _png(path: Path) -> np.ndarray:
-    """A PNG as HWC uint8 RGB, for the writers."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
 
 
 def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mnist_ae import build, monitoring, parallel
+from mnist_ae import build, monitoring, parallel, render
 from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
@@ -51,6 +51,29 @@ def _projector(run: Run, state: TrainState) -> None:
                              preds, np.asarray(run.data.test_x[:points]), run.data.class_names)
 
 
+def _latent_pictures(run: Run, state: TrainState) -> None:
+    """Class means, interpolations and (2-unit codes) the manifold, decoded; one row per sweep member."""
+    from mnist_ae.latent_pictures import latent_pictures  # noqa: PLC0415
+
+    codes = run.test_codes(state)
+    codes = codes[None] if not run.program.stacked else codes
+    models = []
+    for i, tags in enumerate(run.program.members):
+        width = tags.get("latent_dim", codes.shape[-1])  # a sweep member's own units; the rest are masked zeros
+
+        def decode(z_nl: np.ndarray, i: int = i) -> np.ndarray:
+            padded = np.pad(z_nl, [(0, 0), (0, codes.shape[-1] - z_nl.shape[1])])
+            return run.program.decode(state, padded, member=i)
+
+        models.append((tags.get("member", ""), codes[i][:, :width], decode))
+    if parallel.is_main_process():
+        labels = np.asarray(run.data.test_y)
+        figures = latent_pictures(models, labels, run.data.class_names, np.arange(len(labels)),
+                                  run.workdir / "latent")
+        run.writers[0].write_images(run.program.step(state), {f"latent/{k}": render.read_png(p)
+                                                             for k, p in figures.items()})
+
+
 def _hparams(run: Run, state: TrainState) -> None:
     del state
     run.writers[0].write_hparams(run.config.to_dict(), run.finals[0])
@@ -78,6 +101,8 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
                   Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
+    if is_autoencoder:
+        hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
         hooks.append(Hook("analysis", _analysis, at_end=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
@@ -103,4 +128,4 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
     return [eval_hook(config.eval_every_epochs), Hook("hparams", hparams, at_end=True),
-            Hook("sweep outputs", outputs, at_end=True)]
+            Hook("sweep outputs", outputs, at_end=True), Hook("latent pictures", _latent_pictures, at_end=True)]

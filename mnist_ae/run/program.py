@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -20,7 +21,7 @@ from mnist_ae import build, parallel
 from mnist_ae.core import sweep
 from mnist_ae.core.loop import rounds_per_epoch
 from mnist_ae.core.state import TrainState
-from mnist_ae.core.steps import Learner, encode, evaluate, reconstruct
+from mnist_ae.core.steps import Learner, decode, encode, evaluate, reconstruct
 from mnist_ae.run.device_data import DeviceData
 
 
@@ -41,6 +42,7 @@ class Program:
     eval_fn: Callable[..., dict[str, jax.Array]]
     encode_fn: Callable[..., jax.Array]
     reconstruct_fn: Callable[..., jax.Array]
+    decode_fn: Callable[..., jax.Array]
     extra_args: tuple[jax.Array, ...] = ()
 
     def member(self, tree: Any, i: int) -> Any:
@@ -76,6 +78,11 @@ class Program:
         """Codes of the whole test set ([members,] n, L), one device call and one transfer."""
         return np.asarray(self.encode_fn(state.params["ae"], data.test_x, *self.extra_args))
 
+    def decode(self, state: TrainState, codes_nl: np.ndarray, member: int = 0) -> np.ndarray:
+        """Images in [-1, 1] decoded from codes by one member's decoder (codes at the program's width)."""
+        params = self.member(state.params["ae"], member)
+        return np.asarray(self.decode_fn(params, jnp.asarray(codes_nl, jnp.float32)))
+
     def reconstructions(self, state: TrainState, images_bhw: jax.Array) -> np.ndarray:
         """Reconstructions in [-1, 1] of a small batch ([members,] b, h, w)."""
         return np.asarray(self.reconstruct_fn(state.params["ae"], images_bhw, *self.extra_args))
@@ -94,7 +101,8 @@ def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
         epoch_fn=parallel.jit_train_epoch(learner, config.batch_size, mesh),
         eval_fn=_jit(functools.partial(evaluate, learner), mesh),
         encode_fn=_jit(functools.partial(encode, learner), mesh),
-        reconstruct_fn=_jit(functools.partial(reconstruct, learner), mesh))
+        reconstruct_fn=_jit(functools.partial(reconstruct, learner), mesh),
+        decode_fn=_jit(functools.partial(decode, learner), mesh))
     # Compiled init: one program instead of dozens of eagerly compiled small ops.
     state = _jit(lambda: build.initial_state(config), mesh)()
     return program, state
@@ -112,6 +120,7 @@ def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
         eval_fn=_jit(functools.partial(sweep.sweep_evaluate, learner), mesh),
         encode_fn=_jit(jax.vmap(functools.partial(encode, learner), in_axes=(0, None, 0)), mesh),
         reconstruct_fn=_jit(jax.vmap(functools.partial(reconstruct, learner), in_axes=(0, None, 0)), mesh),
+        decode_fn=_jit(functools.partial(decode, learner), mesh),
         extra_args=(parallel.place(setup.masks_ml, mesh),))
     state = parallel.place(setup.initial_states(config), mesh)
     return program, state
