@@ -208,7 +208,9 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
             raise Interrupted(run.stop.signum, epoch)
     for hook in hooks:
         if hook.at_end:
+            t = time.perf_counter()
             hook.fn(run, state)
+            reporter.add_time(hook.name, time.perf_counter() - t)
     for writer in run.writers:
         writer.flush()
     return run.finals

@@ -10,7 +10,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mnist_ae import build, monitoring, parallel, render
+from mnist_ae import baselines, build, monitoring, parallel, render
+from mnist_ae import data as data_lib
+from mnist_ae.core.models import code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
@@ -74,6 +76,17 @@ def _latent_pictures(run: Run, state: TrainState) -> None:
                                                              for k, p in figures.items()})
 
 
+def _pca_baseline(run: Run, state: TrainState) -> None:
+    """PCA's test MSE at each member's code size, beside its own (in the finals: summary, HParams, table)."""
+    del state
+    config = run.config
+    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
+    train, test = ds.train_images[: config.train_limit or None], ds.test_images[: config.test_limit or None]
+    for final, tags in zip(run.finals, run.program.members):
+        size = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
+        final[baselines.PCA_KEY] = baselines.pca_test_mse(train, test, size)
+
+
 def _hparams(run: Run, state: TrainState) -> None:
     del state
     run.writers[0].write_hparams(run.config.to_dict(), run.finals[0])
@@ -102,7 +115,8 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
     if is_autoencoder:
-        hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
+        hooks += [Hook("latent pictures", _latent_pictures, at_end=True),
+                  Hook("pca baseline", _pca_baseline, at_end=True)]
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
         hooks.append(Hook("analysis", _analysis, at_end=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
@@ -127,5 +141,6 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    return [eval_hook(config.eval_every_epochs), Hook("hparams", hparams, at_end=True),
+    return [eval_hook(config.eval_every_epochs), Hook("pca baseline", _pca_baseline, at_end=True),
+            Hook("hparams", hparams, at_end=True),
             Hook("sweep outputs", outputs, at_end=True), Hook("latent pictures", _latent_pictures, at_end=True)]

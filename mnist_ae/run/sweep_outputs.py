@@ -12,6 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mnist_ae import build
+from mnist_ae.baselines import PCA_KEY
 from mnist_ae.analysis import figures as plots
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core import losses, sweep
@@ -60,14 +61,16 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
     for m, f in zip(members, finals):
         groups[(m.latent_dim, m.learning_rate)].append(f)
-    lines = ["| latent | learning rate | seeds | diverged | test MSE | probe accuracy |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| latent | learning rate | seeds | diverged | test MSE | PCA test MSE | probe accuracy |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
     series: dict[str, tuple[list, list]] = {}
     for (latent, lr), fs in sorted(groups.items()):
         healthy = [f for f in fs if not f.get("diverged")]
         mse = np.array([f["test/recon_mse"] for f in healthy] or [np.nan])
         acc = np.array([f["test/probe_accuracy"] for f in healthy] or [np.nan])
-        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(mse)} | {_spread(acc)} |")
+        pca = np.array([fs[0].get(PCA_KEY, np.nan)])  # one number per code size, whatever the seed
+        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(mse)} | "
+                     f"{pca[0]:.4f} | {_spread(acc)} |")
         for name, values in ((f"test MSE (lr {lr:g})", mse), (f"probe accuracy (lr {lr:g})", acc)):
             means, stds = series.setdefault(name, ([], []))
             means.append(values.mean())
@@ -75,6 +78,9 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     table = "\n".join(lines)
     (workdir / "sweep_results.md").write_text(table + "\n")
     latents = sorted({m.latent_dim for m in members})
+    pca_by_latent = {m.latent_dim: f[PCA_KEY] for m, f in zip(members, finals) if PCA_KEY in f}
+    if len(pca_by_latent) == len(latents):  # the autoencoders' curves against PCA's over code size
+        series["PCA test MSE"] = ([pca_by_latent[l] for l in latents], [0.0] * len(latents))
     plots.line_plot(latents, series, "latent size", "final value",
                     workdir / "sweep_results.png", title="Sweep: final test metrics", logx=True)
     return table

@@ -1,0 +1,61 @@
+"""The classic baseline beside every autoencoder: PCA's reconstruction error at the same code size.
+
+PCA is fitted on the training images and measured on the test images, in the project's scale
+(pixels in [-1, 1], mean squared error per pixel). One eigendecomposition gives the error at every
+code size at once (the test error at k components is what the components after k leave out), so
+the whole curve is computed once per dataset and cached in the user's cache directory, keyed by
+a hash of the pixels: a run pays for it once (about 3 s for MNIST on 2 cores), then reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+PCA_KEY = "baseline/pca_recon_mse"
+
+
+def cache_dir() -> Path:
+    """$MNIST_AE_CACHE, else $XDG_CACHE_HOME/mnist_ae, else ~/.cache/mnist_ae."""
+    if os.environ.get("MNIST_AE_CACHE"):
+        return Path(os.environ["MNIST_AE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_ae"
+
+
+def _unit(images_nhw: np.ndarray) -> np.ndarray:
+    return images_nhw.reshape(len(images_nhw), -1).astype(np.float64) / 127.5 - 1.0
+
+
+def pca_test_mse_curve(train_nhw: np.ndarray, test_nhw: np.ndarray) -> np.ndarray:
+    """Test MSE per pixel of PCA with k = 0, 1, ..., D components fitted on the training set: [D + 1]."""
+    train_nd, test_nd = _unit(train_nhw), _unit(test_nhw)
+    mean_d = train_nd.mean(0)
+    centred_nd = train_nd - mean_d
+    _, vectors_dd = np.linalg.eigh(centred_nd.T @ centred_nd)
+    projected_nd = (test_nd - mean_d) @ vectors_dd[:, ::-1]  # components by decreasing variance
+    energy_d = np.mean(projected_nd**2, axis=0)  # test energy along each component
+    total = energy_d.sum()
+    return (total - np.concatenate([[0.0], np.cumsum(energy_d)])) / train_nd.shape[1]
+
+
+def pca_test_mse(train_nhw: np.ndarray, test_nhw: np.ndarray, code_size: int) -> float:
+    """PCA's test MSE at `code_size` components, from the cache when these pixels were seen before."""
+    digest = hashlib.blake2b(train_nhw.tobytes(), digest_size=16)
+    digest.update(test_nhw.tobytes())
+    path = cache_dir() / f"pca_curve_{digest.hexdigest()}.json"
+    try:
+        curve = json.loads(path.read_text())
+    except (OSError, ValueError):
+        curve = pca_test_mse_curve(train_nhw, test_nhw).tolist()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(curve))
+            tmp.replace(path)
+        except OSError:  # a read-only home still gets the number, only not cached
+            pass
+    return float(curve[min(code_size, len(curve) - 1)])

@@ -1,0 +1,52 @@
+"""The PCA baseline: a direct numpy SVD on a small slice, the published figure, the cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mnist_ae import baselines
+from mnist_ae.data import load_dataset
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MNIST_AE_CACHE", str(tmp_path))
+    return tmp_path
+
+
+def test_pca_test_error_equals_a_direct_svd_reconstruction(cache):
+    ds = load_dataset("mnist")
+    train, test = ds.train_images[:1500], ds.test_images[:300]
+    x = train.reshape(1500, -1) / 127.5 - 1
+    y = test.reshape(300, -1) / 127.5 - 1
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)  # a second method: SVD, not eigh
+    for k in (1, 7, 30):
+        recon = x.mean(0) + ((y - x.mean(0)) @ vt[:k].T) @ vt[:k]
+        assert baselines.pca_test_mse(train, test, k) == pytest.approx(np.mean((recon - y) ** 2), rel=1e-9)
+    assert baselines.pca_test_mse(train, test, 0) == pytest.approx(np.mean((y - x.mean(0)) ** 2), rel=1e-9)
+
+
+def test_the_cache_is_reused_and_changed_pixels_invalidate_it(cache, monkeypatch):
+    ds = load_dataset("mnist")
+    train, test = ds.train_images[:800], ds.test_images[:200]
+    first = baselines.pca_test_mse(train, test, 5)
+    assert len(list(cache.glob("pca_curve_*.json"))) == 1
+    monkeypatch.setattr(baselines, "pca_test_mse_curve", lambda *a: pytest.fail("recomputed"))
+    assert baselines.pca_test_mse(train, test, 5) == first
+    changed = train.copy()
+    changed[0, 0, 0] ^= 1
+    monkeypatch.undo()
+    monkeypatch.setenv("MNIST_AE_CACHE", str(cache))
+    assert baselines.pca_test_mse(changed, test, 5) != first
+    assert len(list(cache.glob("pca_curve_*.json"))) == 2
+
+
+@pytest.mark.slow
+def test_pca_at_30_units_is_the_published_13_87(cache):
+    """Hinton & Salakhutdinov (2006), Fig. 2B: PCA with 30 components, 13.87 squared error per test
+    image on pixels in [0, 1]. Our scale is [-1, 1] per pixel: multiply by 784 / 4."""
+    ds = load_dataset("mnist")
+    mse = baselines.pca_test_mse(ds.train_images, ds.test_images, 30)
+    assert mse * 784 / 4 == pytest.approx(13.87, abs=0.005)
+    assert baselines.pca_test_mse(ds.train_images, ds.test_images, 64) == pytest.approx(0.0362, abs=5e-5)
