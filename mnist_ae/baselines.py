@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,11 +52,16 @@ def pca_test_mse(train_nhw: np.ndarray, test_nhw: np.ndarray, code_size: int) ->
         curve = json.loads(path.read_text())
     except (OSError, ValueError):
         curve = pca_test_mse_curve(train_nhw, test_nhw).tolist()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(curve))
-            tmp.replace(path)
-        except OSError:  # a read-only home still gets the number, only not cached
-            pass
+        write_cache(path, curve)
     return float(curve[min(code_size, len(curve) - 1)])
+
+
+def write_cache(path: Path, value: Any) -> None:
+    """Atomically, so concurrent runs never read half a file; a read-only cache dir only costs time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
+    except OSError:
+        pass

@@ -50,3 +50,24 @@ def test_pca_at_30_units_is_the_published_13_87(cache):
     mse = baselines.pca_test_mse(ds.train_images, ds.test_images, 30)
     assert mse * 784 / 4 == pytest.approx(13.87, abs=0.005)
     assert baselines.pca_test_mse(ds.train_images, ds.test_images, 64) == pytest.approx(0.0362, abs=5e-5)
+
+
+def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them(cache, monkeypatch, tmp_path):
+    from mnist_ae.analysis import pipeline
+
+    ds = load_dataset("mnist")
+    images, labels = ds.test_images[:300], ds.test_labels[:300]
+    codes = images.reshape(300, -1)[:, ::49].astype(np.float32)  # any codes: 16 columns of pixels
+    calls = []
+    real = pipeline.quality_numbers
+    monkeypatch.setattr(pipeline, "quality_numbers", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    run = lambda imgs: pipeline.run_analysis(codes, labels, imgs, [str(d) for d in range(10)],  # noqa: E731
+                                             tmp_path / "out", with_tsne=False)
+    first = run(images)
+    assert calls == [(300, 16), (300, 784)]  # codes, then raw pixels
+    again = run(images)
+    assert calls[2:] == [(300, 16)] and again.metrics["raw_pixels"] == first.metrics["raw_pixels"]
+    changed = images.copy()
+    changed[0, 14, 14] ^= 0xFF
+    run(changed)
+    assert calls[3:] == [(300, 16), (300, 784)]
