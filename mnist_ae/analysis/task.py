@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import build, monitoring, parallel, render
+from mnist_ae.analysis import ANALYSIS_PHASE
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
@@ -25,7 +26,6 @@ from mnist_ae.progress import Reporter
 from mnist_ae.run.device_data import load_data
 from mnist_ae.writers import MetricWriter
 
-ANALYSIS_PHASE = "analysis (PCA, t-SNE, quality numbers)"  # the reporter's name for the timed stage
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
 DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: the files may have moved
 

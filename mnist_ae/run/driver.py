@@ -122,6 +122,7 @@ class Hook:
     at_start: bool = False
     at_last: bool = False
     at_end: bool = False
+    shown: bool = False  # at the end: a spinner and a "name ... 2.3 s" line (for the long ones)
 
 
 def eval_hook(every: int) -> Hook:
@@ -207,13 +208,19 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         if run.stop.signum is not None:  # the checkpoint above commits while the resources close
             raise Interrupted(run.stop.signum, epoch)
     for hook in hooks:
-        if hook.at_end:
-            t = time.perf_counter()
-            hook.fn(run, state)
-            reporter.add_time(hook.name, time.perf_counter() - t)
+        if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
+            with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
+                hook.fn(run, state)
     for writer in run.writers:
         writer.flush()
     return run.finals
+
+
+@contextlib.contextmanager
+def _timed(reporter: Reporter, name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    reporter.add_time(name, time.perf_counter() - start)
 
 
 def _fire(run: Run, state: TrainState, hooks: Sequence[Hook], *, epoch: int, last: bool) -> None:

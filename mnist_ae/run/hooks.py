@@ -15,6 +15,7 @@ from mnist_ae import data as data_lib
 from mnist_ae.core.models import code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
+from mnist_ae.analysis import ANALYSIS_PHASE
 from mnist_ae.run.driver import Hook, Run, eval_hook
 
 
@@ -93,12 +94,11 @@ def _hparams(run: Run, state: TrainState) -> None:
 
 
 def _analysis(run: Run, state: TrainState) -> None:
-    from mnist_ae.analysis.task import ANALYSIS_PHASE, analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
+    from mnist_ae.analysis.task import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
 
-    with run.reporter.phase(ANALYSIS_PHASE):
-        result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,
-                               run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
-                               run.program.step(state))
+    result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,
+                           run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
+                           run.program.step(state))
     run.finals[0].update(result.summary())
 
 
@@ -118,7 +118,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
         hooks += [Hook("latent pictures", _latent_pictures, at_end=True),
                   Hook("pca baseline", _pca_baseline, at_end=True)]
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
-        hooks.append(Hook("analysis", _analysis, at_end=True))  # before hparams: its numbers are HParams metrics
+        hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
     return hooks
 
