@@ -85,7 +85,7 @@ class RecordingWriter:
         self.calls["embeddings"].append((step, args, kwargs))
 
 
-def test_log_result_logs_figures_and_numbers_and_no_2d_projector_embeddings(tmp_path):
+def test_log_result_logs_figures_and_tables_and_no_2d_projector_embeddings(tmp_path):
     """The 2-D maps are figures already; as 2-column projector tensors they showed an empty canvas."""
     png = tmp_path / "pca_2d.png"
     Image.new("RGBA", (6, 4), (255, 0, 0, 255)).save(png)
@@ -100,7 +100,7 @@ def test_log_result_logs_figures_and_numbers_and_no_2d_projector_embeddings(tmp_
     assert images["analysis/pca_2d"].shape == (4, 6, 3) and images["analysis/pca_2d"].dtype == np.uint8
     assert (images["analysis/pca_2d"] == [255, 0, 0]).all()
     assert writer.calls["texts"] == [(7, {"analysis/quality": "| metric |\n"})]
-    assert writer.calls["scalars"] == [(7, {"analysis/knn5_accuracy": 0.75, "analysis/dead_dims": 2})]
+    assert writer.calls["scalars"] == []  # quality numbers are HParams metrics, not single-point charts
     assert writer.calls["embeddings"] == []
 
 

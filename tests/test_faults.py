@@ -42,6 +42,19 @@ def straight(tmp_path_factory):
     return _final_state(workdir, tiny(epochs=3)), _records(workdir)
 
 
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    """A tiny run stopped after 2 of 3 epochs; tests damage a copy of it."""
+    workdir = tmp_path_factory.mktemp("two_epochs")
+    tasks.train_and_evaluate(tiny(epochs=2), workdir, "none", quiet=True)
+    return workdir
+
+
+def _copy(source: Path, tmp_path: Path) -> Path:
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run"
+
+
 def test_a_second_run_on_a_busy_workdir_is_refused_naming_the_holder(tmp_path):
     with lifecycle.workdir_lock(tmp_path):
         with pytest.raises(lifecycle.WorkdirBusy, match=rf"in use by pid {os.getpid()} on .* since"):
@@ -77,8 +90,8 @@ def test_records_a_restored_run_would_write_again_are_dropped_and_a_torn_line_re
     assert path.read_text() == ""
 
 
-def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight):
-    tasks.train_and_evaluate(tiny(epochs=2), tmp_path, "none", quiet=True)
+def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight, two_epochs):
+    tmp_path = _copy(two_epochs, tmp_path)
     shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
     tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
     records = [r for r in _records(tmp_path) if "step" in r]
@@ -117,8 +130,9 @@ def _delete_config(step_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", [_flip_a_byte, _truncate, _delete_state, _delete_config])
-def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, capsys, damage, straight):
-    tasks.train_and_evaluate(tiny(epochs=2), tmp_path, "none", quiet=True)
+def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, capsys, damage, straight,
+                                                                          two_epochs):
+    tmp_path = _copy(two_epochs, tmp_path)
     damage(tmp_path / "checkpoints" / "2")
     capsys.readouterr()
     tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
@@ -128,8 +142,10 @@ def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_
     chex.assert_trees_all_equal(_final_state(tmp_path, tiny(epochs=3)), straight[0])  # resumed from epoch 1
 
 
-def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
-    tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_earlier_ones(tmp_path, monkeypatch,
+                                                                                     two_epochs):
+    tmp_path = _copy(two_epochs, tmp_path)
+    shutil.rmtree(tmp_path / "checkpoints" / "2")
     import orbax.checkpoint as ocp
 
     def full_disk(self, *args, **kwargs):
