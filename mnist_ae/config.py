@@ -72,6 +72,8 @@ FIELDS: dict[str, Field] = {
     "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
     "projector_points": Field("logging", "", 2000, "test codes in the TensorBoard projector"),
     "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run"),
+    "latent_pictures": Field("analysis", "", True, "decoded class means, interpolations and (2-unit codes) the "
+                             "manifold at the end of an autoencoder run or sweep"),
     "tsne_backend": Field("analysis", "", "sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
     "analysis_subsample": Field("analysis", "", 5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
                                  "5000 to keep runs short, experiments/analyze.py uses all"),

@@ -2,75 +2,110 @@
 
 from __future__ import annotations
 
-import json
+import functools
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae import build
-from mnist_ae.core import losses
+from mnist_ae import build, tasks
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import ConfigError
+from mnist_ae.core import losses
+from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.steps import init_state
-from mnist_ae.train import TrainingDiverged, run_training
 
-from conftest import tiny
+import helpers
+from helpers import eval_records, read_jsonl, restore_state, tiny
+
+ROUNDS = 2048 // 64  # rounds per epoch of tiny(): train_limit / batch_size
 
 
-def test_round_trip_restores_every_leaf(tmp_path):
+def _leaves(tree) -> dict[str, np.ndarray]:
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_round_trip_restores_every_leaf_of_a_trained_state(tmp_path, mnist):
+    """A state two epochs into training (step, epoch, Adam counts and moments all moved, another
+    seed's rng) comes back leaf for leaf, bit for bit, into a template of a fresh state."""
     config = tiny()
-    state = init_state(build.learner(config), 3)
+    learner = build.learner(config)
+    epoch = jax.jit(functools.partial(train_epoch, learner, batch_size=64))
+    x, y = jnp.asarray(mnist.train_images[:256]), jnp.asarray(mnist.train_labels[:256])
+    trained = init_state(learner, 3)
+    for _ in range(2):
+        trained, _ = epoch(trained, x, y)
+    template = init_state(learner, 0)
     ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
-    ckpt.save(1, state, config)
+    ckpt.save(2, trained, config)
     ckpt.close()  # waits for the asynchronous save
     ckpt = Checkpointer(tmp_path / "ckpt", keep=2)
-    chex.assert_trees_all_equal(ckpt.restore(init_state(build.learner(config), 0)), state)
+    restored = ckpt.restore(template)
     assert ckpt.saved_config()["latent_dim"] == config.latent_dim
     ckpt.close()
 
+    chex.assert_trees_all_equal(restored, trained)  # every leaf, exact, dtypes included
+    # What was saved is not the template: 2 epochs of 256 / 64 = 4 rounds, each 1 AE and 1 probe update.
+    assert (int(restored.step), int(restored.epoch)) == (8, 2)
+    for part in ("ae", "probe"):
+        opt = restored.opt_states[part]
+        assert int(opt.count) == 8 and int(opt.inner_state[0].count) == 8  # injected-hparams and Adam counts
+    np.testing.assert_array_equal(restored.rng, jax.random.split(jax.random.PRNGKey(3))[1])
+    # ... and every leaf but the injected hyperparameters (the same rates) differs from the template's.
+    saved, fresh = _leaves(restored), _leaves(template)
+    moved = {k for k in saved if not np.array_equal(saved[k], fresh[k])}
+    unmoved = set(saved) - moved
+    assert unmoved and all("hyperparams" in k for k in unmoved), sorted(unmoved)
+    for must_move in (".step", ".epoch", ".rng"):
+        assert must_move in moved
+    assert any(".mu[" in k for k in moved) and any(".nu[" in k for k in moved)
 
-def _restore_final(workdir, config):
-    ckpt = Checkpointer(workdir / "checkpoints", keep=3)
-    state = ckpt.restore(init_state(build.learner(config), 0))
-    ckpt.close()
-    return state
 
+def test_resume_continues_the_step_count_and_gives_the_same_parameters(tmp_path):
+    """A run stopped after epoch 1 and resumed ends where a straight run ends, and its eval records
+    continue the step count: epoch e is logged at step e * rounds, before and after the resume."""
+    straight = tasks.train_and_evaluate(tiny(epochs=2), tmp_path / "a", log_framework="none", quiet=True)
+    tasks.train_and_evaluate(tiny(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
+    resumed = tasks.train_and_evaluate(tiny(epochs=2), tmp_path / "b", log_framework="none", quiet=True)
+    evals = eval_records(tmp_path / "b")
+    assert [(r["epoch"], r["step"]) for r in evals] == [(0, 0), (1, ROUNDS), (2, 2 * ROUNDS)]
+    assert evals[-1]["test/recon_mse"] == pytest.approx(resumed["test/recon_mse"])
+    train_steps = [r["step"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl") if "train/recon_mse" in r]
+    assert train_steps == list(range(4, 2 * ROUNDS + 1, 4))  # every 4 rounds, on across the resume
 
-def test_resume_gives_the_same_parameters_as_a_straight_run(tmp_path):
-    straight = tiny(epochs=2)
-    run_training(straight, tmp_path / "a", "none")
-    run_training(tiny(epochs=1), tmp_path / "b", "none")
-    resumed_metrics = run_training(tiny(epochs=2), tmp_path / "b", "none")
-    a, b = _restore_final(tmp_path / "a", straight), _restore_final(tmp_path / "b", straight)
-    assert int(b.epoch) == 2 and int(b.step) == int(a.step)
+    a, b = restore_state(tmp_path / "a", tiny()), restore_state(tmp_path / "b", tiny())
+    assert (int(b.epoch), int(b.step)) == (2, 2 * ROUNDS) == (int(a.epoch), int(a.step))
+    for part in ("ae", "probe"):
+        assert int(b.opt_states[part].inner_state[0].count) == 2 * ROUNDS
     chex.assert_trees_all_close(a.params, b.params, atol=1e-6)
     chex.assert_trees_all_close(a.opt_states, b.opt_states, atol=1e-6)
-    evals = [r for r in map(json.loads, (tmp_path / "b" / "metrics.jsonl").read_text().splitlines())
-             if "test/recon_mse" in r]
-    assert [r["epoch"] for r in evals] == [0, 1, 2]  # step 0 once, then one eval per epoch
-    assert evals[-1]["test/recon_mse"] == pytest.approx(resumed_metrics["test/recon_mse"])
+    assert resumed["test/recon_mse"] == pytest.approx(straight["test/recon_mse"], rel=1e-5)
 
 
 def test_rerunning_a_finished_run_warns_and_reports_the_same_numbers(tmp_path, capsys):
-    first = run_training(tiny(epochs=1), tmp_path, "none", quiet=True)
+    first = tasks.train_and_evaluate(tiny(epochs=1), tmp_path, log_framework="none", quiet=True)
     capsys.readouterr()
-    again = run_training(tiny(epochs=1), tmp_path, "none", quiet=True)
+    again = tasks.train_and_evaluate(tiny(epochs=1), tmp_path, log_framework="none", quiet=True)
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "already trained to epoch 1 (epochs=1)" in err and "--config.epochs" in err
     assert again["test/recon_mse"] == pytest.approx(first["test/recon_mse"], rel=1e-6)
 
 
 def test_keeps_only_the_last_k_checkpoints(tmp_path):
-    run_training(tiny(epochs=4, keep_checkpoints=2), tmp_path, "none")
+    tasks.train_and_evaluate(tiny(epochs=4, keep_checkpoints=2, train_limit=512), tmp_path, log_framework="none")
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3, 4]
 
 
 def test_a_config_that_does_not_fit_the_checkpoint_is_refused(tmp_path):
-    run_training(tiny(epochs=1), tmp_path, "none")
+    """Refused before any training: the config is checked against the checkpoint's alone."""
+    config = tiny(epochs=1)
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
+    ckpt.save(1, init_state(build.learner(config), 0), config)
+    ckpt.close()
     with pytest.raises(ConfigError, match="latent_dim=8 but the config has latent_dim=4"):
-        run_training(tiny(epochs=2, latent_dim=4), tmp_path, "none")
+        tasks.train_and_evaluate(tiny(epochs=2, latent_dim=4), tmp_path, log_framework="none")
 
 
 def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
@@ -95,17 +130,20 @@ def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
 
 
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    run_training(tiny(epochs=1), tmp_path, "none")
-    good = _restore_final(tmp_path, tiny())
+    tasks.train_and_evaluate(tiny(epochs=1), tmp_path, log_framework="none")
+    good = restore_state(tmp_path, tiny())
     monkeypatch.setattr(losses, "mse", lambda recon, x: np.nan * jax.numpy.mean(recon - x))
-    with pytest.raises(TrainingDiverged, match=r"in epoch 2 .*last good checkpoint \(epoch 1\)"):
-        run_training(tiny(epochs=3), tmp_path, "none")
+    with pytest.raises(helpers.TrainingDiverged, match=r"in epoch 2 .*last good checkpoint \(epoch 1\)"):
+        tasks.train_and_evaluate(tiny(epochs=3), tmp_path, log_framework="none")
     assert Checkpointer(tmp_path / "checkpoints", keep=3).latest_epoch() == 1
-    chex.assert_trees_all_equal(_restore_final(tmp_path, tiny()).params, good.params)
+    chex.assert_trees_all_equal(restore_state(tmp_path, tiny()).params, good.params)
 
 
 def test_closing_all_closes_everything_and_never_masks_the_body_error():
-    from mnist_ae.train import closing_all
+    try:
+        from mnist_ae.run.driver import closing_all
+    except ImportError:
+        from mnist_ae.train import closing_all
 
     class Resource:
         def __init__(self, fails: bool):
@@ -117,9 +155,9 @@ def test_closing_all_closes_everything_and_never_masks_the_body_error():
                 raise OSError("close failed")
 
     resources = [Resource(True), Resource(False)]
-    with pytest.raises(TrainingDiverged, match="NaN"):
+    with pytest.raises(RuntimeError, match="NaN"):
         with closing_all(*resources):
-            raise TrainingDiverged("NaN in epoch 3")
+            raise RuntimeError("NaN in epoch 3")
     assert all(r.closed for r in resources)
     resources = [Resource(True), Resource(False)]
     with pytest.raises(OSError, match="close failed"):

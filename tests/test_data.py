@@ -21,7 +21,7 @@ from mnist_ae.data import DataError, load_dataset, read_idx
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "mnist"
-SHARED_DATA = REPO.parent / "shared" / "data"
+FASHION_DIR = data.SPECS["fashion_mnist"].default_dir  # Debian's dataset-fashion-mnist (.ci/run installs it)
 FILES = (
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
@@ -104,10 +104,13 @@ def test_mnist_arrays_are_read_only_and_cached() -> None:
         first.test_labels[0] = 1
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "fashion_mnist").is_dir(), reason="no ../shared/data")
-@pytest.mark.parametrize("subdir", ["", "fashion_mnist"], ids=["parent_dir", "direct_dir"])
-def test_fashion_mnist_loads_from_shared_folder(subdir: str) -> None:
-    fashion = load_dataset("fashion_mnist", data_dir=str(SHARED_DATA / subdir))
+@pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.parametrize("layout", ["default", "data_dir", "nested"])
+def test_fashion_mnist_loads_from_its_folder(layout: str, tmp_path: Path) -> None:
+    if layout == "nested":  # --config.data_dir=DIR holding DIR/fashion_mnist/
+        (tmp_path / "fashion_mnist").symlink_to(FASHION_DIR)
+    data_dir = {"default": "", "data_dir": str(FASHION_DIR), "nested": str(tmp_path)}[layout]
+    fashion = load_dataset("fashion_mnist", data_dir=data_dir)
     check_shapes(fashion, 60000, 10000)
     assert fashion.class_names == FASHION_CLASSES
     # Zalando: 6,000 train and 1,000 test images per class.

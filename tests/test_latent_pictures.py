@@ -32,7 +32,7 @@ def test_code_sets_are_class_means_lines_and_a_grid():
 
 
 def test_a_run_with_two_unit_codes_writes_class_means_interpolations_and_the_manifold(tmp_path):
-    tasks.train_and_evaluate(tiny(latent_dim=2, epochs=1), tmp_path, "none", quiet=True)
+    tasks.train_and_evaluate(tiny(latent_dim=2, epochs=1, latent_pictures=True), tmp_path, "none", quiet=True)
     sizes = {p.name: Image.open(p).size for p in (tmp_path / "latent").iterdir()}
     assert set(sizes) == {"class_means.png", "interpolations.png", "manifold.png"}
     assert all(w >= 400 and h >= 100 for w, h in sizes.values())

@@ -34,14 +34,50 @@ def test_parameter_counts_and_shapes(model, latent, expected):
     assert count(params) == expected
 
 
-def test_decoder_output_in_tanh_range_and_encode_decode_compose():
+def test_conv_encode_then_decode_is_the_whole_model():
     ae = make_autoencoder("conv", (), 0, "torch")
     params = ae.init(jax.random.PRNGKey(1), X_BHW)
     x = jax.random.uniform(jax.random.PRNGKey(2), (5, 28, 28), minval=-1, maxval=1)
     recon, z = ae.apply(params, x)
     z2 = ae.apply(params, x, method=Autoencoder.encode)
+    chex.assert_trees_all_equal(z2, z)
     chex.assert_trees_all_close(ae.apply(params, z2, method=Autoencoder.decode), recon)
-    assert float(jnp.max(jnp.abs(recon))) <= 1.0
+
+
+def test_mlp_autoencoder_is_the_reference_network_written_in_numpy():
+    """784 -> 128 -> 64 -> 3 (ReLU between, linear code) -> 64 -> 128 -> 784, tanh, 28x28: computed
+    by hand from the parameters, with codes large enough that tanh saturates at exactly +-1."""
+    ae = make_autoencoder("mlp", (128, 64), 3, "torch")
+    params = ae.init(jax.random.PRNGKey(0), X_BHW)
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (5, 28, 28), minval=-1, maxval=1))
+
+    def dense(h, layer):
+        return h @ layer["kernel"] + layer["bias"]
+
+    enc = p["encoder"]
+    h = np.maximum(dense(x.reshape(5, 784), enc["Dense_0"]), 0)
+    h = np.maximum(dense(h, enc["Dense_1"]), 0)
+    z = dense(h, enc["Dense_2"])  # the code is linear: no ReLU on it
+    assert (z < 0).any()
+    recon, z_model = ae.apply(params, jnp.asarray(x))
+    np.testing.assert_allclose(z_model, z, rtol=1e-4, atol=1e-5)
+
+    def pre_tanh(z):
+        dec = p["decoder"]["mlp"]
+        h = np.maximum(dense(z, dec["Dense_0"]), 0)
+        h = np.maximum(dense(h, dec["Dense_1"]), 0)
+        return dense(h, dec["Dense_2"]).reshape(-1, 28, 28)
+
+    np.testing.assert_allclose(recon, np.tanh(pre_tanh(z)), rtol=1e-4, atol=1e-5)
+    # Codes 1e4 times larger: most pre-activations are in the thousands, where tanh(a) is sign(a)
+    # in float32 exactly; the decoder's output there must be exactly -1 or +1, never beyond.
+    big = 1e4 * z
+    out = np.asarray(ae.apply(params, jnp.asarray(big, jnp.float32), method=Autoencoder.decode))
+    a = pre_tanh(big)
+    saturated = np.abs(a) > 20
+    assert saturated.mean() > 0.5 and (a[saturated] > 0).any() and (a[saturated] < 0).any()
+    np.testing.assert_array_equal(out[saturated], np.sign(a[saturated]))
 
 
 def test_torch_init_is_uniform_within_one_over_sqrt_fan_in():

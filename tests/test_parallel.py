@@ -13,22 +13,23 @@ uses the same flags, so the comparisons are like for like):
   collectives: gloo), the same training on the 8-device global mesh, logs and a checkpoint into
   one shared workdir;
 - `restore`: a 2-device process restoring both checkpoints;
+- `hlo`: one process with 8 host devices that only compiles the real `parallel.jit_train_epoch`
+  (what training runs) and writes its HLO text: quick, so not marked slow.
 
-`single` and `multi` each also run the whole `--task sweep` host program (`run_sweep`) on all 8
-devices; and `launch`: `python launch.py` itself as 2 processes x 4 devices, with the
+`single` and `multi` each also run the whole `--task sweep` host program (`tasks.train_sweep`) on
+all 8 devices; and `launch`: `python launch.py` itself as 2 processes x 4 devices, with the
 `--coordinator_address`, `--num_processes` and `--process_id` flags.
 
 `single` and the two `multi` processes run at the same time, then `restore`; a session fixture
-runs them once (one xdist worker runs them, the others wait on a file lock and read the
-results) and the tests below compare what they wrote.
+runs them once (`helpers.run_once`: one xdist worker runs them, the others wait on a file lock
+and read the results) and the tests below, marked slow, compare what they wrote.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -37,6 +38,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
+
+from helpers import free_port, run_once
 
 EPOCHS, BATCH, TRAIN = 2, 64, 2048
 # Float tolerance of the 1-vs-8-device comparison: the gradient all-reduce sums per-device partial
@@ -70,6 +73,7 @@ def _setup():
     """Config, task, the initial state as numpy (placed afresh per mesh) and 2048 real digits."""
     import jax
 
+    from mnist_ae import build
     from mnist_ae.data import load_dataset
     from mnist_ae.core.steps import init_state
 
@@ -87,11 +91,11 @@ SWEEP = dict(latent_dims=(4, 8), seeds=(0,), learning_rates=(1e-2,), epochs=1, t
 
 def _sweep(workdir: Path, out: Path, name: str) -> None:
     """The whole `--task sweep` host program (data, vmapped epochs, logs, export) on every device."""
-    from mnist_ae.sweep_train import run_sweep
+    from mnist_ae import tasks
 
     config = _config()
     config.update(dict(task="sweep", **SWEEP))
-    finals = run_sweep(config, workdir, "tensorboard", quiet=True)
+    finals = tasks.train_sweep(config, workdir, log_framework="tensorboard", quiet=True)
     (out / f"{name}.json").write_text(json.dumps(finals))
     _mark("sweep done")
 
@@ -252,7 +256,7 @@ def worker_restore(out: Path) -> None:
     """
     import jax
 
-    from mnist_ae import parallel
+    from mnist_ae import build, parallel
     from mnist_ae.checkpoint import Checkpointer
     from mnist_ae.core.steps import init_state
 
@@ -267,6 +271,33 @@ def worker_restore(out: Path) -> None:
         ckpt.close()
         np.savez(out / f"restored_{name}.npz", **{f"params{k}": v for k, v in _flat(state.params).items()})
     (out / "restore.json").write_text(json.dumps(facts))
+
+
+# The HLO check's sizes: no layer width equals the global (40) or the per-device (5) batch, so a
+# dot's leading dimension tells which one it computes on.
+HLO_DEVICES, HLO_BATCH, HLO_HIDDEN, HLO_LATENT = 8, 40, (48, 24), 8
+
+
+def worker_hlo(out: Path) -> None:
+    """8 host devices: compile the real `parallel.jit_train_epoch` for an 8-device mesh from abstract
+    inputs (nothing is initialised or run) and write the compiled HLO text."""
+    import jax
+
+    from mnist_ae import build, parallel
+    from mnist_ae.config import base_config
+    from mnist_ae.core.steps import init_state
+
+    config = base_config()
+    config.update(dict(train_limit=10 * HLO_BATCH, hidden=HLO_HIDDEN, latent_dim=HLO_LATENT, probe_hidden=(16,),
+                       batch_size=HLO_BATCH))
+    learner = build.learner(config)
+    mesh = parallel.make_mesh(HLO_DEVICES)
+    state = parallel.replicated_abstract(lambda: init_state(learner, 0), mesh)
+    rep = parallel.replicated(mesh)
+    x = jax.ShapeDtypeStruct((config.train_limit, 28, 28), np.uint8, sharding=rep)
+    y = jax.ShapeDtypeStruct((config.train_limit,), np.uint8, sharding=rep)
+    compiled = parallel.jit_train_epoch(learner, HLO_BATCH, mesh).lower(state, x, y).compile()
+    (out / "epoch8.hlo").write_text(compiled.as_text())
 
 
 # ----------------------------------------------------------------------------- launching (pytest side)
@@ -319,15 +350,9 @@ def _wait(procs: dict[str, tuple[subprocess.Popen, Path]]) -> dict[str, str]:
     return errors
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run_all(out: Path) -> dict[str, str]:
     t = time.perf_counter()
-    port = _free_port()
+    port = free_port()
     procs = {"single": _start("single", out, 8),
              "multi0": _start("multi", out, 4, port, 0), "multi1": _start("multi", out, 4, port, 1)}
     errors = _wait(procs)
@@ -341,17 +366,17 @@ def _run_all(out: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """Runs the workers once per session, even under pytest-xdist (a file lock in the shared tmp)."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the session's tmp, shared by the xdist workers
-    out = root / "parallel"
-    with open(root / "parallel.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "errors.json").exists():
-            out.mkdir(exist_ok=True)
-            (out / "errors.json").write_text(json.dumps(_run_all(out)))
-    return out, json.loads((out / "errors.json").read_text())
+    """The workers, run once per session, even under pytest-xdist: (their folder, name -> error)."""
+    return run_once(tmp_path_factory, "parallel", _run_all)
+
+
+@pytest.fixture(scope="session")
+def epoch_hlo(tmp_path_factory) -> str:
+    """The compiled HLO text of the real 8-device training epoch (the `hlo` worker)."""
+    out, errors = run_once(tmp_path_factory, "parallel_hlo", lambda out: _wait({"hlo": _start("hlo", out, 8)}))
+    if errors["hlo"]:
+        pytest.fail(f"the hlo worker failed: {errors['hlo']}", pytrace=False)
+    return (out / "epoch8.hlo").read_text()
 
 
 def _needs(runs, *names: str) -> Path:
@@ -378,6 +403,7 @@ def _assert_close(a: dict, b: dict, prefix: str, **tol) -> None:
 # ----------------------------------------------------------------------------- tests
 
 
+@pytest.mark.slow
 def test_params_replicated_and_batch_split_over_eight_devices(runs):
     out = _needs(runs, "single")
     facts = json.loads((out / "single.json").read_text())
@@ -399,6 +425,7 @@ def test_params_replicated_and_batch_split_over_eight_devices(runs):
     assert facts["epoch"] == EPOCHS
 
 
+@pytest.mark.slow
 def test_one_and_eight_devices_train_the_same_model(runs):
     out = _needs(runs, "single")
     one, eight = _load(out / "mesh1.npz"), _load(out / "mesh8.npz")
@@ -409,6 +436,7 @@ def test_one_and_eight_devices_train_the_same_model(runs):
     assert one["metrics/train/recon_mse"][-8:].mean() < one["metrics/train/recon_mse"][:8].mean()  # it learns
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_same_model_as_one(runs):
     out = _needs(runs, "single", "multi0", "multi1")
     facts = [json.loads((out / f"multi{i}.json").read_text()) for i in (0, 1)]
@@ -427,6 +455,7 @@ def test_two_processes_train_the_same_model_as_one(runs):
         _assert_close(p0, single, "params", **PARAM_TOL)
 
 
+@pytest.mark.slow
 def test_only_process_zero_logs_and_the_checkpoint_is_written_once(runs):
     out = _needs(runs, "single", "multi0", "multi1")
     workdir = out / "multi_run"
@@ -445,6 +474,7 @@ def test_only_process_zero_logs_and_the_checkpoint_is_written_once(runs):
     assert 0.6 < sum(multi.values()) / sum(single.values()) < 1.4, (multi, single)
 
 
+@pytest.mark.slow
 def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
     out = _needs(runs, "single", "multi0", "multi1")
     single = json.loads((out / "sweep_single.json").read_text())
@@ -463,6 +493,7 @@ def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
         assert (workdir / "members" / name / "tb").is_dir()
 
 
+@pytest.mark.slow
 def test_launch_py_on_two_processes_logs_once_and_only_process_zero_prints(runs):
     out = _needs(runs, "launch0", "launch1")
     workdir = out / "launch_run"
@@ -485,6 +516,7 @@ def _data_bytes(state_dir: Path) -> dict[str, int]:
     return {p.name: sum(f.stat().st_size for f in (p / "d").iterdir()) for p in state_dir.glob("ocdbt.process_*")}
 
 
+@pytest.mark.slow
 def test_checkpoints_restore_on_another_device_count(runs):
     out = _needs(runs, "single", "multi0", "multi1", "restore")
     facts = json.loads((out / "restore.json").read_text())
@@ -492,6 +524,23 @@ def test_checkpoints_restore_on_another_device_count(runs):
         assert facts[name]["epoch"] == facts[name]["latest"] == EPOCHS
         assert all(p["fully_replicated"] and p["devices"] == 2 for p in facts[name]["params"])
         _assert_close(_load(out / f"restored_{name}.npz"), _load(out / f"{trained}.npz"), "params", rtol=0, atol=0)
+
+
+def test_the_training_epoch_splits_every_batch_and_all_reduces_the_gradients(epoch_hlo):
+    """What training compiles (`parallel.jit_train_epoch`) on 8 devices is data parallel: each device
+    gathers and computes on its 40 / 8 = 5 rows of every batch, never on all 40, and the gradients
+    are summed across devices (an all-reduce carrying the first encoder kernel's [784, 48] gradient).
+    Without the batch sharding constraint XLA keeps every device on the whole batch and reduces
+    nothing, which trains the same model, so only the compiled program can tell."""
+    local = HLO_BATCH // HLO_DEVICES
+    all_reduces = [line for line in epoch_hlo.splitlines() if " all-reduce(" in line]
+    assert any(f"f32[784,{HLO_HIDDEN[0]}]" in line for line in all_reduces), all_reduces
+    gathered = re.findall(r"= u8\[(\d+),[\d,]*\]\{[\d,]*\} gather\(", epoch_hlo)
+    assert gathered and {int(rows) for rows in gathered} == {local}, gathered  # images and labels
+    dot_rows = [int(m.group(1)) for m in re.finditer(r"= f32\[(\d+),\d+\]\{[\d,]*\} dot\(", epoch_hlo)]
+    assert local in dot_rows and HLO_BATCH not in dot_rows, sorted(set(dot_rows))
+    # the first encoder layer's forward pass, [5, 784] @ [784, 48], on every device
+    assert re.search(rf"= f32\[{local},{HLO_HIDDEN[0]}\]\{{[\d,]*\}} dot\(", epoch_hlo)
 
 
 def test_bad_device_counts_fail_with_one_line():
@@ -531,5 +580,6 @@ def test_initialize_distributed_is_a_no_op_for_one_process(monkeypatch):
 
 if __name__ == "__main__":
     worker, out_dir, *rest = sys.argv[1:]
-    {"single": worker_single, "multi": worker_multi, "restore": worker_restore}[worker](Path(out_dir), *map(int, rest))
+    {"single": worker_single, "multi": worker_multi, "restore": worker_restore, "hlo": worker_hlo}[worker](
+        Path(out_dir), *map(int, rest))
     _mark(f"{worker} done")

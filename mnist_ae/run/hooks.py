@@ -114,9 +114,10 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
                   Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
+    if is_autoencoder and config.latent_pictures:
+        hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
     if is_autoencoder:
-        hooks += [Hook("latent pictures", _latent_pictures, at_end=True),
-                  Hook("pca baseline", _pca_baseline, at_end=True)]
+        hooks.append(Hook("pca baseline", _pca_baseline, at_end=True))
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
         hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
@@ -141,6 +142,8 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    return [eval_hook(config.eval_every_epochs), Hook("pca baseline", _pca_baseline, at_end=True),
-            Hook("hparams", hparams, at_end=True),
-            Hook("sweep outputs", outputs, at_end=True), Hook("latent pictures", _latent_pictures, at_end=True)]
+    hooks = [eval_hook(config.eval_every_epochs), Hook("pca baseline", _pca_baseline, at_end=True),
+             Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
+    if config.latent_pictures:
+        hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
+    return hooks
