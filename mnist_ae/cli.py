@@ -61,6 +61,12 @@ def prepare_argv(argv: list[str]) -> list[str]:
             raise UsageError(f"unknown config key {key!r}: did you mean {closest_key(key)!r}? "
                              "(--config.help lists every key)")
     config_file = _flag_value(argv, "config")
+    file_at = next((i for i, a in enumerate(argv) if a == "--config" or a.startswith("--config=")), None)
+    first_override = next((i for i, a in enumerate(argv) if a.startswith("--config.") and a != "--config.help"),
+                          None)
+    if file_at is not None and first_override is not None and first_override < file_at:
+        raise UsageError(f"{argv[first_override]} comes before --config {config_file}: put --config FILE first, "
+                         "then the --config.KEY=VALUE overrides")
     if config_file is None:
         # Before the overrides: config_flags registers `--config.KEY` when it parses `--config`.
         argv = [argv[0], f"--config={EXPERIMENTS / (task + '.py')}", *argv[1:]]
@@ -73,13 +79,16 @@ def prepare_argv(argv: list[str]) -> list[str]:
 def parse_flags(argv: list[str]) -> None:
     """absl parses the flags and loads the config file; every failure becomes one line."""
     try:
-        flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)[1:]
     except flags.Error as e:
         raise UsageError(str(e).splitlines()[0]) from None
     except Exception as e:  # noqa: BLE001 - the config file is user code: say which and why, in one line
         cause = e.__cause__ or e
         raise UsageError(f"the config file {_flag_value(argv, 'config')} failed to load: "
                          f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}") from None
+    if rest:  # absl leaves what it does not parse: `foo`, or the value of `--config.KEY VALUE` (needs `=`)
+        raise UsageError(f"unexpected argument {rest[0]!r}: options take the form --name=value "
+                         "(e.g. --config.analyze_at_end=False); python launch.py --help lists them")
 
 
 def resolve_task(config: Any, task_flag: str, task_given: bool, config_given: bool) -> str:
@@ -120,6 +129,16 @@ def list_experiments() -> str:
     return "\n".join(lines)
 
 
+def check_data(config: Any) -> None:
+    """The data files (checksums included; the load is cached, so training does not read them twice) and
+    the batch against the training set, before anything is created."""
+    from mnist_ae.config import check_batch_fits  # noqa: PLC0415
+    from mnist_ae.data import load_dataset  # noqa: PLC0415
+
+    train = load_dataset(config.dataset, config.data_dir, config.data_source).train_images
+    check_batch_fits(config, len(train[: config.train_limit or None]))
+
+
 def check_log_framework(framework: str) -> str:
     if framework not in LOG_FRAMEWORKS:
         raise UsageError(f"unknown --log_framework {framework!r}: choose one of {', '.join(LOG_FRAMEWORKS)}")
@@ -133,7 +152,14 @@ def _main(config_given: bool) -> None:
     config.task = resolve_task(config, flags.FLAGS.task, bool(flags.FLAGS["task"].present), config_given)
     framework = check_log_framework(flags.FLAGS.log_framework)
     validate(config)
-    workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
+    if config.task == "analyze":  # an existing run's workdir, never created here
+        workdir = Path(flags.FLAGS.workdir or "runs/reconstruction").expanduser().resolve()
+        if not (workdir / "checkpoints").is_dir():
+            raise UsageError(f"no run to analyze in {workdir} (no checkpoints/): pass --workdir of a reconstruction "
+                             "run, or train one with --task reconstruction --workdir DIR")
+    else:
+        check_data(config)  # a refusal for bad data leaves nothing behind: checked before the workdir exists
+        workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
     from mnist_ae.progress import configure_logging  # noqa: PLC0415
 
     configure_logging(workdir, flags.FLAGS.verbose)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import importlib.util
 import os
 from pathlib import Path
@@ -126,6 +127,14 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**32
+
+
 def _positive_ints(name: str, values: Any) -> None:
     _check(
         len(values) > 0 and all(isinstance(v, int) and v >= 1 for v in values),
@@ -151,8 +160,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(all(isinstance(v, int) and v >= 1 for v in config.probe_hidden),
            f"probe_hidden={config.probe_hidden!r}: give positive integers, or () for a linear probe")
     for name in ("learning_rate", "probe_learning_rate"):
-        _check(config[name] > 0, f"{name}={config[name]}: the learning rate must be positive")
-    _check(config.weight_decay >= 0, f"weight_decay={config.weight_decay}: must be >= 0")
+        _check(_finite_number(config[name]) and config[name] > 0,
+               f"{name}={config[name]!r}: the learning rate must be a positive finite number, e.g. 1e-3")
+    _check(_finite_number(config.weight_decay) and config.weight_decay >= 0,
+           f"weight_decay={config.weight_decay!r}: must be a finite number >= 0")
+    _check(_seed(config.seed), f"seed={config.seed!r}: use an integer in [0, 2**32) (JAX keys take 32 bits)")
     for name in ("batch_size", "epochs", "ae_steps", "probe_steps", "eval_every_epochs",
                  "eval_batch_size", "log_every_steps", "checkpoint_every_epochs",
                  "keep_checkpoints", "grid_digits"):
@@ -160,7 +172,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                f"{name}={config[name]!r}: must be a positive integer")
     for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample",
                  "histogram_every_epochs", "projector_every_evals"):
-        _check(config[name] >= 0, f"{name}={config[name]}: must be >= 0 (0 = default)")
+        _check(isinstance(config[name], int) and config[name] >= 0,
+               f"{name}={config[name]!r}: must be an integer >= 0 (0 = default)")
+    _check(isinstance(config.projector_points, int) and config.projector_points >= 1,
+           f"projector_points={config.projector_points!r}: must be a positive integer")
     _check(config.tsne_backend in TSNE_BACKENDS,
            f"tsne_backend={config.tsne_backend!r}: use one of {', '.join(TSNE_BACKENDS)}")
     module = TSNE_BACKENDS[config.tsne_backend]
@@ -170,10 +185,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
         check_analysis_points(config, "or set --config.analyze_at_end=False")
     if config.task == "sweep":
         _positive_ints("latent_dims", config.latent_dims)
-        _check(len(config.seeds) > 0 and all(isinstance(s, int) and s >= 0 for s in config.seeds),
-               f"seeds={config.seeds!r}: give non-negative integers, e.g. --config.seeds=0,1,2")
-        _check(len(config.learning_rates) > 0 and all(lr > 0 for lr in config.learning_rates),
-               f"learning_rates={config.learning_rates!r}: give one or more positive rates, e.g. 1e-3,3e-3")
+        _check(len(config.seeds) > 0 and all(_seed(s) for s in config.seeds),
+               f"seeds={config.seeds!r}: give integers in [0, 2**32), e.g. --config.seeds=0,1,2")
+        _check(len(config.learning_rates) > 0
+               and all(_finite_number(lr) and lr > 0 for lr in config.learning_rates),
+               f"learning_rates={config.learning_rates!r}: give one or more positive finite rates, e.g. 1e-3,3e-3")
+        for name in ("latent_dims", "seeds", "learning_rates"):
+            values = list(config[name])
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            _check(not repeated, f"{name} repeats {repeated[0]!r}: each member must differ, list each value once"
+                   if repeated else "")
         _check(config.model == "mlp" or tuple(config.latent_dims) == (256,),
                "a conv sweep has the fixed 256-unit code: set --config.latent_dims=256 and sweep "
                "seeds and learning_rates")

@@ -1,0 +1,69 @@
+"""Bad input is one line and exit 2, before any compute, and creates nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from mnist_ae.config import ConfigError, base_config, validate
+
+
+def _config(**overrides):
+    config = base_config()
+    config.update(overrides)
+    return config
+
+
+@pytest.mark.parametrize("overrides, phrase", [
+    (dict(learning_rate=float("inf")), "learning_rate=inf: the learning rate must be a positive finite number"),
+    (dict(learning_rate=float("nan")), "learning_rate=nan"),
+    (dict(probe_learning_rate=float("inf")), "probe_learning_rate=inf"),
+    (dict(weight_decay=float("inf")), "weight_decay=inf: must be a finite number >= 0"),
+    (dict(seed=2**32), "seed=4294967296: use an integer in [0, 2**32)"),
+    (dict(seed=9223372036854775808), "seed=9223372036854775808"),
+    (dict(seed=-1), "seed=-1"),
+    (dict(projector_points=0), "projector_points=0: must be a positive integer"),
+    (dict(projector_points=-5), "projector_points=-5"),
+    (dict(task="sweep", learning_rates=("nan",)), "learning_rates=('nan',): give one or more positive finite"),
+    (dict(task="sweep", learning_rates=(float("inf"),)), "learning_rates=(inf,)"),
+    (dict(task="sweep", learning_rates=("abc",)), "learning_rates=('abc',)"),
+    (dict(task="sweep", learning_rates=()), "learning_rates=()"),
+    (dict(task="sweep", seeds=(0, 2**32)), "seeds=(0, 4294967296): give integers in [0, 2**32)"),
+    (dict(task="sweep", latent_dims=(2, 5, 2)), "latent_dims repeats 2: each member must differ"),
+    (dict(task="sweep", seeds=(1, 1)), "seeds repeats 1"),
+    (dict(task="sweep", learning_rates=(1e-3, 1e-3)), "learning_rates repeats 0.001"),
+    (dict(test_limit=-1), "test_limit=-1: must be an integer >= 0"),
+])
+def test_bad_values_are_refused_in_one_line(overrides, phrase):
+    with pytest.raises(ConfigError) as error:
+        validate(_config(**overrides))
+    assert phrase in str(error.value) and "\n" not in str(error.value)
+
+
+def test_good_values_pass():
+    validate(_config(seed=2**32 - 1, task="sweep", seeds=(0, 1), learning_rates=(1e-3, 3e-3), latent_dims=(2, 3)))
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["foo"], "unexpected argument 'foo'"),
+    (["--config.analyze_at_end", "False"], "unexpected argument 'False'"),
+    (["--config.latent_dim=3", "--config", "experiments/latent3.py"], "put --config FILE first"),
+    (["--config.data_dir=EMPTY"], "IDX file(s) missing"),
+    (["--config.batch_size=999999"], "lower --config.batch_size"),
+    (["--config.learning_rate=inf"], "positive finite number"),
+    (["--task", "analyze", "--workdir", "WORKDIR"], "no run to analyze in"),
+])
+def test_the_cli_refuses_in_one_line_and_creates_nothing(tmp_path, args, phrase):
+    (tmp_path / "empty").mkdir()
+    workdir = tmp_path / "run"
+    args = [a.replace("EMPTY", str(tmp_path / "empty")).replace("WORKDIR", str(workdir)) for a in args]
+    if "--workdir" not in args:
+        args += ["--workdir", str(workdir)]
+    done = subprocess.run([sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], done.stderr[-2000:]
+    assert not workdir.exists()
