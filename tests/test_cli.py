@@ -45,7 +45,7 @@ def test_launch_writes_metrics_and_checkpoints(tmp_path):
     (["--task", "bogus"], "unknown task 'bogus'"),
     (["--config.latnt_dim=3"], "did you mean 'latent_dim'"),
     (["--config.latent_dim=0"], "latent_dim=0"),
-    (["--config.learning_rate=-1e-3"], "learning rate must be positive"),
+    (["--config.learning_rate=-1e-3"], "learning rate must be a positive finite number"),
     (["--config.batch_size=5000", "--config.train_limit=1000"], "batch_size=5000"),
     (["--config.dataset=cifar"], "unknown dataset 'cifar'"),
     (["--workdir", "/proc/forbidden/run"], "pass a writable --workdir"),
@@ -55,7 +55,7 @@ def test_launch_writes_metrics_and_checkpoints(tmp_path):
     (["--config", "BAD_SYNTAX"], "failed to load: SyntaxError"),
     (["--task", "sweep", "--config", "experiments/classification.py"], "the config's task is 'classification'"),
     (["--config.test_limit=50"], "the analysis would see 50 test codes"),
-    (["--task", "sweep", "--config.learning_rates=()"], "give one or more positive rates"),
+    (["--task", "sweep", "--config.learning_rates=()"], "give one or more positive finite rates"),
 ])
 def test_bad_input_fails_with_one_line_and_no_traceback(tmp_path, args, message):
     workdir = [] if "--workdir" in args else ["--workdir", str(tmp_path / "run")]
