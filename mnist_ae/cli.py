@@ -32,12 +32,17 @@ flags.DEFINE_string("coordinator_address", "", "multi-process: host:port of proc
                     "--process_id); empty = one process, or auto-detected under SLURM / Open MPI / TPU")
 flags.DEFINE_integer("num_processes", 0, "multi-process: number of processes")
 flags.DEFINE_integer("process_id", -1, "multi-process: this process's index (process 0 writes logs)")
+flags.DEFINE_integer("distributed_timeout", 300, "multi-process: seconds to wait for the other processes")
 flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
 
 
 class UsageError(ValueError):
     """A command-line mistake: reported in one line."""
+
+
+class SomeDiverged(RuntimeError):
+    """A sweep finished but some members diverged: exit status 1, the results kept."""
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
@@ -165,10 +170,14 @@ def _main(config_given: bool) -> None:
     configure_logging(workdir, flags.FLAGS.verbose)
     from mnist_ae.parallel import initialize_distributed  # noqa: PLC0415
 
-    initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id)
+    initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id,
+                           flags.FLAGS.distributed_timeout, say=lambda line: print(line, flush=True))
     from mnist_ae import tasks  # noqa: PLC0415  (heavy imports only after the flags are checked)
 
-    tasks.run(config, workdir, framework, flags.FLAGS.quiet)
+    result = tasks.run(config, workdir, framework, flags.FLAGS.quiet)
+    if config.task == "sweep" and any(final.get("diverged") for final in result):
+        raise SomeDiverged(f"{sum(bool(f.get('diverged')) for f in result)} of {len(result)} sweep members diverged "
+                           f"(marked in {workdir / 'sweep_results.md'}); the others finished")
 
 
 def main() -> None:
@@ -196,7 +205,7 @@ def main() -> None:
     except (UsageError, ConfigError, DataError, WriterError, WorkdirBusy) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
-    except (TrainingDiverged, CheckpointError) as e:
+    except (TrainingDiverged, CheckpointError, SomeDiverged) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(1)
     except Interrupted as e:

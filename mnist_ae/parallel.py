@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,8 +62,26 @@ def detected_cluster() -> str | None:
     return None
 
 
+def wait_for_coordinator(address: str, timeout_s: float) -> None:
+    """A process other than 0 first waits, in Python, until process 0's coordinator accepts connections:
+    JAX's own wait ends in a C++ abort with a stack trace, this one in a one-line ConfigError."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=min(5.0, timeout_s)):
+                return
+        except OSError as e:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"the coordinator (process 0) at {address} did not answer within {timeout_s:g} s "
+                                  f"({e.strerror or e}): start process 0 first, check the address, or raise "
+                                  "--distributed_timeout") from None
+            time.sleep(0.5)
+
+
 def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
-                           process_id: int = -1) -> None:
+                           process_id: int = -1, timeout_s: int = 300,
+                           say: Callable[[str], None] = lambda line: None) -> None:
     """Join a multi-process JAX run; a no-op for a single process. Call before any other JAX use.
 
     With `coordinator_address` (host:port of process 0) the three arguments are passed
@@ -75,7 +95,13 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
             raise ConfigError(f"--coordinator_address needs --num_processes >= 1 and 0 <= --process_id < "
                               f"num_processes (got num_processes={num_processes}, process_id={process_id})")
         if num_processes > 1:
-            jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id)
+            say(f"process {process_id} of {num_processes}: waiting up to {timeout_s} s for "
+                + (f"the other {num_processes - 1} process(es) to join at {coordinator_address}" if process_id == 0
+                   else f"the coordinator (process 0) at {coordinator_address}"))
+            if process_id > 0:
+                wait_for_coordinator(coordinator_address, timeout_s)
+            jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id,
+                                       initialization_timeout=timeout_s)
         return
     if num_processes > 1 or process_id >= 0:
         raise ConfigError("--num_processes / --process_id need --coordinator_address=HOST:PORT (of process 0)")

@@ -67,3 +67,16 @@ def test_the_cli_refuses_in_one_line_and_creates_nothing(tmp_path, args, phrase)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and phrase in lines[0], done.stderr[-2000:]
     assert not workdir.exists()
+
+
+def test_a_process_whose_coordinator_never_comes_says_so_in_one_line(tmp_path):
+    from helpers import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path / "run"), "--log_framework", "none",
+                           f"--coordinator_address={address}", "--num_processes=2", "--process_id=1",
+                           "--distributed_timeout=2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stdout.strip() == f"process 1 of 2: waiting up to 2 s for the coordinator (process 0) at {address}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"the coordinator (process 0) at {address} did not answer within 2 s" in lines[0]
