@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import chex
@@ -160,15 +161,41 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_earlier_o
     assert Checkpointer(tmp_path / "checkpoints", 3).latest_epoch() == 1
 
 
+def _tiny_command(workdir: Path) -> list[str]:
+    """`tiny(epochs=3)` through the real command line."""
+    return [sys.executable, "launch.py", "--workdir", str(workdir), "--log_framework", "none",
+            *[f"--config.{k}={v}" for k, v in dict(
+                train_limit=2048, test_limit=512, hidden="64,32", latent_dim=8, probe_hidden=16, batch_size=64,
+                epochs=3, eval_batch_size=256, log_every_steps=4, grid_digits=4, projector_points=64,
+                analyze_at_end=False, latent_pictures=False, learning_rate=1e-2, probe_learning_rate=1e-2).items()]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after_line, delay_s", [("epoch 1/3", 0.0), ("epoch 1/3", 0.15), ("epoch 2/3", 0.05)])
+def test_kill_9_anywhere_then_the_same_command_ends_bit_identical(tmp_path, after_line, delay_s, straight):
+    """SIGKILL just after an epoch is reported (its checkpoint may be mid-write), then the same command."""
+    command = _tiny_command(tmp_path)
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith(after_line):
+            break
+    time.sleep(delay_s)
+    proc.kill()
+    proc.wait()
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    chex.assert_trees_all_equal(_final_state(tmp_path, tiny(epochs=3)), straight[0])
+    steps = [(r.get("member"), r["step"], tuple(sorted(k for k in r if k != "time" and not k.startswith("system/")
+                                                       and k != "train/steps_per_s")))
+             for r in _records(tmp_path) if "step" in r]
+    assert len(steps) == len(set(steps))  # each record once, however the kill fell
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_stops_at_an_epoch_boundary_with_its_checkpoint_and_the_rerun_matches(tmp_path, sig, code,
                                                                                          straight):
-    command = [sys.executable, "launch.py", "--workdir", str(tmp_path), "--log_framework", "none",
-               *[f"--config.{k}={v}" for k, v in dict(
-                   train_limit=2048, test_limit=512, hidden="64,32", latent_dim=8, probe_hidden=16, batch_size=64,
-                   epochs=3, eval_batch_size=256, log_every_steps=4, grid_digits=4, projector_points=64,
-                   analyze_at_end=False, learning_rate=1e-2, probe_learning_rate=1e-2).items()]]
+    command = _tiny_command(tmp_path)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     for line in proc.stdout:  # the first finished epoch
