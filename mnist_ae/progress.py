@@ -273,7 +273,12 @@ class _StderrHandler(logging.StreamHandler):
 
 
 class _RunLogHandler(logging.FileHandler):
-    """WORKDIR/run.log (a type of its own so a second configure_logging replaces it)."""
+    """WORKDIR/run.log (a type of its own so a second configure_logging replaces it). On a full or
+    read-only disk it stays quiet: the log is for diagnosis, and logging's default would print a
+    traceback per record (thousands of lines) over the one line that names the real failure."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        del record
 
 
 def _to_replace(handler: logging.Handler) -> bool:

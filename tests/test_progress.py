@@ -236,3 +236,16 @@ def test_verbose_also_writes_to_stderr_and_reconfiguring_does_not_duplicate(tmp_
     log = (tmp_path / "run.log").read_text()
     for line in ("absl-warning-line", "jax-info-line", "UserWarning: python-warning-line"):
         assert err.count(line) == 1 and log.count(line) == 1
+
+
+def test_a_run_log_that_cannot_be_written_stays_quiet(tmp_path, capsys, restore_logging):
+    configure_logging(tmp_path, verbose=False)
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, progress._RunLogHandler))
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    handler.stream.close()
+    handler.stream = FullDisk()  # as on a full disk: every write fails
+    logging.getLogger("orbax").warning("a library line that cannot be written")
+    assert capsys.readouterr().err == ""
