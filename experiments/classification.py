@@ -14,4 +14,5 @@ def get_config():
     config.task = "classification"
     config.hidden = (512, 256)
     config.init = "flax"
+    config.best_checkpoint_metric = "test/accuracy"
     return config

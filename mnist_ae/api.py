@@ -2,7 +2,7 @@
 its autoencoder as `encode`, `decode` and `reconstruct` on the device, in batches.
 
     from mnist_ae.api import load
-    run = load("runs/reconstruction")            # the latest intact checkpoint (or epoch=N)
+    run = load("runs/reconstruction")            # the latest intact checkpoint (or epoch=N, or "best")
     codes = run.encode(images_nhw)               # uint8 [n, 28, 28] -> float32 [n, latent]
     images = run.decode(codes)                   # -> float32 [n, 28, 28] in [-1, 1]
 
@@ -62,11 +62,18 @@ class TrainedRun:
         return self.decode(self.encode(images_nhw))
 
 
-def load(workdir: str | Path, epoch: int | None = None) -> TrainedRun:
-    """The run in `workdir` at its latest intact checkpoint (or the given epoch)."""
+def load(workdir: str | Path, epoch: int | str | None = None) -> TrainedRun:
+    """The run in `workdir` at its latest intact checkpoint, the given epoch, or "best" (by the run's
+    `best_checkpoint_metric`)."""
     workdir = Path(workdir)
     ckpt = Checkpointer(workdir / "checkpoints", 1)
     try:
+        if epoch == "best":
+            metric = ckpt.run_config().best_checkpoint_metric if ckpt.latest_epoch() is not None else ""
+            epoch = ckpt.best_epoch(metric or "test/recon_mse")
+            if epoch is None:
+                raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'} was saved with "
+                                      f"{metric or 'test/recon_mse'}: load the latest (epoch=None) or an epoch")
         if epoch not in (None, *ckpt.epochs()) or ckpt.latest_epoch() is None:
             raise CheckpointError(f"no checkpoint {'' if epoch is None else f'of epoch {epoch} '}in "
                                   f"{workdir / 'checkpoints'} (there are {ckpt.epochs()}): train one first")

@@ -66,15 +66,31 @@ def _stderr_warning(message: str) -> None:
     sys.stderr.flush()
 
 
-class Checkpointer:
-    """Keeps the last K checkpoints under `directory`, labelled by epoch."""
+def higher_is_better(metric: str) -> bool:
+    """Accuracies are maximised; every other metric (errors, losses) is minimised."""
+    return "accuracy" in metric
 
-    def __init__(self, directory: Path, keep: int, warn: Callable[[str], None] = _stderr_warning):
+
+class Checkpointer:
+    """Keeps the last K checkpoints under `directory`, labelled by epoch, and besides them the one with
+    the best value of `best` among those saved with that metric (one orbax manager, two policies)."""
+
+    def __init__(self, directory: Path, keep: int, warn: Callable[[str], None] = _stderr_warning,
+                 best: str = ""):
         self.directory = Path(directory)
         self.warn = warn
+        self.best = best
+        policies = [ocp.checkpoint_managers.LatestN(n=keep)]
+        if best:
+            policies.append(ocp.checkpoint_managers.BestN(
+                get_metric_fn=self._metric, reverse=not higher_is_better(best), n=1,
+                keep_checkpoints_without_metrics=False))
+        policy = ocp.checkpoint_managers.AnyPreservationPolicy(policies)
         try:
             self._manager = ocp.CheckpointManager(
-                self.directory.resolve(), options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+                self.directory.resolve(), options=ocp.CheckpointManagerOptions(
+                    preservation_policy=policy, create=True, best_fn=self._metric if best else None,
+                    best_mode="max" if higher_is_better(best) else "min"))
         except OSError as e:
             raise CheckpointError(f"cannot open checkpoints in {self.directory}: {_cause(e)}") from None
 
@@ -84,10 +100,24 @@ class Checkpointer:
     def epochs(self) -> list[int]:
         return sorted(self._manager.all_steps())
 
-    def save(self, epoch: int, state: Any, config: ml_collections.ConfigDict) -> None:
-        """Asynchronous save of the state, its config and its checksum; write errors are one line."""
+    def _metric(self, metrics: dict[str, float]) -> float:
+        return float(metrics.get(self.best, np.nan))
+
+    def best_epoch(self, metric: str | None = None) -> int | None:
+        """The epoch whose saved `metric` (default: the one kept) is best; None if no checkpoint has it."""
+        metric = metric or self.best
+        scored = [(float(m[metric]), epoch) for epoch in self.epochs()
+                  if (m := self._manager.metrics(epoch)) is not None and metric in m]
+        if not scored:
+            return None
+        return (max if higher_is_better(metric) else min)(scored)[1]
+
+    def save(self, epoch: int, state: Any, config: ml_collections.ConfigDict,
+             metrics: dict[str, float] | None = None) -> None:
+        """Asynchronous save of the state, its config and its checksum (and the test metrics it was
+        evaluated with, which rank it for the best checkpoint); write errors are one line."""
         try:
-            self._manager.save(epoch, args=ocp.args.Composite(
+            self._manager.save(epoch, metrics=metrics, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(_jsonable(config)),
                 checksum=ocp.args.JsonSave({"sha256": state_digest(state)})))
         except Exception as e:  # noqa: BLE001 - orbax wraps OS errors in many types; keep the cause

@@ -68,6 +68,8 @@ FIELDS: dict[str, Field] = {
     "log_every_steps": Field("logging", "", 50, "average train metrics over windows of this many rounds"),
     "checkpoint_every_epochs": Field("logging", "", 1, "save a checkpoint every N epochs (and at the end)"),
     "keep_checkpoints": Field("logging", "", 3, "keep the last K checkpoints"),
+    "best_checkpoint_metric": Field("logging", "", "test/recon_mse", "also keep the checkpoint with the best "
+                                    "value of this test metric (highest for accuracies, else lowest; '' = none)"),
     "grid_digits": Field("logging", "", 10, "test digits in the reconstruction grid"),
     "histogram_every_epochs": Field("logging", "", 1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
     "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
@@ -76,6 +78,8 @@ FIELDS: dict[str, Field] = {
     "latent_pictures": Field("analysis", "", True, "decoded class means, interpolations and (2-unit codes) the "
                              "manifold at the end of an autoencoder run or sweep"),
     "tsne_backend": Field("analysis", "", "sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
+    "analyze_checkpoint": Field("analysis", "", "latest", "--task analyze: which checkpoint: latest | best "
+                                "(by best_checkpoint_metric) | an epoch number"),
     "analysis_subsample": Field("analysis", "", 5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
                                  "5000 to keep runs short, experiments/analyze.py uses all"),
     "wandb_project": Field("wandb", "", "mnist_ae", "W&B project"),
@@ -176,6 +180,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
                f"{name}={config[name]!r}: must be an integer >= 0 (0 = default)")
     _check(isinstance(config.projector_points, int) and config.projector_points >= 1,
            f"projector_points={config.projector_points!r}: must be a positive integer")
+    _check(str(config.analyze_checkpoint) in ("latest", "best") or str(config.analyze_checkpoint).isdigit(),
+           f"analyze_checkpoint={config.analyze_checkpoint!r}: use latest, best or an epoch number, e.g. 3")
+    _check(isinstance(config.best_checkpoint_metric, str)
+           and (config.best_checkpoint_metric == "" or config.best_checkpoint_metric.startswith("test/")),
+           f"best_checkpoint_metric={config.best_checkpoint_metric!r}: name a test metric, e.g. test/recon_mse, "
+           "or '' for none")
     _check(config.tsne_backend in TSNE_BACKENDS,
            f"tsne_backend={config.tsne_backend!r}: use one of {', '.join(TSNE_BACKENDS)}")
     module = TSNE_BACKENDS[config.tsne_backend]

@@ -164,3 +164,50 @@ def test_closing_all_closes_everything_and_never_masks_the_body_error():
         with closing_all(*resources):
             pass
     assert all(r.closed for r in resources)
+
+
+def _stepped(state, step: int):
+    return state.replace(step=jnp.asarray(step, state.step.dtype))
+
+
+@pytest.mark.parametrize("metric, values", [("test/recon_mse", [0.5, 0.1, 0.3, None, 0.4, 0.35]),
+                                            ("test/accuracy", [0.5, 0.9, 0.3, None, 0.4, 0.85])])
+def test_the_best_checkpoint_is_kept_when_later_ones_rotate_and_resume_uses_the_latest(tmp_path, metric, values):
+    """keep=2 and six saves: the last two stay, and so does the best by the metric (lowest MSE, highest
+    accuracy: picked here with numpy), even though four later ones rotated past it. A save without
+    metrics (a checkpoint at an epoch without an eval) is never the best."""
+    config = tiny()
+    state = init_state(build.learner(config), 0)
+    ckpt = Checkpointer(tmp_path / "ckpt", keep=2, best=metric)
+    for epoch, value in enumerate(values, start=1):
+        ckpt.save(epoch, _stepped(state, epoch), config, metrics=None if value is None else {metric: value})
+    ckpt.close()
+    scored = np.array([np.nan if v is None else v for v in values])
+    best = 1 + int(np.nanargmin(scored) if "mse" in metric else np.nanargmax(scored))
+    assert best == 2  # the values above make an early epoch the best
+    reader = Checkpointer(tmp_path / "ckpt", keep=1)  # a reader (analyze, api) needs no policy to find it
+    assert reader.epochs() == [best, 5, 6] and reader.best_epoch(metric) == best
+    assert int(reader.restore(state).step) == 6  # resume: the newest, not the best
+    assert int(reader.restore(state, epoch=best).step) == best
+    reader.close()
+
+
+def test_a_run_keeps_its_best_checkpoint_and_analyze_can_take_it(tmp_path):
+    """A real run with keep_checkpoints=1: each checkpoint carries its epoch's test MSE as logged in
+    metrics.jsonl (read back here), the lowest one is kept besides the last, and analyze_checkpoint
+    picks it (the rotation past an early best is the test above)."""
+    from mnist_ae.analysis.task import chosen_epoch
+
+    tasks.train_and_evaluate(tiny(epochs=3, keep_checkpoints=1), tmp_path, log_framework="none", quiet=True)
+    mse = {r["epoch"]: r["test/recon_mse"] for r in eval_records(tmp_path) if r["epoch"] > 0}
+    best = min(mse, key=mse.get)
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=1)
+    assert ckpt.epochs() == sorted({best, 3}) and ckpt.best_epoch("test/recon_mse") == best
+    for epoch in ckpt.epochs():
+        assert ckpt._manager.metrics(epoch) == {"test/recon_mse": pytest.approx(mse[epoch], rel=1e-7)}
+    assert chosen_epoch(ckpt, tiny(analyze_checkpoint="best")) == best
+    assert chosen_epoch(ckpt, tiny(analyze_checkpoint="latest")) is None
+    assert chosen_epoch(ckpt, tiny(analyze_checkpoint="3")) == 3
+    with pytest.raises(ConfigError, match="no checkpoint .* saved with test/accuracy"):
+        chosen_epoch(ckpt, tiny(analyze_checkpoint="best", best_checkpoint_metric="test/accuracy"))
+    ckpt.close()

@@ -82,6 +82,7 @@ class RecordingWriter:
 
 class FakeCheckpointer:
     directory = Path("ckpt")
+    best = ""
 
     def __init__(self):
         self.saved: list[int] = []
@@ -89,7 +90,7 @@ class FakeCheckpointer:
     def latest_epoch(self):
         return self.saved[-1] if self.saved else None
 
-    def save(self, epoch, state, config):
+    def save(self, epoch, state, config, metrics=None):
         self.saved.append(epoch)
 
 

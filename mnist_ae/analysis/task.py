@@ -26,7 +26,7 @@ from mnist_ae.progress import Reporter
 from mnist_ae.run.device_data import load_data
 from mnist_ae.writers import MetricWriter
 
-ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample")  # always from the command line
+ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample", "analyze_checkpoint")  # always from the command line
 DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: the files may have moved
 
 
@@ -76,6 +76,22 @@ def log_result(writer: MetricWriter, step: int, result: AnalysisResult) -> None:
     writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
 
 
+def chosen_epoch(ckpt: Checkpointer, config: ml_collections.ConfigDict) -> int | None:
+    """The epoch `analyze_checkpoint` names: None for the latest intact one, the best by the run's
+    `best_checkpoint_metric`, or a number."""
+    choice = str(config.analyze_checkpoint)
+    if choice == "latest":
+        return None
+    if choice.isdigit():
+        return int(choice)
+    metric = config.best_checkpoint_metric or "test/recon_mse"
+    epoch = ckpt.best_epoch(metric)
+    if epoch is None:
+        raise ConfigError(f"no checkpoint in {ckpt.directory} was saved with {metric} (runs keep a best one since "
+                          "best_checkpoint_metric exists): use --config.analyze_checkpoint=latest or an epoch number")
+    return epoch
+
+
 def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
                 quiet: bool = False) -> dict[str, Any]:
     """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
@@ -87,8 +103,10 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
         data = load_data(config, mesh)
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
     try:  # into an abstract target: nothing is initialised only to be overwritten
-        with reporter.phase("checkpoint"):
-            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh))
+        epoch = chosen_epoch(ckpt, config)
+        with reporter.phase(f"checkpoint ({config.analyze_checkpoint})"):
+            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh),
+                                 epoch=epoch)
     finally:
         ckpt.close()
     with reporter.phase("encoding and evaluating the test set"):

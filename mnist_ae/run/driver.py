@@ -200,7 +200,7 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         _fire(run, state, hooks, epoch=epoch, last=last)
         if due(epoch, config.checkpoint_every_epochs) or last or run.stop.signum is not None:
             t = time.perf_counter()
-            run.ckpt.save(epoch, state, config)
+            run.ckpt.save(epoch, state, config, metrics=_ranking(run, state))
             reporter.add_time("checkpoint", time.perf_counter() - t)
         best = _best_member(run.finals)
         reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
@@ -227,6 +227,15 @@ def _fire(run: Run, state: TrainState, hooks: Sequence[Hook], *, epoch: int, las
     for hook in hooks:
         if due(epoch, hook.every, at_start=hook.at_start) or (last and hook.at_last):
             hook.fn(run, state)
+
+
+def _ranking(run: Run, state: TrainState) -> dict[str, float] | None:
+    """The metric a checkpoint is ranked by for the best one, if this state was evaluated and has it."""
+    metric = run.ckpt.best
+    evaluated = run._eval is not None and run._eval[0] == run.program.step(state)
+    if not metric or not evaluated or not run.finals or metric not in run.finals[0]:
+        return None
+    return {metric: float(run.finals[0][metric])}
 
 
 def _best_member(finals: list[dict[str, float]]) -> int:

@@ -46,7 +46,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     data = load_data(config, mesh)
     data_s = time.perf_counter() - t
     program, state = make_program(config, mesh)
-    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    best = config.best_checkpoint_metric if len(program.members) == 1 else ""  # a sweep has no single best
+    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, best=best)
     if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
         state = ckpt.restore(state, fits=config)
     finished = program.epoch(state) >= config.epochs  # reported, not trained: it writes nothing
