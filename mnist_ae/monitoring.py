@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 import psutil
 
-from mnist_ae.render import reconstruction_grid, save_png
+from mnist_ae.render import save_png
 from mnist_ae.writers import Embeddings, MetricWriter, create_writer
 
 __all__ = ["MetricWriter", "open_writer", "scalars"]

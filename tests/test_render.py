@@ -63,12 +63,37 @@ def test_confusion_image_is_rgb_with_darker_diagonal():
     counts = np.array([[90, 10], [0, 5]])
     image = render.confusion_image(counts, ["zero", "one"], "confusion/test")
     assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
-    cell, left, top = 40, 90, 40  # layout of confusion_image
+    cell, top = 60, 44  # layout of confusion_image: the cells end 10 px before the right edge
+    left = image.shape[1] - 10 - 2 * cell
     def colour(i, j):
         return image[top + i * cell + 2, left + j * cell + 2].astype(int).sum()
 
     assert colour(0, 0) < colour(0, 1)  # recall 0.9 is darker than 0.1
     assert colour(1, 1) < colour(1, 0)  # a row of 5 is normalised to recall 1.0
+    # Readable on TensorBoard's card: the count "10" in its light cell is drawn at least 11 px high.
+    patch = image[top : top + cell, left + cell : left + 2 * cell, 0].astype(int)
+    dark_rows = np.flatnonzero((patch < 100).any(axis=1))
+    assert dark_rows.size and dark_rows[-1] - dark_rows[0] + 1 >= 11
+
+
+def test_labelled_reconstruction_grid_enlarges_the_digits_and_writes_the_title_and_row_names():
+    """Each pixel of the plain grid becomes a 3x3 block (checked against numpy's kron), with the title
+    drawn above the digits and the row names to their left."""
+    rng = np.random.default_rng(0)
+    originals = rng.integers(0, 256, (4, 28, 28), dtype=np.uint8)
+    recons = rng.uniform(-1, 1, (4, 28, 28)).astype(np.float32)
+    image = render.labelled_reconstruction_grid(originals, recons, "step 100   test MSE 0.0123")
+    plain = render.reconstruction_grid(originals, recons)[..., 0]
+    expected = np.kron(plain, np.ones((3, 3), np.uint8))
+    h, w = expected.shape
+    assert (h, w) == (3 * (2 * 28 + 2), 3 * (4 * 30 - 2))
+    top, left = 36, image.shape[1] - 8 - w  # layout: 36 px title band, 8 px right and bottom margins
+    assert image.shape == (top + h + 8, left + w + 8, 3)
+    np.testing.assert_array_equal(image[top : top + h, left : left + w, 0], expected)
+    assert (image[:top, left:, 0] < 100).sum() > 100  # the title's ink
+    for row in range(2):  # "input" beside the top row, "reconstruction" beside the bottom one
+        band = image[top + row * 3 * 30 : top + (row + 1) * 3 * 30 - 6, :left, 0]
+        assert (band < 100).sum() > 50
 
 
 @pytest.mark.parametrize("channels, mode", [(1, "L"), (3, "RGB")])

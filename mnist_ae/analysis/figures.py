@@ -76,9 +76,10 @@ def _point_size(n: int) -> float:
 
 
 def scatter_2d(
-    coords_n2: np.ndarray, labels_n: np.ndarray, class_names: Sequence[str], title: str, path: Path
+    coords_n2: np.ndarray, labels_n: np.ndarray, class_names: Sequence[str], title: str, path: Path,
+    axis: str = "dim",
 ) -> Path:
-    """2-D embedding coloured by class with a class-name legend."""
+    """2-D embedding coloured by class with a class-name legend; axes named `axis` 1 and 2 (e.g. "PC")."""
     with style():
         fig = Figure(figsize=(6.5, 5.5))
         ax = fig.add_subplot()
@@ -90,14 +91,17 @@ def scatter_2d(
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_xlabel(f"{axis} 1")
+        ax.set_ylabel(f"{axis} 2")
         _class_legend(ax, class_names)
         return _save(fig, path)
 
 
 def scatter_3d(
-    coords_n3: np.ndarray, labels_n: np.ndarray, class_names: Sequence[str], title: str, path: Path
+    coords_n3: np.ndarray, labels_n: np.ndarray, class_names: Sequence[str], title: str, path: Path,
+    axis: str = "dim",
 ) -> Path:
-    """3-D embedding coloured by class, one fixed viewpoint, with a class-name legend."""
+    """3-D embedding coloured by class, one fixed viewpoint, with a class-name legend; axes named `axis` 1-3."""
     with style():
         fig = Figure(figsize=(7.0, 6.0))
         ax = fig.add_subplot(projection="3d")
@@ -108,8 +112,9 @@ def scatter_3d(
         )
         ax.view_init(elev=20, azim=35)
         ax.set_title(title)
-        for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
-            axis.set_ticklabels([])
+        for i, side in enumerate((ax.xaxis, ax.yaxis, ax.zaxis), start=1):
+            side.set_ticklabels([])
+            side.set_label_text(f"{axis} {i}")
         _class_legend(ax, class_names)
         return _save(fig, path)
 
@@ -221,4 +226,31 @@ def line_plot(
         ax.grid(alpha=0.3)
         if series:
             ax.legend()
+        return _save(fig, path)
+
+
+CURVE_METRICS = ("recon_mse", "probe_accuracy", "loss", "accuracy")  # the panels of `training_curves`, in order
+
+
+def training_curves(records: Sequence[Mapping[str, float]], path: Path, title: str = "") -> Path:
+    """One panel per metric of CURVE_METRICS the run logged: the train window means as a thin line and
+    the test evaluations as dots joined by a line, against the training step (no smoothing)."""
+    names = [m for m in CURVE_METRICS if any(f"test/{m}" in r or f"train/{m}" in r for r in records)]
+    with style():
+        fig = Figure(figsize=(5.0 * max(len(names), 1), 3.8))
+        axes = fig.subplots(1, max(len(names), 1), squeeze=False)[0]
+        for ax, name in zip(axes, names):
+            for split, kwargs in (("train", dict(lw=1, alpha=0.7)), ("test", dict(marker="o", ms=4, lw=1.5))):
+                points = [(r["step"], r[f"{split}/{name}"]) for r in records if f"{split}/{name}" in r]
+                if points:
+                    steps, values = zip(*points)
+                    ax.plot(steps, values, label=split, **kwargs)
+            ax.set_xlabel("training step")
+            ax.set_ylabel(name)
+            ax.set_title(name.replace("_", " "))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
         return _save(fig, path)

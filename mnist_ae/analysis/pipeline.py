@@ -229,22 +229,23 @@ def _write_figures(
     pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
     pngs = {
         "pca_2d": figures.scatter_2d(
-            scored.coords_2d["pca"], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png",
+            scored.coords_2d["pca"], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png", "PC",
         ),
         "correlation": figures.correlation_heatmap(codes_nl, outdir / "correlation.png"),
         "histograms": figures.histogram_grid(codes_nl, outdir / "histograms.png"),
     }
     if pca_n3.shape[1] == 3:
         pngs["pca_3d"] = figures.scatter_3d(
-            pca_n3, labels_n, class_names, f"PCA 3-D of codes ({n} points)", outdir / "pca_3d.png"
+            pca_n3, labels_n, class_names, f"PCA 3-D of codes ({n} points)", outdir / "pca_3d.png", "PC"
         )
     if tsne_n2 is not None and tsne_n3 is not None:
+        axis = "UMAP" if backend == "umap" else "t-SNE"
         pngs["tsne_2d"] = figures.scatter_2d(
-            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {backend})", outdir / "tsne_2d.png",
+            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {backend})", outdir / "tsne_2d.png", axis,
         )
         pngs["tsne_3d"] = figures.scatter_3d(
             tsne_n3, labels_n[index_3d], class_names,
-            f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {backend})", outdir / "tsne_3d.png",
+            f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {backend})", outdir / "tsne_3d.png", axis,
         )
     far = outliers(codes_nl, labels_n)
     pngs["outliers"] = figures.digit_grid(

@@ -6,6 +6,8 @@ device call. Which hooks a program gets is decided here, from the config, once.
 
 from __future__ import annotations
 
+import json
+
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -33,12 +35,32 @@ def _confusion(run: Run, state: TrainState) -> None:
                                    run.data.class_names)
 
 
+def _figures(run: Run, state: TrainState) -> None:
+    """WORKDIR/curves.png (train and test curves, unsmoothed, from metrics.jsonl: the whole run across
+    resumes) and WORKDIR/confusion.png (the last test confusion matrix, numbers readable)."""
+    from mnist_ae.analysis.figures import training_curves  # noqa: PLC0415  (matplotlib only when needed)
+
+    if not parallel.is_main_process():
+        return
+    name = "test/probe_confusion" if run.program.learner.is_autoencoder else "test/confusion"
+    counts = np.asarray(run.metrics(state)[0][name])
+    render.save_png(render.confusion_image(counts, run.data.class_names, f"{name} at step {run.program.step(state):,}"),
+                    run.workdir / "confusion.png")
+    run.writers[0].flush()  # every record of this run in metrics.jsonl before it is read back
+    path = run.workdir / "metrics.jsonl"
+    records = [r for r in map(json.loads, path.read_text().splitlines()) if "step" in r] if path.exists() else []
+    training_curves(records, run.workdir / "curves.png", title=f"{run.workdir.name}: train and test (unsmoothed)")
+
+
 def _reconstructions(run: Run, state: TrainState) -> None:
-    """The grid from noise to sharp digits: TensorBoard/W&B images and a PNG per eval."""
+    """The grid from noise to sharp digits, titled with its step and test MSE: TensorBoard/W&B images
+    and a PNG per eval."""
     recon = run.program.reconstructions(state, jnp.asarray(run.data.grid_x))
     if parallel.is_main_process():  # the PNG is written directly, not through the writer
-        grid = monitoring.reconstruction_grid(run.data.grid_x, recon)
-        monitoring.log_reconstructions(run.writers[0], run.program.step(state), grid, run.workdir)
+        step, mse = run.program.step(state), float(run.metrics(state)[0]["test/recon_mse"])
+        grid = render.labelled_reconstruction_grid(
+            run.data.grid_x, recon, f"step {step:,}  (epoch {run.program.epoch(state)})   test MSE {mse:.4f}")
+        monitoring.log_reconstructions(run.writers[0], step, grid, run.workdir)
 
 
 def _histograms(run: Run, state: TrainState) -> None:
@@ -116,6 +138,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
                       at_start=config.histogram_every_epochs > 0))
     if is_autoencoder and config.latent_pictures:
         hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
+    hooks.append(Hook("figures", _figures, at_end=True))
     if is_autoencoder:
         hooks.append(Hook("pca baseline", _pca_baseline, at_end=True))
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
