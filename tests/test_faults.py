@@ -96,10 +96,10 @@ def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straigh
     shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
     tasks.train_and_evaluate(tiny(epochs=3), tmp_path, "none", quiet=True)
     records = [r for r in _records(tmp_path) if "step" in r]
-    keys = [(r["step"], tuple(sorted(k for k in r if not k.startswith(("system/", "train/steps", "time")))))
+    keys = [(r["step"], tuple(sorted(k for k in r if not k.startswith(("usage/", "train/steps", "time")))))
             for r in records]
     assert len(keys) == len(set(keys))
-    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith(("system/", "train/steps", "time"))}  # noqa: E731
+    strip = lambda rs: [{k: v for k, v in r.items() if not k.startswith(("usage/", "train/steps", "time"))}  # noqa: E731
                         for r in rs if "step" in r]
     assert strip(records) == strip(straight[1])
     assert sum("hparams" in r for r in _records(tmp_path)) == 1
@@ -185,7 +185,7 @@ def test_kill_9_anywhere_then_the_same_command_ends_bit_identical(tmp_path, afte
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     chex.assert_trees_all_equal(_final_state(tmp_path, tiny(epochs=3)), straight[0])
-    steps = [(r.get("member"), r["step"], tuple(sorted(k for k in r if k != "time" and not k.startswith("system/")
+    steps = [(r.get("member"), r["step"], tuple(sorted(k for k in r if k != "time" and not k.startswith("usage/")
                                                        and k != "train/steps_per_s")))
              for r in _records(tmp_path) if "step" in r]
     assert len(steps) == len(set(steps))  # each record once, however the kill fell

@@ -94,7 +94,7 @@ def test_tensorboard_scalars_at_the_right_steps(run):
         assert [e.step for e in acc.Scalars(tag)] == TRAIN_STEPS, tag
     assert all(e.value == pytest.approx(run["config"].learning_rate) for e in acc.Scalars("train/learning_rate"))
     assert [e.step for e in acc.Scalars("test/probe_per_class_accuracy/9")] == EVAL_STEPS
-    assert [e.step for e in acc.Scalars("system/host_rss_mb")] == EVAL_STEPS[1:]
+    assert [e.step for e in acc.Scalars("usage/host_rss_mb")] == EVAL_STEPS[1:]
     # The same numbers as metrics.jsonl, and the final metrics returned by run_training.
     jsonl = [(r["step"], r["test/recon_mse"]) for r in _eval_records(run["records"])]
     tb = [(e.step, e.value) for e in acc.Scalars("test/recon_mse")]
@@ -108,7 +108,8 @@ def test_tensorboard_images_histograms_text(run):
     grids = acc.Images("reconstructions")
     assert [e.step for e in grids] == EVAL_STEPS
     digits = run["config"].grid_digits
-    assert {(e.width, e.height) for e in grids} == {(digits * 28 + (digits - 1) * 2, 2 * 28 + 2)}
+    plain = (digits * 28 + (digits - 1) * 2, 2 * 28 + 2)  # enlarged 3x, a 36 px title band, 8 px margins
+    assert {e.height for e in grids} == {36 + 3 * plain[1] + 8} and min(e.width for e in grids) > 3 * plain[0]
     confusion = acc.Images("test/probe_confusion")
     assert [e.step for e in confusion] == EVAL_STEPS and min(confusion[0].width, confusion[0].height) >= 300
 
@@ -133,8 +134,8 @@ def test_tensorboard_hparams_with_final_metrics(run):
     assert group.hparams["latent_dim"].number_value == LATENT
     assert group.hparams["run_name"].string_value == "monitoring-test"
     metrics = {m.name.tag: m.value for m in group.metric_values}
-    assert metrics["hparams/test/recon_mse"] == pytest.approx(run["final"]["test/recon_mse"], rel=1e-6)
-    assert metrics["hparams/test/probe_accuracy"] == pytest.approx(run["final"]["test/probe_accuracy"])
+    assert metrics["trained/test/recon_mse"] == pytest.approx(run["final"]["test/recon_mse"], rel=1e-6)
+    assert metrics["trained/test/probe_accuracy"] == pytest.approx(run["final"]["test/probe_accuracy"])
 
 
 def test_projector_files(run):
@@ -239,6 +240,10 @@ def test_tensorboard_server_serves_the_run(run, tmp_path):
         tags = _poll(lambda: _get(f"{base}/data/plugin/scalars/tags"),
                      lambda t: "test/recon_mse" in t.get(name, {}), deadline, server)
         assert "train/learning_rate" in tags[name]
+        # TensorBoard orders chart groups alphabetically: the test and train curves come first, and the
+        # end-of-run numbers (trained/*), resource use (usage/*) and epoch (train/epoch) after them.
+        groups = sorted({tag.split("/")[0] for tag in tags[name]}, key=str.lower)
+        assert groups[:2] == ["test", "train"] and "epoch" not in tags[name], groups
 
         body = json.dumps({"experimentName": ""}).encode()
         experiment = _poll(lambda: _get(f"{base}/data/plugin/hparams/experiment", body),
@@ -246,7 +251,7 @@ def test_tensorboard_server_serves_the_run(run, tmp_path):
         hparams = {h["name"] for h in experiment["hparamInfos"]}
         assert {"latent_dim", "learning_rate", "batch_size", "model"} <= hparams
         metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-        assert {"hparams/test/recon_mse", "hparams/test/probe_accuracy"} <= metrics
+        assert {"trained/test/recon_mse", "trained/test/probe_accuracy"} <= metrics
 
         assert _poll(lambda: _get(f"{base}/data/plugin/projector/runs"), lambda r: name in r,
                      deadline, server) == [name]

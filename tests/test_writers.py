@@ -149,7 +149,7 @@ def test_tensorboard_reads_back_everything(tmp_path):
     assert group.hparams["model.latent_dim"].number_value == 16
     assert group.hparams["opt"].string_value == "adam"
     (metric,) = group.metric_values
-    assert metric.name.tag == "hparams/test/acc" and metric.value == pytest.approx(0.95)
+    assert metric.name.tag == "trained/test/acc" and metric.value == pytest.approx(0.95)
 
 
 def _projector_config(logdir: Path):

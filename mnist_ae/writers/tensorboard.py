@@ -21,6 +21,10 @@ from mnist_ae.writers.base import (
 )
 
 
+FINAL_PREFIX = "trained/"  # end-of-run numbers (HParams metric columns): a group sorted after train/
+EPOCH_TAG = "train/epoch"
+
+
 def _safe_name(name: str) -> str:
     """A file-system-safe directory name for a tag like "codes/test"."""
     return re.sub(r"[^\w.-]", "_", name)
@@ -30,10 +34,15 @@ class TensorBoardWriter(MetricWriter):
     """tensorboardX event files in `logdir` (one TensorBoard run), plus projector files.
 
     Hparams are written into this run's own event file (not tensorboardX's timestamped
-    sub-run), so the HParams tab pairs them with this run's curves. Final metrics are
-    logged as scalars `hparams/<name>` (kept apart from the training curves) and declared
-    as the experiment's metric columns; without metrics TensorBoard infers the columns
-    from all scalars.
+    sub-run), so the HParams tab pairs them with this run's curves. The HParams plugin reads a
+    metric column's value from a scalar of the session's run, so final metrics are logged as
+    scalars `trained/<name>` and declared as the experiment's metric columns (without
+    metrics TensorBoard infers the columns from all scalars).
+
+    TensorBoard's Scalars and Time Series order chart groups alphabetically, so the first
+    charts a user sees are the `test/*` and `train/*` curves: the single-point `trained/*`
+    values and the `usage/*` charts sort after them, and the run's `epoch` (a step -> epoch
+    staircase) is logged as `train/epoch` instead of heading the page.
     """
 
     def __init__(self, logdir: str | Path):
@@ -50,7 +59,7 @@ class TensorBoardWriter(MetricWriter):
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         step = self._step(step)
         for tag, value in _numbers(scalars).items():
-            self._writer.add_scalar(tag, value, step)
+            self._writer.add_scalar(EPOCH_TAG if tag == "epoch" else tag, value, step)
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         step = self._step(step)
@@ -74,7 +83,7 @@ class TensorBoardWriter(MetricWriter):
     ) -> None:
         from tensorboardX.summary import hparams as hparams_summaries
 
-        final = {f"hparams/{k}": v for k, v in _numbers(metrics or {}).items()}
+        final = {f"{FINAL_PREFIX}{k}": v for k, v in _numbers(metrics or {}).items()}
         experiment, start, end = hparams_summaries(flatten_hparams(hparams), final)
         summaries = (experiment, start, end) if final else (start, end)
         for summary in summaries:
