@@ -60,6 +60,12 @@ def test_analyze_task_scores_the_checkpointed_codes(tmp_path, capsys, mnist):
     assert json.loads((tmp_path / "analysis" / "metrics.json").read_text())["codes"] == metrics["codes"]
 
     assert "analysis (PCA, t-SNE, quality numbers) ... " in out and "encoding and evaluating the test set" in out
+    # Piped (capsys is no terminal): a line as each stage ends, its seconds matching metrics.json's timings.
+    stages = dict(re.findall(r"^  analysis: (\S+) \.\.\. ([0-9.]+) s$", out, re.M))
+    timings = {k: v for k, v in metrics["timings_s"].items() if k != "total"}
+    assert set(stages) == set(timings) >= {"pca", "tsne_2d", "tsne_3d", "quality_codes", "figures_tables"}
+    assert all(abs(float(stages[k]) - timings[k]) <= 0.051 for k in timings)
+    assert out.index("analysis: pca") < out.index("analysis: tsne_2d") < out.index("final metrics")
     shown = dict(re.findall(r"^\s+(analysis/\S+)\s+([0-9.]+)\s*$", out, re.M))
     assert float(shown["analysis/knn5_accuracy"]) == pytest.approx(knn5, abs=5e-4)
     assert str(tmp_path / "analysis" / "metrics.json") in out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -56,12 +56,24 @@ class _Scored(NamedTuple):
     raw_quality: dict[str, float]
 
 
+class StageTimes(dict):
+    """Seconds per analysis stage, and who is told as each one ends (a piped log is never silent for
+    the length of the whole analysis)."""
+
+    def __init__(self, say: Callable[[str], None] | None = None):
+        super().__init__()
+        self.say = say
+
+
 @contextmanager
-def _timed(timings_s: dict[str, float], stage: str) -> Iterator[None]:
-    """Adds the wall time of the block to timings_s[stage] (rounded to ms)."""
+def _timed(timings_s: StageTimes, stage: str) -> Iterator[None]:
+    """Adds the wall time of the block to timings_s[stage] (rounded to ms) and says it in one line."""
     start = time.perf_counter()
     yield
-    timings_s[stage] = round(timings_s.get(stage, 0.0) + time.perf_counter() - start, 3)
+    seconds = time.perf_counter() - start
+    timings_s[stage] = round(timings_s.get(stage, 0.0) + seconds, 3)
+    if timings_s.say is not None:
+        timings_s.say(f"  analysis: {stage} ... {seconds:.1f} s")
 
 
 def run_analysis(
@@ -80,12 +92,14 @@ def run_analysis(
     raw_baseline: bool = True,
     tsne_3d_points: int = TSNE_3D_POINTS,
     threads: int | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
     """Full embedding report for codes [N, L] of the digits images [N, 28, 28] into `outdir`.
 
     `subsample` > 0 analyses a fixed seeded subset of that many points throughout (quick
     looks during training); 0 uses all. The 3-D t-SNE runs on `tsne_3d_points` of them
-    (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`.
+    (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`. `say` gets
+    one line per finished stage with its time.
     Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png, stats.md/.csv,
     confused_pairs.md, quality.md and metrics.json (see the module docstring for which
     stages subsample).
@@ -105,7 +119,7 @@ def run_analysis(
     outdir.mkdir(parents=True, exist_ok=True)
     threads = threads or default_threads()
     index_3d = subsample_index(n, tsne_3d_points or n, seed)
-    timings_s: dict[str, float] = {}
+    timings_s = StageTimes(say)
     with threadpool_limits(threads):
         scored = _embed_and_score(
             codes_nl, labels_n, images_nhw, timings_s, probe_accuracy=probe_accuracy,
@@ -127,7 +141,7 @@ def run_analysis(
     metrics = {
         "codes": scored.codes_quality,
         "raw_pixels": scored.raw_quality,
-        "timings_s": timings_s,
+        "timings_s": dict(timings_s),
         "confused_pairs": [list(pair) for pair in pairs or []],
         "settings": {
             "n_points": n, "latent_dims": l, "seed": seed, "subsample": subsample,
@@ -149,7 +163,7 @@ def _embed_and_score(
     codes_nl: np.ndarray,
     labels_n: np.ndarray,
     images_nhw: np.ndarray,
-    timings_s: dict[str, float],
+    timings_s: StageTimes,
     *,
     probe_accuracy: float | None,
     tsne_backend: str,
@@ -180,7 +194,7 @@ def _embed_and_score(
     return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
 
 
-def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: dict[str, float], *, tsne_backend: str,
+def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: StageTimes, *, tsne_backend: str,
                  seed: int, with_tsne: bool, threads: int) -> dict[str, float]:
     """The same quality numbers for raw pixels, the baseline the codes are read against.
 

@@ -9,6 +9,7 @@ end of a reconstruction run calls, on the codes it already has.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +54,14 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
 
 def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
                   test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
-                  writer: MetricWriter, step: int) -> AnalysisResult:
-    """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables."""
+                  writer: MetricWriter, step: int, say: Callable[[str], None] | None = None) -> AnalysisResult:
+    """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables.
+    `say` gets a line as each stage ends."""
     result = run_analysis(
         codes_nl, np.asarray(test_y), np.asarray(test_x), class_names, workdir / "analysis",
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
-        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed)
+        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed, say=say)
     log_result(writer, step, result)
     return result
 
@@ -116,7 +118,7 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
     try:
         with monitoring.open_writer(config, workdir, log_framework) as writer, reporter.phase(ANALYSIS_PHASE):
             result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir,
-                                   writer, int(state.step))
+                                   writer, int(state.step), say=reporter.note)
     finally:
         reporter.close()
     reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,

@@ -120,7 +120,7 @@ def _analysis(run: Run, state: TrainState) -> None:
 
     result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,
                            run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
-                           run.program.step(state))
+                           run.program.step(state), say=run.reporter.note)
     run.finals[0].update(result.summary())
 
 
