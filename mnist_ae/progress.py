@@ -158,13 +158,16 @@ class Reporter:
             if self._shows_progress:
                 self._print(f"{name} ... {seconds:.1f} s")
 
-    def epoch_done(self, epoch: int, step: int, steps_per_s: float, metrics: Mapping[str, float]) -> None:
-        """`epoch` epochs are done at global `step`; `metrics` update the latest values shown."""
+    def epoch_done(self, epoch: int, step: int, steps_per_s: float, metrics: Mapping[str, float],
+                   member: str = "") -> None:
+        """`epoch` epochs are done at global `step`; `metrics` update the latest values shown. In a sweep
+        they are the best member's, and `member` names it."""
         self._latest.update(metrics)
         eta = self._eta(epoch, steps_per_s)
         shown = [k for k in LIVE_METRICS if k in self._latest
                  and not (k == "train/loss" and "train/recon_mse" in self._latest)]
-        text = "  ".join(f"{k} {self._latest[k]:#.3g}" for k in shown)
+        text = (f"best {member}: " if member and shown else "") + "  ".join(f"{k} {self._latest[k]:#.3g}"
+                                                                         for k in shown)
         if self._ensure_live():
             self._bar.update(self._bar_task, completed=epoch, step=step, rate=_rate(steps_per_s),
                              deadline=None if eta is None else time.monotonic() + eta)
@@ -225,6 +228,8 @@ class Reporter:
             info.add_row(label, str(path))
         if (workdir / "tb").exists():
             info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(workdir / 'tb'))}")
+        elif any((workdir / "members").glob("*/tb")):  # a sweep: one TensorBoard run per member
+            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(workdir / 'members'))}")
         if any((workdir / "wandb").glob("offline-run-*")):
             info.add_row("wandb", f"wandb sync {shlex.quote(str(workdir / 'wandb'))}/offline-run-*")
         summary = Group(table, info)

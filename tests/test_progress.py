@@ -249,3 +249,10 @@ def test_a_run_log_that_cannot_be_written_stays_quiet(tmp_path, capsys, restore_
     handler.stream = FullDisk()  # as on a full disk: every write fails
     logging.getLogger("orbax").warning("a library line that cannot be written")
     assert capsys.readouterr().err == ""
+
+
+def test_the_summary_of_a_sweep_says_how_to_open_its_members_in_tensorboard(tmp_path):
+    (tmp_path / "members" / "l2_s0" / "tb").mkdir(parents=True)
+    out = io.StringIO()
+    text = reporter(out).summary(final=[({"member": "l2_s0"}, {"test/recon_mse": 0.1})], workdir=tmp_path, paths={})
+    assert f"tensorboard --logdir {tmp_path / 'members'}" in text

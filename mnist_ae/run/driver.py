@@ -204,7 +204,8 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
             reporter.add_time("checkpoint", time.perf_counter() - t)
         best = _best_member(run.finals)
         reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
-                            {**shown[best], **(run.finals[best] if run.finals else {})})
+                            {**shown[best], **(run.finals[best] if run.finals else {})},
+                            member=str(program.members[best].get("member", "")) if program.stacked else "")
         if run.stop.signum is not None:  # the checkpoint above commits while the resources close
             raise Interrupted(run.stop.signum, epoch)
     for hook in hooks:
