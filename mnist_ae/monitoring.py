@@ -30,8 +30,27 @@ def open_writer(config: ml_collections.ConfigDict, workdir: Path, log_framework:
     return create_writer(
         log_framework, workdir / subdir if subdir else workdir, config=config.to_dict(),
         wandb_project=config.wandb_project, wandb_entity=config.wandb_entity or None,
-        run_name=run_name or config.run_name or workdir.name, group=group or config.wandb_group or None,
+        run_name=run_name or config.run_name or run_title(config, workdir), group=group or config.wandb_group or None,
         tags=split_tags(config.wandb_tags), jsonl_tags=jsonl_tags)
+
+
+def run_title(config: ml_collections.ConfigDict, workdir: Path) -> str:
+    """A W&B run's default name: what tells it apart in the project's run list (not just the task)."""
+    from mnist_ae.core.models import code_dim  # noqa: PLC0415
+
+    what = (f"{config.model} classifier" if config.task == "classification"
+            else f"{config.model} latent {code_dim(config.model, config.latent_dim)}")
+    return f"{workdir.name}: {what}, lr {config.learning_rate:g}, seed {config.seed}, {config.epochs} epochs"
+
+
+def wandb_note(workdir: Path) -> str | None:
+    """The line saying where W&B logs go when they stay on this machine, and how to upload them."""
+    from mnist_ae.writers.wandb import default_mode  # noqa: PLC0415  (wandb itself is not imported)
+
+    mode, why = default_mode()
+    if mode != "offline":
+        return None
+    return f"W&B: offline ({why}), sync later with `wandb sync {workdir / 'wandb'}/offline-run-*`"
 
 
 def split_tags(values: Any) -> tuple[str, ...]:

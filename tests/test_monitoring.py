@@ -309,3 +309,30 @@ def test_histograms_projector_and_end_of_run_share_one_encoding_per_step(tmp_pat
     # Codes are due at step 0 (histograms), after epoch 1 (histograms, projector) and after epoch 2
     # (histograms, projector, end-of-run projector): one encoding per step, not one per use.
     assert len(calls) == 3
+
+
+def test_a_wandb_run_is_named_by_what_it_trains_not_by_its_task():
+    from mnist_ae.config import base_config
+    from mnist_ae.monitoring import run_title
+
+    config = base_config()
+    assert run_title(config, Path("runs/reconstruction")) == "reconstruction: mlp latent 64, lr 0.001, seed 0, 5 epochs"
+    config.update(dict(model="conv", seed=3, learning_rate=3e-3))
+    assert run_title(config, Path("runs/c")) == "c: conv latent 256, lr 0.003, seed 3, 5 epochs"  # 2x2x64 code
+    config.update(dict(task="classification", model="mlp"))
+    assert run_title(config, Path("runs/k")).startswith("k: mlp classifier, lr 0.003")
+
+
+def test_an_offline_wandb_run_says_so_and_how_to_sync(tmp_path, monkeypatch):
+    from mnist_ae.monitoring import wandb_note
+
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    assert wandb_note(tmp_path / "run") == (f"W&B: offline (not logged in), sync later with "
+                                            f"`wandb sync {tmp_path / 'run' / 'wandb'}/offline-run-*`")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert wandb_note(tmp_path / "run").startswith("W&B: offline (WANDB_MODE), sync later")
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_note(tmp_path / "run") is None  # online: nothing to sync later

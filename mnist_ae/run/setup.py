@@ -62,6 +62,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     reporter.note(f"device: {reporter.device}")
     reporter.add_time("data", data_s)
     writers = open_writers(config, workdir, "none" if finished else log_framework, program.members)
+    if log_framework in ("wandb", "both") and not finished and (note := monitoring.wandb_note(workdir)):
+        reporter.note(note)
     return Run(config, workdir, program, data, writers, ckpt, reporter), state
 
 

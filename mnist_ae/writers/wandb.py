@@ -43,6 +43,14 @@ def _has_wandb_credentials() -> bool:
     return any((entries.authenticators(h) or (None, None, None))[2] for h in hosts)
 
 
+def default_mode() -> tuple[str, str]:
+    """The mode a run without an explicit one gets, and why: $WANDB_MODE, else online with
+    credentials, else offline (never a login prompt)."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"], "WANDB_MODE"
+    return ("online", "logged in") if _has_wandb_credentials() else ("offline", "not logged in")
+
+
 class WandbWriter(MetricWriter):
     """One W&B run.
 
@@ -68,9 +76,7 @@ class WandbWriter(MetricWriter):
         import wandb
 
         self._wandb = wandb
-        self.mode = mode or os.environ.get("WANDB_MODE") or (
-            "online" if _has_wandb_credentials() else "offline"
-        )
+        self.mode = mode or default_mode()[0]
         if self.mode == "offline":
             # The process-wide settings (not just this run's) decide whether wandb's own
             # usage telemetry tries to reach its server; offline must not touch the network.
