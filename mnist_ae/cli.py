@@ -22,8 +22,8 @@ from mnist_ae.config import FIELDS
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
-flags.DEFINE_string("task", "reconstruction", "default: the config file's task, else reconstruction. "
-                    + "; ".join(f"{k}: {v}" for k, v in TASKS.items()))
+flags.DEFINE_string("task", "reconstruction", f"{' | '.join(TASKS)} (default: the config file's task, "
+                    "else reconstruction)")
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
@@ -116,9 +116,22 @@ def usage() -> str:
     lines = ["usage: python launch.py [--task TASK] [--workdir DIR] [--log_framework FW] [--config FILE] "
              "[--config.KEY=VALUE ...]", "", "tasks:"]
     lines += [f"  {name:<15} {text}" for name, text in TASKS.items()]
-    lines += ["", "more: --list (experiment configs), --config.help (every config key)", "",
-              flags.FLAGS.module_help(__name__)]
-    return "\n".join(lines)
+    lines += ["", "more: --list (experiment configs), --config.help (every config key)", "", "options:"]
+    return "\n".join(lines + flag_lines())
+
+
+def flag_lines() -> list[str]:
+    """One line per flag: its name, what it does and, where there is one, its default (absl's own help
+    prints `(default: 'None')` and `(an integer)` under every flag)."""
+    shown = sorted(flags.FLAGS.get_flags_for_module(sys.modules[__name__]), key=lambda f: f.name)
+    names = {f.name: f"--{f.name}" if f.boolean else f"--{f.name}=VALUE" for f in shown}
+    width = max(map(len, names.values()))
+    lines = []
+    for f in shown:
+        default = f.default if f.name != "task" else None  # --task's default is said in its help
+        tail = f"  (default {default})" if default not in (None, "", False) else ""
+        lines.append(f"  {names[f.name]:<{width}}  {f.help}{tail}")
+    return lines
 
 
 def list_experiments() -> str:

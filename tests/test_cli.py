@@ -85,6 +85,11 @@ def test_help_and_list_name_every_task_and_experiment():
     help_text = launch("--help").stdout
     for task in ("reconstruction", "classification", "sweep", "analyze"):
         assert re.search(rf"^  {task} +\S", help_text, re.M)
+    # Every flag on one line with its meaning, and none of absl's noise.
+    for flag in ("--workdir=VALUE", "--log_framework=VALUE", "--quiet", "--config=VALUE", "--verbose"):
+        assert re.search(rf"^  {re.escape(flag)} +\S", help_text, re.M), flag
+    assert "(default: 'None')" not in help_text and "(an integer)" not in help_text and "mnist_ae.cli:" not in help_text
+    assert re.search(r"--log_framework=VALUE +tensorboard\|wandb\|both\|none  \(default tensorboard\)$", help_text, re.M)
     listing = launch("--list").stdout
     for path in (REPO / "experiments").glob("*.py"):
         assert path.name in listing
