@@ -80,7 +80,7 @@ def over_training(page: Page, data: RunData) -> str:
     img_id, map_id, parts, frames = page.new_id("recon"), "", [], []
     if recon_steps:
         parts.append(f'<div><h3>Reconstructions</h3><p class="note">top: test digits; below: reconstructions</p>'
-                     f'<img id="{img_id}" src="{images[-1]}" alt="reconstructions"></div>')
+                     f'<img id="{img_id}" src="{images[-1]}" alt="reconstructions" class="recon"></div>')
     if data.forming:
         by_step = {s: (c, y) for s, c, y in data.forming}
         maps = forming.aligned_maps([by_step[s][0] for s in sorted(by_step)])

@@ -6,7 +6,6 @@ exported member (`RUN/members/<name>`, a standalone run).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,10 @@ PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[
 
 
 def require_plotly() -> None:
-    if importlib.util.find_spec("plotly") is None:
-        raise ReportError(PLOTLY_MISSING)
+    try:
+        import plotly  # noqa: F401, PLC0415
+    except ImportError:
+        raise ReportError(PLOTLY_MISSING) from None
 
 
 def saved_task(workdir: Path) -> str:
