@@ -60,7 +60,7 @@ def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> go.
 def _class_traces(coords_nk: np.ndarray, labels_n: np.ndarray, class_names: Sequence[str],
                   custom_nc: np.ndarray | None, three_d: bool, marker_size: float) -> list[Any]:
     traces = []
-    hover = ("label %{customdata[3]}, probe says %{customdata[2]}<br>test #%{customdata[1]}<extra></extra>"
+    hover = ("label %{fullData.name}, probe says %{customdata[2]}<br>test #%{customdata[1]}<extra></extra>"
              if custom_nc is not None else "%{fullData.name}<extra></extra>")
     for c, name in enumerate(class_names):
         rows = np.flatnonzero(labels_n == c)
@@ -75,11 +75,12 @@ def _class_traces(coords_nk: np.ndarray, labels_n: np.ndarray, class_names: Sequ
     return traces
 
 
-def hover_data(rows_n: np.ndarray, test_index_n: np.ndarray, preds_n: np.ndarray, labels_n: np.ndarray,
+def hover_data(rows_n: np.ndarray, test_index_n: np.ndarray, preds_n: np.ndarray,
                class_names: Sequence[str]) -> np.ndarray:
-    """customdata per point: [sprite row, test index, predicted class name, label name] (object array)."""
+    """customdata per point: [sprite row, test index, predicted class name] (object array; the label is
+    the trace's name)."""
     names = np.asarray(class_names, dtype=object)
-    return np.stack([rows_n.astype(object), test_index_n.astype(object), names[preds_n], names[labels_n]], axis=1)
+    return np.stack([rows_n.astype(object), test_index_n.astype(object), names[preds_n]], axis=1)
 
 
 def scatter_map(coords_n2: np.ndarray, labels_n: np.ndarray, custom_nc: np.ndarray | None,
@@ -106,7 +107,7 @@ def forming_frames(maps_n2: Sequence[np.ndarray], labels_n: np.ndarray,
     extent = float(max(np.quantile(np.abs(m), 0.995) for m in maps_n2)) * 1.1
     fig.update_layout(title=None, xaxis=dict(range=[-extent, extent], title="PC 1 (aligned)"),
                       yaxis=dict(range=[-extent, extent], title="PC 2 (aligned)", scaleanchor="x"))
-    frames = [[[np.round(m[labels_n == c, 0], 3).tolist(), np.round(m[labels_n == c, 1], 3).tolist()]
+    frames = [[[np.round(m[labels_n == c, 0], 2).tolist(), np.round(m[labels_n == c, 1], 2).tolist()]
                for c in range(len(class_names))] for m in maps_n2]
     return fig, frames
 

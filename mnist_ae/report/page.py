@@ -32,8 +32,9 @@ border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10
 .recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
 """
 
-# Glue only: unpack plotly.js, draw each figure from its JSON, then wire the sliders, the hover
-# thumbnails (one sprite per page, positioned by the point's row) and the sortable tables.
+# Glue only: unpack plotly.js, draw each figure from its JSON when it comes near the screen (a page of
+# many maps opens fast; `drawAll()` draws the rest at once), wire the sliders, the hover thumbnails (one
+# sprite per page, positioned by the point's row) and the sortable tables.
 GLUE = """
 async function loadPlotly(){
   const b64=document.getElementById('plotly-gz').textContent.trim();
@@ -41,9 +42,21 @@ async function loadPlotly(){
   const code=await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
   const s=document.createElement('script');s.text=code;document.head.appendChild(s);
 }
+const drawn=new Map();
+function draw(div){
+  if(!drawn.has(div)){
+    const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
+    drawn.set(div,Plotly.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true}).then(()=>{
+      if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
+        div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
+    }));
+  }
+  return drawn.get(div);
+}
+function drawAll(){return Promise.all([...document.querySelectorAll('.plot')].map(draw));}
 function showThumb(ev,div){
   const t=document.getElementById('hover-thumb'),p=ev.points[0],row=p.customdata&&p.customdata[0];
-  if(row===undefined||row===null)return;const cols=+div.dataset.cols,s=84;
+  if(row===undefined||row===null||!ev.event)return;const cols=+div.dataset.cols,s=84;
   t.style.backgroundImage='url('+document.getElementById(div.dataset.sprite).src+')';
   t.style.backgroundSize=(cols*s)+'px';t.style.backgroundPosition=(-(row%cols)*s)+'px '+(-Math.floor(row/cols)*s)+'px';
   t.style.left=(ev.event.clientX+14)+'px';t.style.top=(ev.event.clientY+14)+'px';t.style.display='block';
@@ -51,10 +64,12 @@ function showThumb(ev,div){
 function wireSlider(el){
   const d=JSON.parse(document.getElementById(el.dataset.src).textContent),input=el.querySelector('input');
   const label=el.querySelector('.step'),img=document.getElementById(el.dataset.img),map=document.getElementById(el.dataset.map);
-  input.addEventListener('input',()=>{
+  input.addEventListener('input',async()=>{
     const i=+input.value;label.textContent='step '+d.steps[i];
     if(img&&d.images[i])img.src=d.images[i];
-    if(map&&d.frames[i]){const f=d.frames[i];Plotly.restyle(map,{x:f.map(c=>c[0]),y:f.map(c=>c[1])},f.map((_,k)=>k));}
+    if(map&&d.frames[i]){const f=d.frames[i];await draw(map);
+      await Plotly.restyle(map,{x:f.map(c=>c[0]),y:f.map(c=>c[1])},f.map((_,k)=>k));}
+    el.dataset.shown=d.steps[i];
   });
 }
 function sortTable(th){
@@ -65,14 +80,13 @@ function sortTable(th){
 }
 (async()=>{
   await loadPlotly();
-  for(const el of document.querySelectorAll('script.fig')){
-    const f=JSON.parse(el.textContent),div=document.getElementById(el.dataset.target);
-    await Plotly.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true});
-    if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
-      div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
-  }
   document.querySelectorAll('.slider').forEach(wireSlider);
   document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+  const plots=[...document.querySelectorAll('.plot')],near=innerHeight+300;
+  await Promise.all(plots.filter(d=>d.getBoundingClientRect().top<near).map(draw));
+  const io=new IntersectionObserver(es=>es.forEach(e=>{if(e.isIntersecting){io.unobserve(e.target);draw(e.target);}}),
+                                    {rootMargin:'300px'});
+  plots.forEach(d=>io.observe(d));
   document.body.dataset.ready='1';
 })();
 """
@@ -146,7 +160,8 @@ class Page:
         """A div the glue draws `fig` into; with a sprite (img id, columns), hover shows the digit."""
         div_id = self.new_id("fig")
         data = f' data-sprite="{sprite[0]}" data-cols="{sprite[1]}"' if sprite else ""
-        return (f'<div id="{div_id}" class="{css_class}"{data}></div>'
+        height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
+        return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
                 + json_script(div_id + "-json", fig.to_json(), "fig").replace(">", f' data-target="{div_id}">', 1))
 
     def sprite(self, images_nhw: np.ndarray) -> tuple[str, int]:

@@ -99,7 +99,7 @@ def maps(page: Page, data: RunData) -> str:
     """PCA and t-SNE maps (hover: thumbnail, label, probe prediction) and the rotatable 3-D map."""
     p = data.points
     sprite = page.sprite(p.images_nhw)
-    custom = figures.hover_data(np.arange(len(p.index_n)), p.index_n, p.preds_n, p.labels_n, data.class_names)
+    custom = figures.hover_data(np.arange(len(p.index_n)), p.index_n, p.preds_n, data.class_names)
     parts = []
     for key, name in (("pca_2d", "PCA"), ("tsne_2d", "t-SNE")):
         if key in p.maps:
