@@ -54,7 +54,8 @@ def test_report_in_chromium(run_dir, tmp_path):  # noqa: F811
         assert ["PCA of 512 test codes", 512] in counts and ["t-SNE of 512 test codes", 512] in counts
         before = page.evaluate("""() => [document.querySelector('img.recon').src,
                                          JSON.stringify(document.querySelector('.forming')._fullData.map(t => Array.from(t.x)))]""")
-        _shot(page, "report.png", tmp_path)
+        page.evaluate("[...document.querySelectorAll('h3')].find(h => h.textContent === 'Over training').scrollIntoView()")
+        _shot(page, "report.png", tmp_path)  # the step slider, the grids and the latent space forming
         page.locator(".slider input").first.fill("0")  # step 0: the untrained model
         after = page.evaluate("""() => [document.querySelector('img.recon').src,
                                         JSON.stringify(document.querySelector('.forming')._fullData.map(t => Array.from(t.x)))]""")
@@ -73,6 +74,7 @@ def test_compare_in_chromium(run_dir, other_run, tmp_path):  # noqa: F811
         assert browser.errors == [] and browser.requests == [] and _images_decoded(page) == []
         traces = page.evaluate("document.querySelector('.plot').data.map(t => t.name)")
         assert set(traces) == {"run", "run_b"}
+        _shot(page, "compare.png", tmp_path)
         column = page.evaluate("[...document.querySelectorAll('table.sortable th')].findIndex(t => "
                                "t.textContent === 'test/recon_mse')")
         header = page.locator("table.sortable th").nth(column)
@@ -82,5 +84,4 @@ def test_compare_in_chromium(run_dir, other_run, tmp_path):  # noqa: F811
             orders.append(page.evaluate("[...document.querySelectorAll('table.sortable tbody tr')]"
                                         ".map(r => r.children[0].textContent)"))
         assert orders[0] == orders[1][::-1]
-        _shot(page, "compare.png", tmp_path)
         assert browser.errors == []

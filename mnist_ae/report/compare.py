@@ -47,11 +47,11 @@ def _names(paths: list[Path]) -> list[str]:
 
 
 def winners(rows: list[dict[str, float]], metrics: list[str]) -> dict[str, int]:
-    """metric -> index of the best run (first on ties; runs without the number skipped)."""
+    """metric -> index of the best run (first on ties) among those that have the number, if two or more do."""
     out = {}
     for m in metrics:
         values = [(better(m) * r[m], -i, i) for i, r in enumerate(rows) if m in r and np.isfinite(r[m])]
-        if values and not m.startswith("baseline/"):
+        if len(values) > 1 and not m.startswith("baseline/"):
             out[m] = max(values)[2]
     return out
 
@@ -75,7 +75,7 @@ def compare_html(paths: list[Path]) -> str:
         if analysis.exists():
             codes = json.loads(analysis.read_text())["codes"]
             final.update({f"analysis/{k}": float(v) for k, v in codes.items() if isinstance(v, (int, float))})
-    metrics = sorted({k for f in finals for k in f})
+    metrics = sorted({k for f in finals for k in f}, key=lambda k: (not k.startswith("test/"), k))  # test first
     best = winners(finals, metrics)
     header = ["run", *differing, *metrics]
     rows = [[name, *(configs[i][k] for k in differing), *(finals[i].get(m, "") for m in metrics)]
@@ -90,7 +90,7 @@ def compare_html(paths: list[Path]) -> str:
              "<p class=note>" + "<br>".join(f"{esc(n)}: {esc(p)}" for n, p in zip(names, paths)) + "</p>",
              "<h3>Final numbers</h3><p class=note>config keys that differ (highlighted) then the final metrics; "
              "\u2605 marks the best run per metric (lowest error or loss, highest accuracy or quality); "
-             "click a header to sort</p>", table(header, rows, sortable=True, cell_class=cells),
+             "click a header to sort</p>", '<div class="wide">' + table(header, rows, sortable=True, cell_class=cells) + "</div>",
              "<h3>Curves</h3>" + page.figure(figures.overlaid_curves(list(zip(names, records)))),
              "<h3>The same test digits, reconstructed by each run</h3>", _recon_table(runs, names, img, array_png))
     return page.html()

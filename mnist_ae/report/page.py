@@ -29,7 +29,7 @@ flex-wrap:wrap;align-items:flex-start}.grid>div{flex:1 1 460px;min-width:0}img{i
 max-width:100%}.thumbs figure{display:inline-block;margin:2px;text-align:center;font-size:11px}
 .thumbs img{width:56px}#hover-thumb{position:fixed;pointer-events:none;display:none;width:84px;height:84px;
 border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10}
-.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
+.wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
 """
 
 # Glue only: unpack plotly.js, draw each figure from its JSON when it comes near the screen (a page of
