@@ -15,7 +15,7 @@ import chex
 import numpy as np
 import pytest
 
-from helpers import REPO, eval_records, run_once, tiny, tiny_sweep
+from helpers import REPO, eval_records, read_jsonl, run_once, tiny, tiny_sweep
 from mnist_ae.config import FIELDS
 
 SECTIONS = ["Config", "Provenance", "Final numbers", "Training and test curves", "Over training",
@@ -255,3 +255,13 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path):
     assert sum(1 for f in parsed.figures.values()
                if f["layout"].get("title", {}).get("text", "") == "PCA of 512 test codes") == 4
     assert "Results" in parsed.headings
+    from mnist_ae.report.compare import compare
+
+    page = Parsed(compare(str(tmp_path), tmp_path / "compare.html").read_text())  # a sweep: its members
+    header = next(row for row in page.rows if row and row[0] == "run")
+    body = [row for row in page.rows if len(row) == len(header) and row[0].startswith("latent")]
+    assert [row[0] for row in body] == [f"latent{l}_seed{s}_lr0.01" for l in (2, 5) for s in (0, 1)]
+    assert {"latent_dim", "seed"} <= set(header)
+    finals = [r["metrics"]["test/recon_mse"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "hparams" in r]
+    column = [float(row[header.index("test/recon_mse")].rstrip(" \u2605")) for row in body]
+    assert sorted(column) == pytest.approx(sorted(finals), abs=5e-5)  # shown with 4 digits

@@ -40,6 +40,15 @@ def codes_over_time(workdir: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
     return out
 
 
+def member_names(workdir: Path) -> list[str]:
+    """A sweep's member names in the order of the leading axis of its saved codes ([] if none saved)."""
+    first = next(iter(sorted((Path(workdir) / CODES_DIR).glob("step_*.npz"))), None)
+    if first is None:
+        return []
+    with np.load(first) as z:
+        return [str(n) for n in z["members"]] if "members" in z.files else []
+
+
 def read_records(workdir: Path) -> list[dict[str, Any]]:
     """metrics.jsonl, skipping a torn last line (an interrupted run may leave one)."""
     path = Path(workdir) / "metrics.jsonl"
@@ -50,6 +59,15 @@ def read_records(workdir: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return records
+
+
+def run_records(workdir: Path) -> list[dict[str, Any]]:
+    """A run's records; an exported sweep member's are its tagged lines in the sweep's metrics.jsonl."""
+    workdir = Path(workdir)
+    if not (workdir / "metrics.jsonl").exists() and workdir.parent.name == "members":
+        return [r for r in read_records(workdir.parent.parent)
+                if r.get("member") == workdir.name or r.get("event") == "start"]
+    return read_records(workdir)
 
 
 def pngs(folder: Path) -> dict[str, bytes]:
@@ -155,7 +173,7 @@ def run_data(trained: Any, name: str = "", records: list[dict[str, Any]] | None 
     images, labels, class_names = test_set(config)
     codes = trained.encode(images)
     preds = probe_predictions(trained, codes)
-    all_records = read_records(workdir) if records is None else records
+    all_records = run_records(workdir) if records is None else records
     analysis_json = workdir / "analysis" / "metrics.json"
     return RunData(
         name=name or workdir.name, workdir=workdir, config=config.to_dict(), epoch=trained.epoch,

@@ -14,7 +14,7 @@ import numpy as np
 from mnist_ae import render
 from mnist_ae.config import FIELDS
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import finals_of, read_records, test_set
+from mnist_ae.report.collect import finals_of, run_records, test_set
 
 LOWER_IS_BETTER = ("mse", "loss", "dead_dims")
 DIGITS = 10  # test digits reconstructed by every run
@@ -66,7 +66,7 @@ def compare_html(paths: list[Path]) -> str:
             raise ReportError(f"{path} is not an autoencoder run: compare takes reconstruction runs and sweep members")
     names = _names(paths)
     runs = [load_trained(p) for p in paths]
-    records = [read_records(p) for p in paths]
+    records = [run_records(p) for p in paths]
     configs = [{k: json.dumps(r.config.to_dict().get(k)) for k in FIELDS} for r in runs]
     differing = [k for k in FIELDS if len({c[k] for c in configs}) > 1]
     finals = [{k: float(v) for k, v in finals_of(rec).items() if "per_class" not in k} for rec in records]

@@ -10,10 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import RunData, codes_over_time, pngs, read_records, run_data
+from mnist_ae.report.collect import RunData, codes_over_time, member_names, pngs, read_records, run_data
 
 PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[report]'"
 
@@ -30,9 +28,11 @@ def saved_task(workdir: Path) -> str:
     if not workdir.is_dir():
         raise ReportError(f"no run in {workdir} (no such folder): pass --workdir of a run (e.g. runs/reconstruction)")
     config = workdir / "config.json"
-    if not config.exists():
-        raise ReportError(f"{workdir} is not a run (no config.json): pass the --workdir a training task wrote")
-    return json.loads(config.read_text()).get("task", "")
+    if config.exists():
+        return json.loads(config.read_text()).get("task", "")
+    if (workdir / "checkpoints").is_dir():  # an exported sweep member: its config is in its checkpoint
+        return "reconstruction"
+    raise ReportError(f"{workdir} is not a run (no config.json): pass the --workdir a training task wrote")
 
 
 def load_trained(workdir: Path) -> Any:
@@ -76,11 +76,10 @@ def run_html(data: RunData) -> str:
 
 
 def sweep_members(workdir: Path, records: list[dict[str, Any]]) -> list[tuple[str, RunData | None]]:
-    """Each member's data from its export (None while the sweep has not exported it yet), with its own
-    records and codes over time taken from the sweep's files."""
+    """Each member's data from its export (None while the sweep has not exported it yet), with its codes
+    over time sliced from the sweep's (member i, its own width)."""
     over_time = codes_over_time(workdir)
-    names = [str(n) for n in np.load(next(iter(sorted((workdir / "codes").glob("*.npz")))))["members"]] \
-        if over_time else sorted({r["member"] for r in records if "member" in r})
+    names = member_names(workdir) or sorted({r["member"] for r in records if "member" in r})
     out = []
     for i, name in enumerate(names):
         member_dir = workdir / "members" / name
@@ -90,8 +89,7 @@ def sweep_members(workdir: Path, records: list[dict[str, Any]]) -> list[tuple[st
         trained = load_trained(member_dir)
         width = trained.config.latent_dim
         forming = [(s, c[i][:, :width], y) for s, c, y in over_time]
-        mine = [r for r in records if r.get("member") == name or r.get("event") == "start"]
-        out.append((name, run_data(trained, name, mine, forming)))
+        out.append((name, run_data(trained, name, forming=forming)))
     return out
 
 
