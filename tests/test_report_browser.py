@@ -43,6 +43,23 @@ def _shot(page, name: str, tmp_path: Path) -> None:
     assert (folder / name).stat().st_size > 10_000
 
 
+def _hover_shows_the_digit(page) -> None:
+    """The mouse on one point of the PCA map (the rightmost, so no other point is as close): the thumbnail
+    box shows that point's cell of the sprite."""
+    page.evaluate("document.querySelector('.map').scrollIntoView()")
+    x, y, row, cols = page.evaluate("""() => {
+        const gd = document.querySelector('.map'), l = gd._fullLayout, r = gd.getBoundingClientRect();
+        let t = gd._fullData[0], i = 0;
+        for (const u of gd._fullData) for (let k = 0; k < u.x.length; k++) if (u.x[k] > t.x[i]) { t = u; i = k; }
+        const x = l.xaxis.l2p(t.x[i]) + l._size.l + r.left, y = l.yaxis.l2p(t.y[i]) + l._size.t + r.top;
+        return [x, y, t.customdata[i][0], +gd.dataset.cols]; }""")
+    page.mouse.move(x + 40, y + 40)
+    page.mouse.move(x, y)
+    page.wait_for_function("document.getElementById('hover-thumb').style.display === 'block'", timeout=10_000)
+    shown = page.evaluate("document.getElementById('hover-thumb').style.backgroundPosition")
+    assert shown == f"{-(row % cols) * 84}px {-(row // cols) * 84}px"
+
+
 def test_report_in_chromium(run_dir, tmp_path):  # noqa: F811
     with open_browser() as browser:
         page, seconds = _open(browser, run_dir / "report.html")
@@ -54,6 +71,7 @@ def test_report_in_chromium(run_dir, tmp_path):  # noqa: F811
         assert ["PCA of 512 test codes", 512] in counts and ["t-SNE of 512 test codes", 512] in counts
         before = page.evaluate("""() => [document.querySelector('img.recon').src,
                                          JSON.stringify(document.querySelector('.forming')._fullData.map(t => Array.from(t.x)))]""")
+        _hover_shows_the_digit(page)
         page.evaluate("[...document.querySelectorAll('h3')].find(h => h.textContent === 'Over training').scrollIntoView()")
         _shot(page, "report.png", tmp_path)  # the step slider, the grids and the latent space forming
         page.locator(".slider input").first.fill("0")  # step 0: the untrained model
