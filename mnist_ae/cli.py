@@ -25,6 +25,8 @@ EXPERIMENTS = REPO / "experiments"
 flags.DEFINE_string("task", "reconstruction", f"{' | '.join(TASKS)} (default: the config file's task, "
                     "else reconstruction)")
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
+flags.DEFINE_string("workdirs", "", "compare: runs to compare, comma-separated, globs welcome (a sweep: its members)")
+flags.DEFINE_string("out", "compare.html", "compare: the page to write")
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
 flags.DEFINE_bool("quiet", False, "print only warnings and the final summary")
@@ -35,6 +37,12 @@ flags.DEFINE_integer("process_id", -1, "multi-process: this process's index (pro
 flags.DEFINE_integer("distributed_timeout", 300, "multi-process: seconds to wait for the other processes")
 flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
+
+
+PAGE_TASKS = {  # tasks that read finished (or interrupted) runs and train nothing: no config file
+    "report": "RUN/report.html: one self-contained page with the run's config, curves, grids and maps",
+    "compare": "compare.html: several runs side by side (--workdirs A,B,'runs/*', --out FILE)",
+}
 
 
 class UsageError(ValueError):
@@ -57,8 +65,10 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 def prepare_argv(argv: list[str]) -> list[str]:
     """Check task and override keys before absl sees them; default the config to the task's file."""
     task = _flag_value(argv, "task") or "reconstruction"
+    if task in PAGE_TASKS:
+        return argv
     if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}: choose one of {', '.join(TASKS)}")
+        raise UsageError(f"unknown task {task!r}: choose one of {', '.join([*TASKS, *PAGE_TASKS])}")
     for arg in argv:
         match = re.match(r"--config\.([A-Za-z0-9_]+)", arg)
         if match and match.group(1) != "help" and match.group(1) not in FIELDS:
@@ -115,7 +125,7 @@ def usage() -> str:
     """`--help`: every task with its one-line description, then the flags."""
     lines = ["usage: python launch.py [--task TASK] [--workdir DIR] [--log_framework FW] [--config FILE] "
              "[--config.KEY=VALUE ...]", "", "tasks:"]
-    lines += [f"  {name:<15} {text}" for name, text in TASKS.items()]
+    lines += [f"  {name:<15} {text}" for name, text in {**TASKS, **PAGE_TASKS}.items()]
     lines += ["", "more: --list (experiment configs), --config.help (every config key)", "", "options:"]
     return "\n".join(lines + flag_lines())
 
@@ -165,6 +175,20 @@ def check_log_framework(framework: str) -> str:
     return framework
 
 
+def _page_task(task: str) -> None:
+    """`--task report` / `--task compare`: pages from runs on disk; nothing is trained."""
+    from mnist_ae.report.compare import compare  # noqa: PLC0415
+    from mnist_ae.report.task import report  # noqa: PLC0415
+
+    if task == "report":
+        path = report(flags.FLAGS.workdir or "runs/reconstruction")
+    else:
+        if not flags.FLAGS.workdirs:
+            raise UsageError("--task compare needs --workdirs A,B,... (globs welcome, e.g. --workdirs 'runs/*')")
+        path = compare(flags.FLAGS.workdirs, flags.FLAGS.out)
+    print(f"wrote {path} (self-contained: open it in a browser, or send the file)")
+
+
 def _main(config_given: bool) -> None:
     config = flags.FLAGS.config
     config.task = resolve_task(config, flags.FLAGS.task, bool(flags.FLAGS["task"].present), config_given)
@@ -202,6 +226,7 @@ def main() -> None:
         print("config keys (override with --config.KEY=VALUE):\n" + help_text())
         return
     from mnist_ae.data import DataError  # noqa: PLC0415
+    from mnist_ae.report import ReportError  # noqa: PLC0415
     from mnist_ae.checkpoint import CheckpointError  # noqa: PLC0415
     from mnist_ae.run.driver import TrainingDiverged  # noqa: PLC0415
     from mnist_ae.run.lifecycle import Interrupted, WorkdirBusy  # noqa: PLC0415
@@ -214,8 +239,11 @@ def main() -> None:
         if flags.FLAGS.list:
             print(list_experiments())
             return
+        if flags.FLAGS.task in PAGE_TASKS:
+            _page_task(flags.FLAGS.task)
+            return
         _main(config_given)
-    except (UsageError, ConfigError, DataError, WriterError, WorkdirBusy) as e:
+    except (UsageError, ConfigError, DataError, WriterError, WorkdirBusy, ReportError) as e:
         sys.stderr.write(f"error: {e}\n")
         sys.exit(2)
     except (TrainingDiverged, CheckpointError, SomeDiverged) as e:

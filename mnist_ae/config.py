@@ -82,6 +82,10 @@ FIELDS: dict[str, Field] = {
                                 "(by best_checkpoint_metric) | an epoch number"),
     "analysis_subsample": Field("analysis", "", 5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
                                  "5000 to keep runs short, experiments/analyze.py uses all"),
+    "report_at_end": Field("report", "", True, "write WORKDIR/report.html at the end of a run or sweep (needs the "
+                           "report extra: pip install -e '.[report]'; without it the run says so and goes on)"),
+    "report_codes": Field("report", "", 2000, "test codes saved at each eval to WORKDIR/codes/ for the report's "
+                          "latent-space-forming map (0 = none)"),
     "wandb_project": Field("wandb", "", "mnist_ae", "W&B project"),
     "wandb_entity": Field("wandb", "", "", "W&B entity ('' = your default)"),
     "run_name": Field("wandb", "", "", "run name ('' = the workdir's name)"),
@@ -174,7 +178,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  "keep_checkpoints", "grid_digits"):
         _check(isinstance(config[name], int) and config[name] >= 1,
                f"{name}={config[name]!r}: must be a positive integer")
-    for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample",
+    for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample", "report_codes",
                  "histogram_every_epochs", "projector_every_evals"):
         _check(isinstance(config[name], int) and config[name] >= 0,
                f"{name}={config[name]!r}: must be an integer >= 0 (0 = default)")

@@ -52,7 +52,8 @@ def tiny(**overrides: Any) -> ml_collections.ConfigDict:
     config = base_config()
     config.update(dict(train_limit=2048, test_limit=512, hidden=(64, 32), latent_dim=8, probe_hidden=(16,),
                        batch_size=64, epochs=2, eval_batch_size=256, log_every_steps=4, grid_digits=4,
-                       projector_points=64, analyze_at_end=False, latent_pictures=False, learning_rate=1e-2,
+                       projector_points=64, analyze_at_end=False, latent_pictures=False, report_at_end=False,
+                       report_codes=128, learning_rate=1e-2,
                        probe_learning_rate=1e-2))
     config.update(overrides)
     return config

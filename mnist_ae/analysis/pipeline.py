@@ -101,8 +101,8 @@ def run_analysis(
     (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`. `say` gets
     one line per finished stage with its time.
     Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png, stats.md/.csv,
-    confused_pairs.md, quality.md and metrics.json (see the module docstring for which
-    stages subsample).
+    confused_pairs.md, quality.md, metrics.json and coords.npz (the maps' coordinates); see the
+    module docstring for which stages subsample.
     """
     start = time.perf_counter()
     codes_nl = np.asarray(codes, dtype=np.float32)
@@ -156,7 +156,17 @@ def run_analysis(
         },
     }
     (outdir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_coords(outdir / "coords.npz", keep, scored, index_3d)
     return AnalysisResult(metrics, pngs, markdown, scored.coords_2d, keep)
+
+
+def _write_coords(path: Path, keep: np.ndarray, scored: _Scored, index_3d: np.ndarray) -> None:
+    """The maps' coordinates with the test index of each point, for the interactive maps of report.html
+    (the t-SNE is the costly part: read back, never recomputed)."""
+    arrays = {"index": keep, "pca_2d": scored.coords_2d["pca"], "pca_3d": scored.pca_n3}
+    if scored.tsne_n3 is not None:
+        arrays.update(tsne_2d=scored.coords_2d["tsne"], tsne_3d=scored.tsne_n3, index_3d=keep[index_3d])
+    np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
 
 
 def _embed_and_score(

@@ -63,6 +63,27 @@ def _reconstructions(run: Run, state: TrainState) -> None:
         monitoring.log_reconstructions(run.writers[0], step, grid, run.workdir)
 
 
+def _latent_codes(run: Run, state: TrainState) -> None:
+    """The first `report_codes` test codes at each eval, for the report's map of the latent space forming."""
+    from mnist_ae.report.collect import save_codes  # noqa: PLC0415
+
+    n = min(run.config.report_codes, run.data.test_x.shape[0])
+    codes = run.test_codes(state)[..., :n, :]
+    if parallel.is_main_process():
+        names = [tags["member"] for tags in run.program.members] if run.program.stacked else None
+        save_codes(run.workdir, run.program.step(state), codes, np.asarray(run.data.test_y[:n]), names)
+
+
+def _report(run: Run, state: TrainState) -> None:
+    """RUN/report.html, after every other output of the run is written."""
+    from mnist_ae.report.task import end_of_run  # noqa: PLC0415  (plotly loads only here)
+
+    for writer in run.writers:
+        writer.flush()
+    if parallel.is_main_process():
+        end_of_run(run, state)
+
+
 def _histograms(run: Run, state: TrainState) -> None:
     codes = run.test_codes(state) if run.program.learner.is_autoencoder else None
     monitoring.log_histograms(run.writers[0], run.program.step(state), codes, state.params)
@@ -133,6 +154,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
              Hook("confusion", _confusion, every=evals, at_start=True, at_last=True)]
     if is_autoencoder:
         hooks += [Hook("reconstructions", _reconstructions, every=evals, at_start=True, at_last=True),
+                  *_codes_hooks(config),
                   Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
@@ -144,7 +166,14 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
     if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
         hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
+    if is_autoencoder and config.report_at_end:
+        hooks.append(Hook("report", _report, at_end=True))
     return hooks
+
+
+def _codes_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
+    every = config.eval_every_epochs
+    return [Hook("latent codes", _latent_codes, every=every, at_start=True, at_last=True)] if config.report_codes else []
 
 
 def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
@@ -165,8 +194,10 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    hooks = [eval_hook(config.eval_every_epochs), Hook("pca baseline", _pca_baseline, at_end=True),
+    hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True),
              Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
     if config.latent_pictures:
         hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
+    if config.report_at_end:
+        hooks.append(Hook("report", _report, at_end=True))
     return hooks

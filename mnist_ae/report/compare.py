@@ -1,0 +1,118 @@
+"""compare.html: any set of runs side by side (overlaid curves, a sortable table of final numbers with
+the config keys that differ and the winner per metric, the same test digits reconstructed by each,
+the quality numbers side by side)."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mnist_ae import render
+from mnist_ae.config import FIELDS
+from mnist_ae.report import ReportError
+from mnist_ae.report.collect import finals_of, run_records, test_set
+
+LOWER_IS_BETTER = ("mse", "loss", "dead_dims")
+DIGITS = 10  # test digits reconstructed by every run
+
+
+def better(metric: str) -> int:
+    """-1 where lower wins (errors, losses, dead units), +1 where higher wins (accuracies, quality)."""
+    return -1 if any(word in metric for word in LOWER_IS_BETTER) else 1
+
+
+def expand(patterns: str) -> list[Path]:
+    """Comma-separated paths and globs, in the order given; a sweep stands for its exported members."""
+    paths: list[Path] = []
+    for pattern in filter(None, (p.strip() for p in patterns.split(","))):
+        matches = sorted(glob.glob(str(Path(pattern).expanduser()))) or [pattern]
+        for match in map(Path, matches):
+            members = sorted(p.parent for p in (match / "members").glob("*/checkpoints"))
+            for path in members or [match]:
+                if path.resolve() not in [p.resolve() for p in paths]:
+                    paths.append(path)
+    if len(paths) < 2:
+        raise ReportError(f"--workdirs {patterns!r} names {len(paths)} run(s): compare needs at least two")
+    return paths
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """Short unique labels: the folder name, with its parent when two share it."""
+    names = [p.name for p in paths]
+    return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+
+
+def winners(rows: list[dict[str, float]], metrics: list[str]) -> dict[str, int]:
+    """metric -> index of the best run (first on ties) among those that have the number, if two or more do."""
+    out = {}
+    for m in metrics:
+        values = [(better(m) * r[m], -i, i) for i, r in enumerate(rows) if m in r and np.isfinite(r[m])]
+        if len(values) > 1 and not m.startswith("baseline/"):
+            out[m] = max(values)[2]
+    return out
+
+
+def compare_html(paths: list[Path]) -> str:
+    from mnist_ae.report import figures  # noqa: PLC0415
+    from mnist_ae.report.page import Page, array_png, esc, img, table  # noqa: PLC0415
+    from mnist_ae.report.task import load_trained, saved_task  # noqa: PLC0415
+
+    for path in paths:
+        if saved_task(path) != "reconstruction":
+            raise ReportError(f"{path} is not an autoencoder run: compare takes reconstruction runs and sweep members")
+    names = _names(paths)
+    runs = [load_trained(p) for p in paths]
+    records = [run_records(p) for p in paths]
+    configs = [{k: json.dumps(r.config.to_dict().get(k)) for k in FIELDS} for r in runs]
+    differing = [k for k in FIELDS if len({c[k] for c in configs}) > 1]
+    finals = [{k: float(v) for k, v in finals_of(rec).items() if "per_class" not in k} for rec in records]
+    for final, path in zip(finals, paths):
+        analysis = path / "analysis" / "metrics.json"
+        if analysis.exists():
+            codes = json.loads(analysis.read_text())["codes"]
+            final.update({f"analysis/{k}": float(v) for k, v in codes.items() if isinstance(v, (int, float))})
+    metrics = sorted({k for f in finals for k in f}, key=lambda k: (not k.startswith("test/"), k))  # test first
+    best = winners(finals, metrics)
+    header = ["run", *differing, *metrics]
+    rows = [[name, *(configs[i][k] for k in differing), *(finals[i].get(m, "") for m in metrics)]
+            for i, name in enumerate(names)]
+    cells = {(i, 1 + len(differing) + j): "best" for j, m in enumerate(metrics) if m in best for i in [best[m]]}
+    cells.update({(i, 1 + j): "differs" for i in range(len(rows)) for j in range(len(differing))})
+    for (i, c) in [k for k, v in cells.items() if v == "best"]:
+        rows[i][c] = f"{rows[i][c]:.4g} \u2605"
+
+    page = Page(f"compare {len(paths)} runs: mnist_ae")
+    page.add(f"<h1>{len(paths)} runs compared</h1>",
+             "<p class=note>" + "<br>".join(f"{esc(n)}: {esc(p)}" for n, p in zip(names, paths)) + "</p>",
+             "<h3>Final numbers</h3><p class=note>config keys that differ (highlighted) then the final metrics; "
+             "\u2605 marks the best run per metric (lowest error or loss, highest accuracy or quality); "
+             "click a header to sort</p>", '<div class="wide">' + table(header, rows, sortable=True, cell_class=cells) + "</div>",
+             "<h3>Curves</h3>" + page.figure(figures.overlaid_curves(list(zip(names, records)))),
+             "<h3>The same test digits, reconstructed by each run</h3>", _recon_table(runs, names, img, array_png))
+    return page.html()
+
+
+def _recon_table(runs: list[Any], names: list[str], img: Any, array_png: Any) -> str:
+    """The first DIGITS test digits (top) and each run's reconstructions of them (below), a row per run."""
+    rows = []
+    for name, run in zip(names, runs):
+        images = test_set(run.config)[0][:DIGITS]
+        grid = render.reconstruction_grid(images, run.reconstruct(images))
+        rows.append(f"<tr><td>{name}</td><td>{img(array_png(grid), name, width=str(grid.shape[1] * 2))}</td></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def compare(patterns: str, out: str | Path = "compare.html") -> Path:
+    """Write the comparison page of the runs `patterns` names; returns its path."""
+    from mnist_ae.report.task import require_plotly  # noqa: PLC0415
+
+    paths = expand(patterns)
+    require_plotly()
+    out = Path(out).expanduser().resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(compare_html(paths), encoding="utf-8")
+    return out

@@ -1,0 +1,189 @@
+"""One self-contained HTML file: plotly.js inlined (gzip, unpacked by the browser's own
+DecompressionStream: 1.5 MB instead of 4.8 MB), figures as JSON, images as data URLs, and a few lines
+of glue (the step slider, the hover thumbnail, sortable tables). It opens from disk with no network.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import html
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from mnist_ae import render
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:0 16px 40px;color:#222}
+h1{margin:18px 0 4px}h2{border-bottom:2px solid #ddd;padding-top:14px}h3{margin:18px 0 6px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;
+text-align:right}th{background:#f4f4f4;cursor:default}td:first-child,th:first-child{text-align:left}
+table.sortable th{cursor:pointer}tr.changed td{background:#fff4d6}td.differs{background:#fff4d6}
+td.best{font-weight:bold;background:#dff5df}.note{color:#666;font-size:12px}.grid{display:flex;gap:16px;
+flex-wrap:wrap;align-items:flex-start}.grid>div{flex:1 1 460px;min-width:0}img{image-rendering:pixelated;
+max-width:100%}.thumbs figure{display:inline-block;margin:2px;text-align:center;font-size:11px}
+.thumbs img{width:56px}#hover-thumb{position:fixed;pointer-events:none;display:none;width:84px;height:84px;
+border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10}
+.wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
+"""
+
+# Glue only: unpack plotly.js, draw each figure from its JSON when it comes near the screen (a page of
+# many maps opens fast; `drawAll()` draws the rest at once), wire the sliders, the hover thumbnails (one
+# sprite per page, positioned by the point's row) and the sortable tables.
+GLUE = """
+async function loadPlotly(){
+  const b64=document.getElementById('plotly-gz').textContent.trim();
+  const bytes=Uint8Array.fromBase64?Uint8Array.fromBase64(b64):Uint8Array.from(atob(b64),c=>c.charCodeAt(0));
+  const code=await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
+  const s=document.createElement('script');s.text=code;document.head.appendChild(s);
+}
+const drawn=new Map();
+function draw(div){
+  if(!drawn.has(div)){
+    const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
+    drawn.set(div,Plotly.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true}).then(()=>{
+      if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
+        div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
+    }));
+  }
+  return drawn.get(div);
+}
+function drawAll(){return Promise.all([...document.querySelectorAll('.plot')].map(draw));}
+function showThumb(ev,div){
+  const t=document.getElementById('hover-thumb'),p=ev.points[0],row=p.customdata&&p.customdata[0];
+  if(row===undefined||row===null||!ev.event)return;const cols=+div.dataset.cols,s=84;
+  t.style.backgroundImage='url('+document.getElementById(div.dataset.sprite).src+')';
+  t.style.backgroundSize=(cols*s)+'px';t.style.backgroundPosition=(-(row%cols)*s)+'px '+(-Math.floor(row/cols)*s)+'px';
+  t.style.left=(ev.event.clientX+14)+'px';t.style.top=(ev.event.clientY+14)+'px';t.style.display='block';
+}
+function wireSlider(el){
+  const d=JSON.parse(document.getElementById(el.dataset.src).textContent),input=el.querySelector('input');
+  const label=el.querySelector('.step'),img=document.getElementById(el.dataset.img),map=document.getElementById(el.dataset.map);
+  input.addEventListener('input',async()=>{
+    const i=+input.value;label.textContent='step '+d.steps[i];
+    if(img&&d.images[i])img.src=d.images[i];
+    if(map&&d.frames[i]){const f=d.frames[i];await draw(map);
+      await Plotly.restyle(map,{x:f.map(c=>c[0]),y:f.map(c=>c[1])},f.map((_,k)=>k));}
+    el.dataset.shown=d.steps[i];
+  });
+}
+function sortTable(th){
+  const table=th.closest('table'),col=[...th.parentNode.children].indexOf(th),body=table.tBodies[0];
+  const dir=th.dataset.dir==='asc'?-1:1;th.dataset.dir=dir===1?'asc':'desc';
+  const key=r=>{const t=r.children[col].dataset.v??r.children[col].textContent;const n=parseFloat(t);return isNaN(n)?t:n;};
+  [...body.rows].sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*dir;}).forEach(r=>body.appendChild(r));
+}
+(async()=>{
+  await loadPlotly();
+  document.querySelectorAll('.slider').forEach(wireSlider);
+  document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+  const plots=[...document.querySelectorAll('.plot')],near=innerHeight+300;
+  await Promise.all(plots.filter(d=>d.getBoundingClientRect().top<near).map(draw));
+  const io=new IntersectionObserver(es=>es.forEach(e=>{if(e.isIntersecting){io.unobserve(e.target);draw(e.target);}}),
+                                    {rootMargin:'300px'});
+  plots.forEach(d=>io.observe(d));
+  document.body.dataset.ready='1';
+})();
+"""
+
+
+@functools.cache
+def plotly_gz_b64() -> str:
+    """plotly.js, the copy the installed plotly package ships, gzipped and base64-encoded."""
+    from plotly.offline import get_plotlyjs  # noqa: PLC0415
+
+    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9, mtime=0)).decode()
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def png_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def array_png(image_hwc: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    render.to_pil(render.hwc_uint8(image_hwc)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def img(png: bytes, alt: str, **attrs: str) -> str:
+    extra = "".join(f' {k}="{esc(v)}"' for k, v in attrs.items())
+    return f'<img src="{png_url(png)}" alt="{esc(alt)}"{extra}>'
+
+
+def json_script(element_id: str, value: Any, css_class: str = "") -> str:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    klass = f' class="{css_class}"' if css_class else ""
+    safe = text.replace("</", "<\\/")  # a "</script>" inside the JSON must not end the element
+    return f'<script type="application/json" id="{element_id}"{klass}>{safe}</script>'
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, sortable: bool = False,
+          cell_class: dict[tuple[int, int], str] | None = None, row_class: dict[int, str] | None = None) -> str:
+    """An HTML table; numbers are shown with 4 significant digits (the raw value kept for sorting)."""
+    cell_class, row_class = cell_class or {}, row_class or {}
+
+    def cell(r: int, c: int, value: Any) -> str:
+        klass = f' class="{cell_class[(r, c)]}"' if (r, c) in cell_class else ""
+        if isinstance(value, float):
+            return f'<td{klass} data-v="{value!r}">{value:.4g}</td>'
+        return f"<td{klass}>{esc(value)}</td>"
+
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = "".join(f'<tr{f" class={row_class[r]}" if r in row_class else ""}>'
+                   + "".join(cell(r, c, v) for c, v in enumerate(row)) + "</tr>" for r, row in enumerate(rows))
+    return f'<table{" class=sortable" if sortable else ""}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+class Page:
+    """Collects sections and figures; `html()` is the finished file."""
+
+    def __init__(self, title: str):
+        self.title, self.parts, self._ids = title, [], 0
+
+    def new_id(self, prefix: str) -> str:
+        self._ids += 1
+        return f"{prefix}{self._ids}"
+
+    def add(self, *parts: str) -> None:
+        self.parts.extend(parts)
+
+    def figure(self, fig: Any, sprite: tuple[str, int] | None = None, css_class: str = "plot") -> str:
+        """A div the glue draws `fig` into; with a sprite (img id, columns), hover shows the digit."""
+        div_id = self.new_id("fig")
+        data = f' data-sprite="{sprite[0]}" data-cols="{sprite[1]}"' if sprite else ""
+        height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
+        return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
+                + json_script(div_id + "-json", fig.to_json(), "fig").replace(">", f' data-target="{div_id}">', 1))
+
+    def sprite(self, images_nhw: np.ndarray) -> tuple[str, int]:
+        """All hover thumbnails in one PNG (a hidden img); returns its id and columns."""
+        sprite_id, cols = self.new_id("sprite"), render.sprite_cols(len(images_nhw))
+        sheet = render.sprite(images_nhw, max_px=images_nhw.shape[1] * cols)
+        self.add(img(array_png(sheet), "digit thumbnails", id=sprite_id, style="display:none"))
+        return sprite_id, cols
+
+    def slider(self, steps: Sequence[int], images: Sequence[str | None], frames: Sequence[Any],
+               img_id: str, map_id: str) -> str:
+        """A range input over `steps` that swaps the image `img_id` and restyles the map `map_id`."""
+        src = self.new_id("steps")
+        last = len(steps) - 1
+        return (json_script(src, {"steps": list(steps), "images": list(images), "frames": list(frames)})
+                + f'<div class="slider" data-src="{src}" data-img="{img_id}" data-map="{map_id}">'
+                f'<input type="range" min="0" max="{last}" value="{last}" aria-label="step">'
+                f'<span class="step">step {steps[-1]}</span></div>')
+
+    def html(self) -> str:
+        return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
+                f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>"
+                + "".join(self.parts) + '<div id="hover-thumb"></div>'
+                f'<script id="plotly-gz" type="application/octet-stream">{plotly_gz_b64()}</script>'
+                f"<script>{GLUE}</script></body></html>")

@@ -1,0 +1,136 @@
+"""`--task report` and the end-of-run hook: RUN/report.html for a run, an interrupted run or a sweep.
+
+A sweep's page holds its results table, comparison figure and overlaid curves, then one section per
+exported member (`RUN/members/<name>`, a standalone run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from mnist_ae.report import ReportError
+from mnist_ae.report.collect import RunData, codes_over_time, member_names, pngs, read_records, run_data
+
+PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[report]'"
+
+
+def require_plotly() -> None:
+    try:
+        import plotly  # noqa: F401, PLC0415
+    except ImportError:
+        raise ReportError(PLOTLY_MISSING) from None
+
+
+def saved_task(workdir: Path) -> str:
+    """The task of the run in `workdir` (config.json), or a one-line ReportError saying what is missing."""
+    if not workdir.is_dir():
+        raise ReportError(f"no run in {workdir} (no such folder): pass --workdir of a run (e.g. runs/reconstruction)")
+    config = workdir / "config.json"
+    if config.exists():
+        return json.loads(config.read_text()).get("task", "")
+    if (workdir / "checkpoints").is_dir():  # an exported sweep member: its config is in its checkpoint
+        return "reconstruction"
+    raise ReportError(f"{workdir} is not a run (no config.json): pass the --workdir a training task wrote")
+
+
+def load_trained(workdir: Path) -> Any:
+    """The run's latest checkpoint through the Python API; its refusals become one-line ReportErrors."""
+    from mnist_ae.api import load  # noqa: PLC0415
+    from mnist_ae.checkpoint import CheckpointError  # noqa: PLC0415
+
+    if not (workdir / "checkpoints").is_dir() or not any((workdir / "checkpoints").iterdir()):
+        raise ReportError(f"{workdir} has no checkpoint yet (nothing trained to report): let it finish an epoch, "
+                          "or rerun its training command")
+    try:
+        return load(workdir)
+    except CheckpointError as e:
+        raise ReportError(str(e)) from None
+
+
+def report(workdir: str | Path) -> Path:
+    """Write RUN/report.html for the run (single, interrupted or sweep) in `workdir`; returns its path."""
+    workdir = Path(workdir).expanduser().resolve()
+    task = saved_task(workdir)
+    require_plotly()
+    if task == "sweep":
+        text = sweep_html(workdir)
+    elif task == "reconstruction":
+        text = run_html(run_data(load_trained(workdir)))
+    else:
+        raise ReportError(f"{workdir} holds a {task!r} run: the report needs an autoencoder (a reconstruction "
+                          "run or a sweep)")
+    path = workdir / "report.html"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_html(data: RunData) -> str:
+    from mnist_ae.report.page import Page  # noqa: PLC0415
+    from mnist_ae.report.sections import run_body  # noqa: PLC0415
+
+    page = Page(f"{data.name}: mnist_ae report")
+    page.add(f"<h1>{data.name}</h1><p class=note>{data.workdir}</p>", run_body(page, data))
+    return page.html()
+
+
+def sweep_members(workdir: Path, records: list[dict[str, Any]]) -> list[tuple[str, RunData | None]]:
+    """Each member's data from its export (None while the sweep has not exported it yet), with its codes
+    over time sliced from the sweep's (member i, its own width)."""
+    over_time = codes_over_time(workdir)
+    names = member_names(workdir) or sorted({r["member"] for r in records if "member" in r})
+    out = []
+    for i, name in enumerate(names):
+        member_dir = workdir / "members" / name
+        if not (member_dir / "checkpoints").is_dir():
+            out.append((name, None))
+            continue
+        trained = load_trained(member_dir)
+        width = trained.config.latent_dim
+        forming = [(s, c[i][:, :width], y) for s, c, y in over_time]
+        out.append((name, run_data(trained, name, forming=forming)))
+    return out
+
+
+def sweep_html(workdir: Path) -> str:
+    from mnist_ae.report import figures  # noqa: PLC0415
+    from mnist_ae.report.page import Page, img, table  # noqa: PLC0415
+    from mnist_ae.report.sections import config_table, provenance, run_body  # noqa: PLC0415
+
+    records = read_records(workdir)
+    config = json.loads((workdir / "config.json").read_text())
+    members = sweep_members(workdir, records)
+    page = Page(f"{workdir.name}: mnist_ae sweep report")
+    page.add(f"<h1>{workdir.name} (sweep of {len(members)})</h1><p class=note>{workdir}</p>",
+             "<h3>Config</h3><details><summary>open the config</summary>" + config_table(config) + "</details>",
+             "<h3>Provenance</h3>" + provenance([r for r in records if r.get("event") == "start"]))
+    results = workdir / "sweep_results.md"
+    if results.exists():
+        lines = [ln.strip().strip("|").split("|") for ln in results.read_text().splitlines() if ln.strip()]
+        page.add("<h3>Results</h3>" + table([c.strip() for c in lines[0]], [[c.strip() for c in ln] for ln in lines[2:]]))
+    for name, png in pngs(workdir).items():
+        page.add(f"<h3>{name.replace('_', ' ')}</h3>" + img(png, name))
+    curves = [(name, [r for r in records if r.get("member") == name and "step" in r]) for name, _ in members]
+    page.add("<h3>Curves of every member</h3>" + page.figure(figures.overlaid_curves(curves)))
+    for name, data in members:
+        page.add(f"<h2>Member {name}</h2>")
+        page.add(run_body(page, data, with_provenance=False) if data is not None else
+                 '<p class="note">not exported yet: a sweep exports its members when it finishes</p>')
+    return page.html()
+
+
+def end_of_run(run: Any, state: Any) -> None:
+    """The hook: report.html from the in-memory state (a single run's last checkpoint may still be
+    committing) or, for a sweep, from the members it has just exported. Without plotly: one warning."""
+    try:
+        require_plotly()
+        if run.program.stacked:
+            report(run.workdir)
+        else:
+            from mnist_ae.api import TrainedRun  # noqa: PLC0415
+
+            trained = TrainedRun(run.workdir, run.config, int(state.epoch), state, run.program.learner)
+            (run.workdir / "report.html").write_text(run_html(run_data(trained)), encoding="utf-8")
+    except ReportError as e:
+        run.reporter.warn(f"no report.html: {e}")

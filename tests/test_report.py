@@ -1,0 +1,267 @@
+"""report.html and compare.html, read back as HTML and figure JSON: sections, point counts against the
+config, the confusion matrix against the run's own eval, the Procrustes alignment against numpy."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import chex
+import numpy as np
+import pytest
+
+from helpers import REPO, eval_records, read_jsonl, run_once, tiny, tiny_sweep
+from mnist_ae.config import FIELDS
+
+SECTIONS = ["Config", "Provenance", "Final numbers", "Training and test curves", "Over training",
+            "Reconstructions", "The latent space forming", "Maps of the codes", "The codes",
+            "Confused pairs (either way round)", "Histograms", "Statistics per unit",
+            "Outliers: farthest from their class centroid"]
+
+
+class Parsed(HTMLParser):
+    """Headings, images, figure JSON by target div id, JSON scripts by id, table rows, slider data."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.headings, self.images, self.figures, self.scripts, self.rows = [], [], {}, {}, []
+        self._in: tuple[str, dict] | None = None
+        self._text = ""
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        if tag in ("h1", "h2", "h3", "script", "tr", "td", "th"):
+            if tag in ("td", "th") and self._in and self._in[0] == "tr":
+                self._in[1].setdefault("cells", []).append("")
+                return
+            self._in, self._text = (tag, attrs), ""
+
+    def handle_data(self, data):
+        if self._in and self._in[0] == "tr" and "cells" in self._in[1]:
+            self._in[1]["cells"][-1] += data
+        else:
+            self._text += data
+
+    def handle_endtag(self, tag):
+        if not self._in or tag != self._in[0]:
+            return
+        name, attrs = self._in
+        if name.startswith("h"):
+            self.headings.append(self._text.strip())
+        elif name == "script" and attrs.get("type") == "application/json":
+            value = json.loads(self._text)
+            self.scripts[attrs["id"]] = value
+            if "data-target" in attrs:
+                self.figures[attrs["data-target"]] = value
+        elif name == "tr":
+            self.rows.append(attrs.get("cells", []))
+        self._in = None
+
+
+def values(field) -> np.ndarray:
+    """A Plotly array: a list, or numpy's bytes as {"dtype", "bdata"}."""
+    if isinstance(field, dict):
+        flat = np.frombuffer(base64.b64decode(field["bdata"]), dtype=field["dtype"])
+        return flat.reshape([int(n) for n in field["shape"].split(",")]) if "shape" in field else flat
+    return np.asarray(field)
+
+
+def points(figure: dict) -> int:
+    return sum(len(values(t["x"])) for t in figure["data"])
+
+
+def titled(parsed: Parsed, start: str) -> dict:
+    """The figure whose title starts with `start`."""
+    return next(f for f in parsed.figures.values() if f["layout"].get("title", {}).get("text", "").startswith(start))
+
+
+def _train(config, name: str):
+    def produce(out: Path):
+        from mnist_ae import tasks
+
+        tasks.train_and_evaluate(config, out / name, "none", quiet=True)
+        return str(out / name)
+    return produce
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A finished tiny run with its analysis (t-SNE on 512 codes) and its end-of-run report."""
+    config = tiny(analyze_at_end=True, latent_pictures=True, report_at_end=True)
+    out, _ = run_once(tmp_path_factory, "report_run", _train(config, "run"))
+    return out / "run"
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory) -> Path:
+    out, _ = run_once(tmp_path_factory, "report_run_b", _train(tiny(latent_dim=4, seed=1), "run_b"))
+    return out / "run_b"
+
+
+# ----------------------------------------------------------------------------- latent space forming
+
+
+def test_procrustes_undoes_a_hand_made_rotation_and_reflection():
+    from mnist_ae.report.forming import onto
+
+    x_n2 = np.random.default_rng(0).normal(size=(50, 2))
+    theta = 0.7
+    rotate = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    turned = x_n2 @ rotate @ np.diag([1.0, -1.0])  # rotated, then the second axis flipped
+    chex.assert_trees_all_close(onto(turned, x_n2), x_n2, atol=1e-10)
+    chex.assert_trees_all_close(onto(x_n2, x_n2), x_n2, atol=1e-10)
+
+
+def test_maps_of_the_same_codes_in_another_basis_come_out_aligned():
+    """Codes turned by a random orthogonal matrix have the same PCA map up to signs: aligned, it is the same map."""
+    from mnist_ae.report.forming import aligned_maps
+
+    rng = np.random.default_rng(1)
+    codes_nl = rng.normal(size=(300, 6)) * np.array([5.0, 2.0, 1.0, 0.5, 0.2, 0.1])
+    q_ll, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    first, second = aligned_maps([codes_nl, -codes_nl @ q_ll])
+    centred = codes_nl - codes_nl.mean(0)
+    u, s, _ = np.linalg.svd(centred, full_matrices=False)  # numpy's PCA, the reference
+    reference = u[:, :2] * s[:2]
+    reference /= np.sqrt(np.mean(np.sum(reference**2, axis=1)))
+    chex.assert_trees_all_close(np.abs(first), np.abs(reference), atol=1e-4)
+    chex.assert_trees_all_close(second, first, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- report.html
+
+
+def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
+    from mnist_ae.analysis.embed import TSNE_3D_POINTS
+
+    html = (run_dir / "report.html").read_text()
+    assert "<script src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    parsed = Parsed(html)
+    assert [h for h in SECTIONS if h not in parsed.headings] == []
+    assert points(titled(parsed, "PCA of 512 test codes")) == 512  # tiny(): test_limit=512, all analysed
+    assert points(titled(parsed, "t-SNE of 512 test codes")) == 512
+    assert points(titled(parsed, "t-SNE 3-D")) == min(512, TSNE_3D_POINTS)
+    pca = titled(parsed, "PCA of 512")
+    assert sorted(int(v) for t in pca["data"] for v in np.asarray(t["customdata"])[:, 1]) == list(range(512))
+    assert all(img["src"].startswith("data:image/png;base64,") for img in parsed.images)
+    # the slider: one position per eval (steps from metrics.jsonl), each map of report_codes=128 test codes
+    slider = next(v for k, v in parsed.scripts.items() if k.startswith("steps"))
+    assert slider["steps"] == [r["step"] for r in eval_records(run_dir)] == [0, 32, 64]
+    assert [sum(len(c[0]) for c in frame) for frame in slider["frames"]] == [128, 128, 128]
+    assert len(set(slider["images"])) == 3
+
+
+def test_the_confusion_matrix_agrees_with_the_runs_own_eval(run_dir):
+    parsed = Parsed((run_dir / "report.html").read_text())
+    confusion = titled(parsed, "Probe confusion")["data"][0]
+    counts = values(confusion["z"]).astype(np.int64)
+    chex.assert_shape(counts, (10, 10))
+    assert counts.sum() == 512
+    final = eval_records(run_dir)[-1]["test/probe_accuracy"]  # computed on the device by the run's eval
+    assert np.trace(counts) / 512 == pytest.approx(final, abs=1e-6)
+
+
+def test_config_lists_the_changed_keys_first(run_dir):
+    parsed = Parsed((run_dir / "report.html").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    changed = {k for k, v in config.items() if (tuple(v) if isinstance(v, list) else v) != FIELDS[k].default}
+    table = [row for row in parsed.rows if len(row) == 4 and row[0] in FIELDS]
+    assert {row[0] for row in table[: len(changed)]} == changed and len(table) == len(FIELDS)
+
+
+def test_report_task_on_an_interrupted_run(run_dir, tmp_path):
+    """A copy without its last checkpoint: the page says interrupted and shows the epoch it has."""
+    copy = tmp_path / "interrupted"
+    shutil.copytree(run_dir, copy)
+    shutil.rmtree(copy / "checkpoints" / "2")
+    (copy / "report.html").unlink()
+    result = subprocess.run([sys.executable, str(REPO / "launch.py"), "--task", "report", "--workdir", str(copy)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "report.html" in result.stdout
+    assert "interrupted: checkpoint of epoch 1 of 2" in (copy / "report.html").read_text()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "no such folder"), ("not a run", "is not a run (no config.json)"),
+    ("no checkpoint", "has no checkpoint yet"), ("no plotly", "pip install -e '.[report]'"),
+])
+def test_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, case, message):
+    from mnist_ae import cli
+
+    workdir = tmp_path / "run"
+    if case != "missing":
+        workdir.mkdir()
+    if case in ("no checkpoint", "no plotly"):
+        (workdir / "config.json").write_text(json.dumps({"task": "reconstruction"}))
+    if case == "no plotly":
+        monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
+    monkeypatch.setattr(sys, "argv", ["launch.py", "--task", "report", "--workdir", str(workdir)])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and message in err[0], err
+
+
+# ----------------------------------------------------------------------------- compare.html
+
+
+def test_compare_marks_the_winner_and_the_differing_keys(run_dir, other_run, tmp_path):
+    from mnist_ae.report.compare import compare
+
+    out = compare(f"{run_dir},{other_run.parent}/run_*", tmp_path / "compare.html")
+    parsed = Parsed(out.read_text())
+    header = next(row for row in parsed.rows if row and row[0] == "run")
+    body = [row for row in parsed.rows if row and row[0] in ("run", "run_b") and len(row) == len(header)][1:]
+    assert [row[0] for row in body] == ["run", "run_b"]
+    assert {"latent_dim", "seed", "analyze_at_end"} <= set(header)
+    mse = [eval_records(d)[-1]["test/recon_mse"] for d in (run_dir, other_run)]
+    column = header.index("test/recon_mse")
+    assert [row[column].endswith("\u2605") for row in body] == [m == min(mse) for m in mse]
+    curves = next(iter(parsed.figures.values()))
+    assert {t["name"] for t in curves["data"]} == {"run", "run_b"}
+    assert sum(1 for img in parsed.images if img["alt"] in ("run", "run_b")) == 2
+
+
+def test_compare_needs_two_runs(run_dir):
+    from mnist_ae.report import ReportError
+    from mnist_ae.report.compare import compare
+
+    with pytest.raises(ReportError, match="compare needs at least two"):
+        compare(str(run_dir))
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+@pytest.mark.slow
+def test_a_sweep_report_has_one_section_per_member(tmp_path):
+    from mnist_ae import tasks
+
+    tasks.train_sweep(tiny_sweep(report_at_end=True), tmp_path, "none", quiet=True)
+    codes = np.load(tmp_path / "codes" / "step_0000000.npz")
+    chex.assert_shape(codes["codes"], (4, 128, 5))  # members, report_codes, widest code
+    parsed = Parsed((tmp_path / "report.html").read_text())
+    members = [h for h in parsed.headings if h.startswith("Member ")]
+    assert members == [f"Member latent{l}_seed{s}_lr0.01" for l in (2, 5) for s in (0, 1)]
+    assert sum(1 for f in parsed.figures.values()
+               if f["layout"].get("title", {}).get("text", "") == "PCA of 512 test codes") == 4
+    assert "Results" in parsed.headings
+    from mnist_ae.report.compare import compare
+
+    page = Parsed(compare(str(tmp_path), tmp_path / "compare.html").read_text())  # a sweep: its members
+    header = next(row for row in page.rows if row and row[0] == "run")
+    body = [row for row in page.rows if len(row) == len(header) and row[0].startswith("latent")]
+    assert [row[0] for row in body] == [f"latent{l}_seed{s}_lr0.01" for l in (2, 5) for s in (0, 1)]
+    assert {"latent_dim", "seed"} <= set(header)
+    finals = [r["metrics"]["test/recon_mse"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "hparams" in r]
+    column = [float(row[header.index("test/recon_mse")].rstrip(" \u2605")) for row in body]
+    assert sorted(column) == pytest.approx(sorted(finals), abs=5e-5)  # shown with 4 digits
