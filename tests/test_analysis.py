@@ -166,7 +166,7 @@ def raw_scored(digits):
 
 def test_knn5_accuracy_is_brute_force_knn_on_the_held_out_fifth(raw_scored):
     x_nd, labels, _, _, numbers = raw_scored
-    assert numbers["knn5_accuracy"] == knn5_accuracy_numpy(x_nd, labels, RAW_SEED)
+    assert numbers["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(x_nd, labels, RAW_SEED), abs=1e-6)
 
 
 def test_silhouette_is_the_mean_over_all_points(raw_scored):
@@ -321,8 +321,8 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     assert metrics["confused_pairs"][0] == ["4", "9", 6]
     assert metrics["settings"]["tsne_3d_points"] == 200
     # The codes and the raw pixels each scored on their own inputs, with the caller's seed.
-    assert metrics["codes"]["knn5_accuracy"] == knn5_accuracy_numpy(codes, labels, seed=2)
-    assert metrics["raw_pixels"]["knn5_accuracy"] == knn5_accuracy_numpy(pixels(images), labels, seed=2)
+    assert metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, seed=2), abs=1e-6)
+    assert metrics["raw_pixels"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(pixels(images), labels, seed=2), abs=1e-6)
     assert metrics["codes"]["probe_accuracy"] == 0.8 and "probe_accuracy" not in metrics["raw_pixels"]
     assert metrics["codes"]["trustworthiness"] == pytest.approx(
         trustworthiness_numpy(codes, result.coords_2d["tsne"]), abs=1e-6)
@@ -344,7 +344,7 @@ def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     assert np.all(np.diff(index) > 0) and index[-1] < 300
     np.testing.assert_array_equal(index, embed.subsample_index(300, 200, 0))
     # Codes and labels subsampled alike: the kNN of exactly those rows.
-    assert result.metrics["codes"]["knn5_accuracy"] == knn5_accuracy_numpy(codes[index], labels[index], seed=0)
+    assert result.metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes[index], labels[index], seed=0), abs=1e-6)
     assert "tsne" not in result.coords_2d and "tsne_2d" not in result.figures
     assert result.metrics["raw_pixels"] == {} and "trustworthiness" not in result.metrics["codes"]
     with pytest.raises(ValueError, match="NaN"):
