@@ -3,7 +3,7 @@
     python launch.py --task analyze --workdir runs/reconstruction
 
 PCA and t-SNE (2-D, 3-D), correlation heatmap, histograms, statistics, quality numbers for the
-codes and for raw pixels, into RUN/analysis/. Options: --config.tsne_backend=opentsne,
+codes and for raw pixels, into RUN/analysis/. Options: --config.tsne_backend=sklearn,
 --config.analysis_subsample=N (default: all test codes).
 """
 
@@ -13,5 +13,4 @@ from mnist_ae.config import base_config
 def get_config():
     config = base_config()
     config.task = "analyze"
-    config.analysis_subsample = 0  # all 10,000 test codes (about 50-60 s on a 2-core CPU)
     return config

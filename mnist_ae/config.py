@@ -74,14 +74,15 @@ FIELDS: dict[str, Field] = {
     "histogram_every_epochs": Field("logging", "", 1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
     "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
     "projector_points": Field("logging", "", 2000, "test codes in the TensorBoard projector"),
-    "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run"),
+    "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run "
+                            "(a sweep: every member's quality numbers and 2-D map)"),
     "latent_pictures": Field("analysis", "", True, "decoded class means, interpolations and (2-unit codes) the "
                              "manifold at the end of an autoencoder run or sweep"),
-    "tsne_backend": Field("analysis", "", "sklearn", "sklearn | opentsne | umap (opentsne and umap: pip install -e '.[tsne]')"),
+    "tsne_backend": Field("analysis", "", "opentsne", "opentsne (FFT, ~3x faster) | sklearn | umap (umap: pip install -e '.[tsne]')"),
+    "analysis_subsample": Field("analysis", "", 0, "analyse a fixed subset of N test codes (0 = all; the 3-D t-SNE "
+                                 "always keeps a subset of 2000)"),
     "analyze_checkpoint": Field("analysis", "", "latest", "--task analyze: which checkpoint: latest | best "
                                 "(by best_checkpoint_metric) | an epoch number"),
-    "analysis_subsample": Field("analysis", "", 5000, "analyse a fixed subset of N test codes (0 = all); the end-of-run look uses "
-                                 "5000 to keep runs short, experiments/analyze.py uses all"),
     "report_at_end": Field("report", "", True, "write WORKDIR/report.html at the end of a run or sweep (needs the "
                            "report extra: pip install -e '.[report]'; without it the run says so and goes on)"),
     "report_codes": Field("report", "", 2000, "test codes saved at each eval to WORKDIR/codes/ for the report's "
@@ -195,7 +196,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     module = TSNE_BACKENDS[config.tsne_backend]
     _check(importlib.util.find_spec(module) is not None,
            f"tsne_backend={config.tsne_backend} needs the {module} package: pip install -e '.[tsne]'")
-    if config.task == "reconstruction" and config.analyze_at_end:
+    if config.task in ("reconstruction", "sweep") and config.analyze_at_end:
         check_analysis_points(config, "or set --config.analyze_at_end=False")
     if config.task == "sweep":
         _positive_ints("latent_dims", config.latent_dims)

@@ -166,7 +166,7 @@ def raw_scored(digits):
 
 def test_knn5_accuracy_is_brute_force_knn_on_the_held_out_fifth(raw_scored):
     x_nd, labels, _, _, numbers = raw_scored
-    assert numbers["knn5_accuracy"] == knn5_accuracy_numpy(x_nd, labels, RAW_SEED)
+    assert numbers["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(x_nd, labels, RAW_SEED), abs=1e-6)
 
 
 def test_silhouette_is_the_mean_over_all_points(raw_scored):
@@ -257,13 +257,30 @@ def test_tsne_shapes(digits, dims):
     assert np.all(np.isfinite(coords))
 
 
+def loo_knn5_accuracy_numpy(x_nd: np.ndarray, labels_n: np.ndarray) -> float:
+    """5-NN accuracy of every point against all others (leave one out): less noisy than a held-out fifth."""
+    distances_nn = squared_distances(x_nd, x_nd)
+    np.fill_diagonal(distances_nn, np.inf)
+    nearest_n5 = np.argsort(distances_nn, axis=1, kind="stable")[:, :5]
+    votes_nc = np.zeros((len(x_nd), labels_n.max() + 1), np.int64)
+    np.add.at(votes_nc, (np.repeat(np.arange(len(x_nd)), 5), labels_n[nearest_n5].ravel()), 1)
+    return float(np.mean(votes_nc.argmax(axis=1) == labels_n))
+
+
+@pytest.mark.slow
 def test_opentsne_map_is_as_faithful_as_sklearns(digits):
-    pytest.importorskip("openTSNE")
-    codes = fake_codes(digits[0][:300])
-    trust_sklearn = trustworthiness_numpy(codes, embed.tsne(codes, 2))
-    trust_opentsne = trustworthiness_numpy(codes, embed.tsne(codes, 2, backend="opentsne"))
-    assert trust_sklearn > 0.9  # a faithful reference, not two equally broken maps
-    assert abs(trust_opentsne - trust_sklearn) <= 0.02
+    """The default backend (openTSNE, with its faster settings) against scikit-learn's on 1,500 real
+    digits (PCA-50 of the pixels): trustworthiness and 5-NN accuracy in the map within 0.01 (below
+    ~1,000 points the kNN number alone moves by 0.01-0.02 from one map to the next)."""
+    images, labels = digits[0][:1500], digits[1][:1500]
+    codes = embed.host_pca(pixels(images), 50).projected
+    maps = {backend: embed.tsne(codes, 2, backend=backend) for backend in ("sklearn", "opentsne")}
+    assert (embed.tsne(codes[:200], 2) == embed.tsne(codes[:200], 2, backend="opentsne")).all()  # the default
+    trust = {b: trustworthiness_numpy(codes, m) for b, m in maps.items()}
+    knn = {b: loo_knn5_accuracy_numpy(m, labels) for b, m in maps.items()}
+    assert trust["sklearn"] > 0.95 and knn["sklearn"] > 0.8  # a faithful reference, not two equally broken maps
+    assert abs(trust["opentsne"] - trust["sklearn"]) <= 0.01
+    assert abs(knn["opentsne"] - knn["sklearn"]) <= 0.01
 
 
 def test_tsne_backend_errors(monkeypatch, digits):
@@ -321,8 +338,8 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     assert metrics["confused_pairs"][0] == ["4", "9", 6]
     assert metrics["settings"]["tsne_3d_points"] == 200
     # The codes and the raw pixels each scored on their own inputs, with the caller's seed.
-    assert metrics["codes"]["knn5_accuracy"] == knn5_accuracy_numpy(codes, labels, seed=2)
-    assert metrics["raw_pixels"]["knn5_accuracy"] == knn5_accuracy_numpy(pixels(images), labels, seed=2)
+    assert metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, seed=2), abs=1e-6)
+    assert metrics["raw_pixels"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(pixels(images), labels, seed=2), abs=1e-6)
     assert metrics["codes"]["probe_accuracy"] == 0.8 and "probe_accuracy" not in metrics["raw_pixels"]
     assert metrics["codes"]["trustworthiness"] == pytest.approx(
         trustworthiness_numpy(codes, result.coords_2d["tsne"]), abs=1e-6)
@@ -344,7 +361,7 @@ def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     assert np.all(np.diff(index) > 0) and index[-1] < 300
     np.testing.assert_array_equal(index, embed.subsample_index(300, 200, 0))
     # Codes and labels subsampled alike: the kNN of exactly those rows.
-    assert result.metrics["codes"]["knn5_accuracy"] == knn5_accuracy_numpy(codes[index], labels[index], seed=0)
+    assert result.metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes[index], labels[index], seed=0), abs=1e-6)
     assert "tsne" not in result.coords_2d and "tsne_2d" not in result.figures
     assert result.metrics["raw_pixels"] == {} and "trustworthiness" not in result.metrics["codes"]
     with pytest.raises(ValueError, match="NaN"):

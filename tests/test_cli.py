@@ -122,10 +122,10 @@ def test_missing_optional_packages_are_config_errors(monkeypatch):
     from mnist_ae.config import ConfigError, base_config, validate
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "openTSNE" else real(name, *a))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
     config = base_config()
-    config.tsne_backend = "opentsne"
-    with pytest.raises(ConfigError, match=r"needs the openTSNE package: pip install -e '\.\[tsne\]'"):
+    config.tsne_backend = "umap"
+    with pytest.raises(ConfigError, match=r"needs the umap package: pip install -e '\.\[tsne\]'"):
         validate(config)
     from mnist_ae.cli import UsageError, check_log_framework
 

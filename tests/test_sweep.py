@@ -185,3 +185,31 @@ def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
     ds = load_dataset("mnist")
     metrics = evaluate(single_task, state.params, jnp.asarray(ds.test_images[:300]), jnp.asarray(ds.test_labels[:300]))
     assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_every_member_is_analysed_in_the_sweep_table(tmp_path):
+    """analyze_at_end in a sweep: each member's kNN, linear-probe, silhouette and trustworthiness numbers
+    in its finals and in the results table, the kNN and silhouette equal to numpy's on the member's own
+    codes (encoded again from its exported checkpoint), and all members' 2-D maps in one figure."""
+    from mnist_ae.api import load
+    from mnist_ae.data import load_dataset
+    from test_analysis import knn5_accuracy_numpy, silhouette_numpy
+
+    config = sweep_config(epochs=1, test_limit=300, seeds=(0,), analyze_at_end=True)
+    finals = tasks.train_sweep(config, tmp_path, log_framework="none", quiet=True)
+    ds = load_dataset("mnist")
+    images, labels = ds.test_images[:300], ds.test_labels[:300].astype(np.int64)
+    table = (tmp_path / "sweep_results.md").read_text().splitlines()
+    assert table[0].endswith("| kNN accuracy | linear-probe accuracy | silhouette | trustworthiness |")
+    for member, final in zip(build.members(config), finals):
+        codes = load(tmp_path / "members" / member.name).encode(images)
+        chex.assert_shape(codes, (300, member.latent_dim))
+        assert final["analysis/knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, 0), abs=1e-6)
+        assert final["analysis/silhouette"] == pytest.approx(silhouette_numpy(codes, labels), abs=1e-4)
+        assert 0.5 < final["analysis/trustworthiness"] <= 1 and 0 < final["analysis/logreg_accuracy"] <= 1
+        row = next(line for line in table if line.startswith(f"| {member.latent_dim} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[-4:] == [f"{final[f'analysis/{k}']:.4f}" for k in
+                              ("knn5_accuracy", "logreg_accuracy", "silhouette", "trustworthiness")]
+    assert (tmp_path / "analysis" / "member_maps.png").stat().st_size > 0

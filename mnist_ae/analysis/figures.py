@@ -80,20 +80,30 @@ def scatter_2d(
     axis: str = "dim",
 ) -> Path:
     """2-D embedding coloured by class with a class-name legend; axes named `axis` 1 and 2 (e.g. "PC")."""
+    return scatter_2d_panels([(title, coords_n2)], labels_n, class_names, path, axis)
+
+
+def scatter_2d_panels(
+    panels: Sequence[tuple[str, np.ndarray]], labels_n: np.ndarray, class_names: Sequence[str], path: Path,
+    axis: str = "dim",
+) -> Path:
+    """2-D embeddings [N, 2] of the same points side by side (e.g. one per sweep member), each titled,
+    coloured by class, one class-name legend; axes named `axis` 1 and 2."""
     with style():
-        fig = Figure(figsize=(6.5, 5.5))
-        ax = fig.add_subplot()
+        fig = Figure(figsize=(5.0 * len(panels) + 1.5, 5.5))
+        axes = fig.subplots(1, len(panels), squeeze=False)[0]
         colors = class_colors(len(class_names))
-        ax.scatter(
-            coords_n2[:, 0], coords_n2[:, 1], c=colors[labels_n], s=_point_size(len(labels_n)),
-            linewidths=0, alpha=0.8, rasterized=True,
-        )
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_xlabel(f"{axis} 1")
-        ax.set_ylabel(f"{axis} 2")
-        _class_legend(ax, class_names)
+        for ax, (title, coords_n2) in zip(axes, panels):
+            ax.scatter(
+                coords_n2[:, 0], coords_n2[:, 1], c=colors[labels_n], s=_point_size(len(labels_n)),
+                linewidths=0, alpha=0.8, rasterized=True,
+            )
+            ax.set_title(title)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(f"{axis} 1")
+            ax.set_ylabel(f"{axis} 2")
+        _class_legend(axes[-1], class_names)
         return _save(fig, path)
 
 

@@ -85,7 +85,7 @@ def run_analysis(
     *,
     probe_accuracy: float | None = None,
     probe_confusion: np.ndarray | None = None,
-    tsne_backend: str = "sklearn",
+    tsne_backend: str = "opentsne",
     subsample: int = 0,
     seed: int = 0,
     with_tsne: bool = True,
@@ -214,7 +214,8 @@ def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: StageT
     about 10 s), then read by every run, sweep and `--task analyze`."""
     key = hashlib.blake2b(images_nhw.tobytes(), digest_size=16)
     key.update(labels_n.astype(np.int64).tobytes())
-    key.update(json.dumps([tsne_backend if with_tsne else None, seed, TRUST_POINTS, RAW_PCA_DIMS]).encode())
+    key.update(json.dumps([tsne_backend if with_tsne else None, seed, TRUST_POINTS, RAW_PCA_DIMS,
+                           "device numbers"]).encode())
     path = baselines.cache_dir() / f"raw_quality_{key.hexdigest()}.json"
     try:
         return json.loads(path.read_text())

@@ -2,7 +2,7 @@
 
 The model is rebuilt from the config stored in the checkpoint, the whole test set is encoded in
 one jitted call, and the codes come back to the host once for `run_analysis`. Results go to
-RUN/analysis/ and, through the writer, to TensorBoard / W&B. `analyze_codes` is also what the
+RUN/analysis/ (a subset of N codes: RUN/analysis_subsample<N>/) and, through the writer, to TensorBoard / W&B. `analyze_codes` is also what the
 end of a reconstruction run calls, on the codes it already has.
 """
 
@@ -52,13 +52,20 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     return config
 
 
+def analysis_dir(workdir: Path, n_codes: int, subsample: int) -> Path:
+    """WORKDIR/analysis for all the codes, WORKDIR/analysis_subsample<N> for a subset of N of them: an
+    analysis names its subset, and a smaller one never overwrites a larger one."""
+    return workdir / ("analysis" if subsample in (0, None) or subsample >= n_codes else f"analysis_subsample{subsample}")
+
+
 def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
                   test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
                   writer: MetricWriter, step: int, say: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables.
     `say` gets a line as each stage ends."""
     result = run_analysis(
-        codes_nl, np.asarray(test_y), np.asarray(test_x), class_names, workdir / "analysis",
+        codes_nl, np.asarray(test_y), np.asarray(test_x), class_names,
+        analysis_dir(workdir, len(codes_nl), config.analysis_subsample),
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
         tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed, say=say)
@@ -121,6 +128,7 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
                                    writer, int(state.step), say=reporter.note)
     finally:
         reporter.close()
+    outdir = analysis_dir(workdir, len(codes), config.analysis_subsample)
     reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,
-                     paths={"analysis": workdir / "analysis", "metrics.json": workdir / "analysis" / "metrics.json"})
+                     paths={"analysis": outdir, "metrics.json": outdir / "metrics.json"})
     return result.metrics

@@ -18,6 +18,8 @@ from mnist_ae.core.models import code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
 from mnist_ae.analysis import ANALYSIS_PHASE
+
+MEMBERS_PHASE = "analysis of every member (quality numbers, 2-D maps)"
 from mnist_ae.run.driver import Hook, Run, eval_hook
 
 
@@ -185,6 +187,17 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
         for writer, member, final in zip(run.writers, members, run.finals):
             writer.write_hparams({**build.member_config(config, member).to_dict(), **member.tags}, final)
 
+    def member_analysis(run: Run, state: TrainState) -> None:
+        """Each member's quality numbers (kNN, linear probe, silhouette, trustworthiness) into its finals
+        (so into the results table, the HParams and the summary) and its 2-D map into one figure."""
+        from mnist_ae.analysis.members import analyze_members  # noqa: PLC0415  (scikit-learn only when needed)
+
+        numbers = analyze_members(run.test_codes(state), np.asarray(run.data.test_y), [m.latent_dim for m in members],
+                                  [m.name for m in members], run.data.class_names, run.workdir / "analysis",
+                                  tsne_backend=config.tsne_backend, seed=config.seed)
+        for final, member_numbers in zip(run.finals, numbers):
+            final.update({f"analysis/{k}": float(v) for k, v in member_numbers.items()})
+
     def outputs(run: Run, state: TrainState) -> None:
         for i, member in enumerate(members):
             sweep_outputs.export_member(config, member, run.program.member(state, i),
@@ -194,8 +207,10 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True),
-             Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
+    hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True)]
+    if config.analyze_at_end and parallel.is_main_process():  # before hparams and the table: they show its numbers
+        hooks.append(Hook(MEMBERS_PHASE, member_analysis, at_end=True, shown=True))
+    hooks += [Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
     if config.latent_pictures:
         hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
     if config.report_at_end:

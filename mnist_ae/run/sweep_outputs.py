@@ -55,26 +55,35 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
     return path
 
 
+# The per-member analysis numbers (analysis.members) a results table shows where the sweep has them.
+QUALITY_COLUMNS = {"analysis/knn5_accuracy": "kNN accuracy", "analysis/logreg_accuracy": "linear-probe accuracy",
+                   "analysis/silhouette": "silhouette", "analysis/trustworthiness": "trustworthiness"}
+
+
 def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
-    """Final test MSE and probe accuracy per latent size (and lr), mean +- std over the seeds that did
-    not diverge; diverged members are counted in their own column."""
+    """Final test MSE, probe accuracy and (when the members were analysed) their quality numbers per
+    latent size (and lr), mean +- std over the seeds that did not diverge; diverged members are counted
+    in their own column."""
     groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
     for m, f in zip(members, finals):
         groups[(m.latent_dim, m.learning_rate)].append(f)
-    lines = ["| latent | learning rate | seeds | diverged | test MSE | PCA test MSE | probe accuracy |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+    quality = {key: label for key, label in QUALITY_COLUMNS.items() if any(key in f for f in finals)}
+    lines = ["| latent | learning rate | seeds | diverged | test MSE | PCA test MSE | probe accuracy |"
+             + "".join(f" {label} |" for label in quality.values()),
+             "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(quality)]
     series: dict[str, tuple[list, list]] = {}
     for (latent, lr), fs in sorted(groups.items()):
         healthy = [f for f in fs if not f.get("diverged")]
-        mse = np.array([f["test/recon_mse"] for f in healthy] or [np.nan])
-        acc = np.array([f["test/probe_accuracy"] for f in healthy] or [np.nan])
+        columns = {"test MSE": "test/recon_mse", "probe accuracy": "test/probe_accuracy",
+                   **{label: key for key, label in quality.items()}}
+        values = {label: np.array([f.get(key, np.nan) for f in healthy] or [np.nan]) for label, key in columns.items()}
         pca = np.array([fs[0].get(PCA_KEY, np.nan)])  # one number per code size, whatever the seed
-        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(mse)} | "
-                     f"{pca[0]:.4f} | {_spread(acc)} |")
-        for name, values in ((f"test MSE (lr {lr:g})", mse), (f"probe accuracy (lr {lr:g})", acc)):
-            means, stds = series.setdefault(name, ([], []))
-            means.append(values.mean())
-            stds.append(values.std())
+        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(values['test MSE'])} | "
+                     f"{pca[0]:.4f} | " + " | ".join(_spread(values[label]) for label in list(columns)[1:]) + " |")
+        for label, column in values.items():
+            means, stds = series.setdefault(f"{label} (lr {lr:g})", ([], []))
+            means.append(column.mean())
+            stds.append(column.std())
     table = "\n".join(lines)
     (workdir / "sweep_results.md").write_text(table + "\n")
     latents = sorted({m.latent_dim for m in members})
