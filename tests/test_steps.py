@@ -233,3 +233,20 @@ def test_classification_task_learns(slice_):
     metrics = evaluate(task, state.params, slice_[2], slice_[3])
     assert float(metrics["test/accuracy"]) > 0.7  # 7x chance after 96 small steps
     assert "test/recon_mse" not in metrics
+
+
+def test_encode_decode_and_reconstruct_are_the_model_applied_to_the_whole_set(slice_):
+    """The chunked helpers (10 images in chunks of 4: the last is padded) against one unchunked apply."""
+    from mnist_ae.core.steps import decode, encode, reconstruct
+
+    task = build.learner(tiny(eval_batch_size=4))
+    params = init_state(task, 0).params["ae"]
+    x_u8 = slice_[2][:10]
+    mask = (jnp.arange(8) < 5).astype(jnp.float32)
+    recon, z = task.autoencoder.apply(params, losses.to_unit_range(x_u8), mask)
+    chex.assert_shape(z, (10, 8))
+    chex.assert_trees_all_close(encode(task, params, x_u8, mask), z, atol=1e-6)
+    chex.assert_trees_all_equal(encode(task, params, x_u8, mask)[:, 5:], jnp.zeros((10, 3)))
+    chex.assert_trees_all_close(decode(task, params, z), recon, atol=1e-6)
+    chex.assert_trees_all_close(reconstruct(task, params, x_u8, mask), recon, atol=1e-6)
+    chex.assert_shape(decode(task, params, z), (10, 28, 28))

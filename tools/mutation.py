@@ -1,0 +1,430 @@
+"""Mutation testing on demand (not in CI): do the tests notice when the code is wrong?
+
+A small AST mutator of our own rather than mutmut 3 or cosmic-ray: mutmut 3 runs every mutant in a
+process forked from one that already traced and compiled the jitted functions (a jit cache hit
+never calls the mutated Python again, so mutants in traced code would survive unseen) and wraps
+each function in a trampoline that flax's `nn.compact` methods do not expect; cosmic-ray mutates
+the files in place and generates every operator swap (about 12 mutants per `+`), too many for
+2 shared cores. Here each mutant is one fresh `pytest -x` process on a scratch copy of the repo,
+run on the module's covering tests only, with a timeout; results are appended to
+`.mutation/results.jsonl`, so an interrupted run resumes where it stopped.
+
+    python tools/mutation.py                      # every module (resumes)
+    python tools/mutation.py mnist_ae/core/pca.py # one module
+    python tools/mutation.py --list MODULE        # the mutants, numbered
+    python tools/mutation.py --apply MODULE:N     # write mutant N into the worktree (git checkout to undo)
+    python tools/mutation.py --report             # the score and the survivors into docs/mutation.md
+
+Mutations: arithmetic/bitwise operator swaps (also in `+=`), comparison flips (`<` to `<=`, `==` to
+`!=`, `is`/`in` negated), `and`/`or`, a removed `not` or unary minus, numbers +1 and True/False
+swapped, a call statement or `raise` removed, `return x` to `return None`. Not mutated: strings
+(messages, dict keys), f-strings, annotations, docstrings, imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".mutation"
+RESULTS = STATE / "results.jsonl"
+UNOBSERVABLE = ROOT / "tools" / "mutation_unobservable.toml"
+REPORT = ROOT / "docs" / "mutation.md"
+
+# Module -> the tests that cover it, the most direct first (`-x` stops at the first failure), in
+# the order a run takes them: the core and the checkpoint first.
+_QUICK_ANALYSIS = ["tests/test_analysis.py", "-k", "not run_analysis and not tsne and not figures"]
+MODULES: dict[str, list[str]] = {
+    "mnist_ae/core/losses.py": ["tests/test_losses.py", "tests/test_steps.py"],
+    "mnist_ae/core/state.py": ["tests/test_steps.py", "tests/test_checkpoint.py"],
+    "mnist_ae/core/steps.py": ["tests/test_steps.py"],
+    "mnist_ae/core/loop.py": ["tests/test_steps.py"],
+    "mnist_ae/core/sweep.py": ["tests/test_sweep.py"],
+    "mnist_ae/core/models.py": ["tests/test_models.py", "tests/test_steps.py"],
+    "mnist_ae/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_compat.py"],
+    "mnist_ae/core/conv_layers.py": ["tests/test_conv_layers.py", "tests/test_models.py"],
+    "mnist_ae/core/pca.py": _QUICK_ANALYSIS,
+    "mnist_ae/analysis/quality.py": _QUICK_ANALYSIS,
+    "mnist_ae/parallel.py": ["tests/test_parallel.py"],
+}
+PYTEST_ARGS = ["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult,
+            ast.FloorDiv: ast.Div, ast.Mod: ast.FloorDiv, ast.Pow: ast.Mult,
+            ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd, ast.LShift: ast.RShift,
+            ast.RShift: ast.LShift, ast.MatMult: ast.Mult}
+SWAP_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+            ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn,
+            ast.NotIn: ast.In}
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    module: str
+    index: int        # position in the module's list (changes when the module does)
+    node: int         # the node's position in ast.walk order
+    kind: str
+    arg: int          # which operand (for comparisons)
+    line: int
+    where: str        # enclosing function or class
+    desc: str         # before -> after, in source text
+
+    @property
+    def key(self) -> str:
+        """A name that survives edits elsewhere in the module (for the unobservable list)."""
+        return f"{self.module}::{self.where}::{self.desc}"
+
+
+def _skipped(tree: ast.Module) -> set[int]:
+    """ids of nodes never mutated: annotations, docstrings, imports, f-strings, strings."""
+    skip: set[int] = set()
+
+    def drop(node: ast.AST | None) -> None:
+        if node is not None:
+            skip.update(id(n) for n in ast.walk(node))
+
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.JoinedStr)):
+            drop(node)
+        elif isinstance(node, ast.arg):
+            drop(node.annotation)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            drop(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            drop(node.annotation)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                drop(body[0])
+    return skip
+
+
+def _owners(tree: ast.Module) -> dict[int, str]:
+    owner: dict[int, str] = {}
+
+    def visit(node: ast.AST, name: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            inner = name
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                inner = f"{name}.{child.name}" if name else child.name
+            owner[id(child)] = inner
+            visit(child, inner)
+
+    visit(tree, "")
+    return owner
+
+
+def _variants(node: ast.AST) -> Iterator[tuple[str, int]]:
+    """(kind, arg) for each mutation this node offers."""
+    if isinstance(node, (ast.BinOp, ast.AugAssign)) and type(node.op) in SWAP_BIN:
+        yield "binop", 0
+    elif isinstance(node, ast.Compare):
+        for i, op in enumerate(node.ops):
+            if type(op) in SWAP_CMP:
+                yield "compare", i
+    elif isinstance(node, ast.BoolOp):
+        yield "boolop", 0
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.Not, ast.USub)):
+        yield "unary", 0
+    elif isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float)):
+        yield "constant", 0
+    elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+        yield "remove", 0
+    elif isinstance(node, ast.Raise):
+        yield "remove", 0
+    elif isinstance(node, ast.Return) and node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None):
+        yield "return", 0
+
+
+def _mutate(node: ast.AST, kind: str, arg: int) -> ast.AST:
+    """The mutated copy of `node`."""
+    new = copy.deepcopy(node)
+    if kind == "binop":
+        new.op = SWAP_BIN[type(node.op)]()
+    elif kind == "compare":
+        new.ops[arg] = SWAP_CMP[type(node.ops[arg])]()
+    elif kind == "boolop":
+        new.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif kind == "unary":
+        return new.operand
+    elif kind == "constant":
+        v = node.value
+        new.value = (not v) if isinstance(v, bool) else v + 1
+    elif kind == "remove":
+        return ast.Pass()
+    elif kind == "return":
+        new.value = None
+    return new
+
+
+def _text(node: ast.AST) -> str:
+    s = ast.unparse(node).replace("\n", "; ")
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def mutants(module: str) -> list[Mutant]:
+    tree = ast.parse((ROOT / module).read_text())
+    skip, owner = _skipped(tree), _owners(tree)
+    out = []
+    for i, node in enumerate(ast.walk(tree)):
+        if id(node) in skip:
+            continue
+        for kind, arg in _variants(node):
+            desc = f"{_text(node)} -> {_text(_mutate(node, kind, arg))}"
+            out.append(Mutant(module, len(out), i, kind, arg, getattr(node, "lineno", 0),
+                              owner.get(id(node), "<module>"), desc))
+    seen: dict[str, int] = {}
+    for j, m in enumerate(out):  # the same text twice in one function: number the later ones
+        seen[m.key] = seen.get(m.key, 0) + 1
+        if seen[m.key] > 1:
+            out[j] = dataclasses.replace(m, desc=f"{m.desc} #{seen[m.key]}")
+    return out
+
+
+def mutated_source(m: Mutant) -> str:
+    tree = ast.parse((ROOT / m.module).read_text())
+    nodes = list(ast.walk(tree))
+    target = nodes[m.node]
+    new = _mutate(target, m.kind, m.arg)
+    for parent in nodes:  # swap the node in its parent
+        for field, value in ast.iter_fields(parent):
+            if value is target:
+                setattr(parent, field, new)
+            elif isinstance(value, list) and any(v is target for v in value):
+                value[[v is target for v in value].index(True)] = new
+    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def _source_hash(module: str) -> str:
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()[:16]
+
+
+def _load_results() -> dict[str, dict]:
+    if not RESULTS.exists():
+        return {}
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return {r["id"]: r for r in rows}
+
+
+def _scratch(n: int) -> Path:
+    """A copy of the package and tests (data linked) where mutants are written, never the worktree."""
+    work = STATE / f"work-{os.getpid()}-{n}"  # one per job and per concurrent run
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("mnist_ae", "tests"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    (work / "data").symlink_to(ROOT / "data")
+    return work
+
+
+def _preload() -> None:
+    """Import the heavy libraries once; every mutant's pytest is a fork of this process.
+
+    Forking saves the ~4 CPU-seconds of imports per mutant. It is safe because nothing here touches
+    a JAX backend (no XLA threads, empty jit caches) and `mnist_ae` itself is imported fresh, from
+    the scratch copy, in each child. The env vars tests/conftest.py would set come first, as JAX
+    reads them at import.
+    """
+    scratch = Path(tempfile.gettempdir()) / f"mnist_ae_tests_{os.getuid()}"
+    os.environ.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(scratch / "jax_cache"),
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+                      MNIST_AE_CACHE=str(scratch / "cache"))
+    os.environ.pop("CI", None)  # a skip is not a kill
+    sys.dont_write_bytecode = True  # a mutant must never leave a .pyc that a later one would load
+    import chex, flax.linen, jax, numpy, optax, orbax.checkpoint, pytest, sklearn  # noqa: F401,E401
+
+
+def _fork_pytest(work: Path, tests: list[str]) -> int:
+    pid = os.fork()
+    if pid == 0:  # the child: pytest in the scratch copy, its output to a log
+        try:
+            import pytest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.chdir(work)
+            sys.path.insert(0, str(work))
+            fd = os.open(work / "pytest.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os._exit(int(pytest.main([*PYTEST_ARGS, *tests])))
+        finally:
+            os._exit(99)
+    return pid
+
+
+def _outcome(status: int | None) -> str:
+    if status is None:
+        return "timeout"
+    code = os.waitstatus_to_exitcode(status)
+    # 1: a test failed; 2: collection failed (the mutant breaks the import); others: our problem
+    return {0: "survived", 1: "killed", 2: "killed"}.get(code, f"error{code}")
+
+
+def _run_one(work: Path, tests: list[str], timeout: float) -> tuple[str, float]:
+    start, pid = time.monotonic(), _fork_pytest(work, tests)
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return _outcome(status), time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout", time.monotonic() - start
+        time.sleep(0.1)
+
+
+def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> None:
+    STATE.mkdir(exist_ok=True)
+    _preload()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so `finally` ends the children
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    done, works = _load_results(), [_scratch(n) for n in range(jobs)]
+    if retest:  # the tests changed: run the survivors (and timeouts, maybe just a busy machine) again
+        done = {k: r for k, r in done.items() if r["outcome"] not in ("survived", "timeout")}
+    try:
+        for module in modules:
+            _run_module(module, works, done, timeout_factor)
+    finally:
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_factor: float) -> None:
+    h = _source_hash(module)
+    todo = [m for m in mutants(module) if f"{h}:{m.index}" not in done]
+    print(f"{module}: {len(todo)} mutants to run", flush=True)
+    if not todo:
+        return
+    outcome, base = _run_one(works[0], MODULES[module], timeout=1800)
+    if outcome != "survived":
+        sys.exit(f"{module}: its tests fail before any mutation ({outcome}, see "
+                 f"{works[0] / 'pytest.log'}); fix them first")
+    timeout = max(60.0, timeout_factor * base)
+    print(f"  unmutated tests: {base:.0f}s; timeout {timeout:.0f}s", flush=True)
+    original = (ROOT / module).read_text()
+    running: dict[int, tuple[Mutant, Path, float]] = {}
+    free = list(works)
+    try:
+        while todo or running:
+            while todo and free:
+                m, work = todo.pop(0), free.pop()
+                (work / module).write_text(mutated_source(m))
+                running[_fork_pytest(work, MODULES[module])] = (m, work, time.monotonic())
+            finished = []
+            for pid, (m, work, start) in running.items():
+                got, status = os.waitpid(pid, os.WNOHANG)
+                if not got and time.monotonic() - start > timeout:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    got, status = pid, None
+                if got:
+                    finished.append(pid)
+                    outcome, secs = _outcome(status), time.monotonic() - start
+                    row = {"id": f"{h}:{m.index}", **dataclasses.asdict(m), "key": m.key,
+                           "outcome": outcome, "seconds": round(secs, 1)}
+                    with RESULTS.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    print(f"  {m.index:4d} L{m.line:<4d} {outcome:9s} {secs:5.1f}s {m.desc}",
+                          flush=True)
+                    (work / module).write_text(original)
+                    free.append(work)
+            for pid in finished:
+                del running[pid]
+            time.sleep(0.1)
+    finally:
+        for pid in running:
+            os.kill(pid, signal.SIGKILL)
+        for work in works:
+            (work / module).write_text(original)
+
+
+def report(modules: list[str]) -> str:
+    done = _load_results()
+    reasons = {e["key"]: e["reason"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
+    lines = ["# Mutation testing", "", "Written by `python tools/mutation.py --report` from the last "
+             "run's results; reasons for unobservable mutants are in `tools/mutation_unobservable.toml`.",
+             "", "| module | mutants | run | killed | unobservable | survived | score |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    survivors, total = [], {"all": 0, "run": 0, "killed": 0, "unobs": 0, "surv": 0, "secs": 0.0}
+    for module in modules:
+        ms, h = mutants(module), _source_hash(module)
+        rows = [done[f"{h}:{m.index}"] for m in ms if f"{h}:{m.index}" in done]
+        killed = sum(r["outcome"] in ("killed", "timeout") for r in rows)
+        unobs = [r for r in rows if r["outcome"] == "survived" and r["key"] in reasons]
+        surv = [r for r in rows if r["outcome"] == "survived" and r["key"] not in reasons]
+        observable = len(rows) - len(unobs)
+        score = f"{100 * killed / observable:.1f}%" if observable else "-"
+        lines.append(f"| `{module}` | {len(ms)} | {len(rows)} | {killed} | {len(unobs)} | "
+                     f"{len(surv)} | {score} |")
+        survivors += [(r, reasons.get(r["key"])) for r in unobs + surv]
+        for k, v in (("all", len(ms)), ("run", len(rows)), ("killed", killed),
+                     ("unobs", len(unobs)), ("surv", len(surv)),
+                     ("secs", sum(r["seconds"] for r in rows))):
+            total[k] += v
+    obs = total["run"] - total["unobs"]
+    lines.append(f"| **all** | {total['all']} | {total['run']} | {total['killed']} | "
+                 f"{total['unobs']} | {total['surv']} | "
+                 f"{100 * total['killed'] / max(obs, 1):.1f}% |")
+    lines += ["", f"Score = killed / (run - unobservable); a timeout counts as killed. "
+              f"Test time summed over mutants: {total['secs'] / 60:.0f} min.", "",
+              "## Surviving mutants", "", "| module | line | where | mutation | why it cannot be observed |",
+              "|---|---:|---|---|---|"]
+    for r, why in sorted(survivors, key=lambda t: (t[0]["module"], t[0]["line"])):
+        mutation = r["desc"].replace("|", "\\|")
+        lines.append(f"| `{r['module']}` | {r['line']} | `{r['where']}` | `{mutation}` | "
+                     f"{why or '**NOT EXPLAINED: a missing test?**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("modules", nargs="*", help="modules to mutate (default: all, in priority order)")
+    p.add_argument("--list", action="store_true", help="print the mutants and exit")
+    p.add_argument("--apply", metavar="MODULE:N", help="write mutant N into the worktree and exit")
+    p.add_argument("--report", action="store_true", help=f"write {REPORT.relative_to(ROOT)}")
+    p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    p.add_argument("--retest-survivors", action="store_true",
+                   help="run the mutants that survived or timed out again (after adding tests)")
+    p.add_argument("--timeout-factor", type=float, default=5.0,
+                   help="per-mutant timeout as a multiple of the unmutated test time (min 30 s)")
+    args = p.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        sys.exit(f"not a mutated module: {unknown[0]}; choose from: {', '.join(MODULES)}")
+    modules = args.modules or list(MODULES)
+    if args.apply:
+        module, n = args.apply.rsplit(":", 1)
+        m = mutants(module)[int(n)]
+        (ROOT / module).write_text(mutated_source(m))
+        print(f"applied {m.module}:{m.index} L{m.line} {m.desc}  (undo: git checkout {module})")
+    elif args.list:
+        for module in modules:
+            for m in mutants(module):
+                print(f"{module}:{m.index:<4d} L{m.line:<4d} {m.where:30s} {m.desc}")
+    elif args.report:
+        REPORT.write_text(report(modules))
+        print(REPORT.read_text())
+    else:
+        run(modules, args.timeout_factor, args.jobs, args.retest_survivors)
+
+
+if __name__ == "__main__":
+    main()
