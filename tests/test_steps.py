@@ -250,3 +250,40 @@ def test_encode_decode_and_reconstruct_are_the_model_applied_to_the_whole_set(sl
     chex.assert_trees_all_close(decode(task, params, z), recon, atol=1e-6)
     chex.assert_trees_all_close(reconstruct(task, params, x_u8, mask), recon, atol=1e-6)
     chex.assert_shape(decode(task, params, z), (10, 28, 28))
+
+
+def test_a_learner_is_immutable():
+    """Closed over by jitted functions as a static value: a change after a trace would be silently
+    ignored by the compiled program, so it is frozen."""
+    import dataclasses
+
+    task = build.learner(tiny())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.ae_steps = 2
+
+
+def test_freeze_on_divergence_stops_a_member_at_its_first_non_finite_round(slice_):
+    """An infinite AE learning rate: round 0's update gives infinite parameter norms, so it is not
+    applied, the state stays as it was (step 0) and the later rounds' metrics are NaN (round 0's loss,
+    taken before the update, is finite). Without the flag every round is applied; a healthy state
+    advances one step per round, epoch after epoch."""
+    config = tiny()
+    task = build.learner(config)
+    x, y = slice_[0][:512], slice_[1][:512]  # 8 rounds of 64
+    healthy = init_state(task, 0)
+    opt = healthy.opt_states["ae"]
+    hyper = {**opt.hyperparams, "learning_rate": jnp.asarray(jnp.inf, jnp.float32)}
+    sick = healthy.replace(opt_states={**healthy.opt_states, "ae": opt._replace(hyperparams=hyper)})
+    frozen, m = train_epoch(task, sick, x, y, config.batch_size, freeze_on_divergence=True)
+    assert (int(frozen.step), int(frozen.epoch)) == (0, 1)
+    chex.assert_trees_all_equal(frozen.params, sick.params)
+    assert np.isfinite(float(m["train/recon_mse"][0])) and np.isnan(np.asarray(m["train/recon_mse"][1:])).all()
+    again, _ = train_epoch(task, frozen, x, y, config.batch_size, freeze_on_divergence=True)
+    chex.assert_trees_all_equal(again.params, frozen.params)
+    assert (int(again.step), int(again.epoch)) == (0, 2)
+    unfrozen, _ = train_epoch(task, sick, x, y, config.batch_size)
+    assert int(unfrozen.step) == 8
+    for epoch in (1, 2):
+        healthy, m = train_epoch(task, healthy, x, y, config.batch_size, freeze_on_divergence=True)
+        assert (int(healthy.step), int(healthy.epoch)) == (8 * epoch, epoch)
+        chex.assert_tree_all_finite(m)

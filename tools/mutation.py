@@ -280,15 +280,18 @@ def _outcome(status: int | None) -> str:
 
 def _run_one(work: Path, tests: list[str], timeout: float) -> tuple[str, float]:
     start, pid = time.monotonic(), _fork_pytest(work, tests)
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return _outcome(status), time.monotonic() - start
-        if time.monotonic() - start > timeout:
+    try:
+        while time.monotonic() - start < timeout:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                return _outcome(status), time.monotonic() - start
+            time.sleep(0.1)
+        return "timeout", time.monotonic() - start
+    finally:
+        if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return "timeout", time.monotonic() - start
-        time.sleep(0.1)
 
 
 def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> None:
@@ -298,7 +301,9 @@ def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> N
     signal.signal(signal.SIGINT, signal.default_int_handler)
     done, works = _load_results(), [_scratch(n) for n in range(jobs)]
     if retest:  # the tests changed: run the survivors (and timeouts, maybe just a busy machine) again
-        done = {k: r for k, r in done.items() if r["outcome"] not in ("survived", "timeout")}
+        explained = {e["key"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
+        done = {k: r for k, r in done.items()
+                if r["outcome"] not in ("survived", "timeout") or r["key"] in explained}
     try:
         for module in modules:
             _run_module(module, works, done, timeout_factor)
@@ -313,6 +318,9 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
     print(f"{module}: {len(todo)} mutants to run", flush=True)
     if not todo:
         return
+    for work in works:  # the tests as they are now (tests may be added while a run goes on)
+        shutil.copytree(ROOT / "tests", work / "tests", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     outcome, base = _run_one(works[0], MODULES[module], timeout=1800)
     if outcome != "survived":
         sys.exit(f"{module}: its tests fail before any mutation ({outcome}, see "
