@@ -185,3 +185,21 @@ def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
     ds = load_dataset("mnist")
     metrics = evaluate(single_task, state.params, jnp.asarray(ds.test_images[:300]), jnp.asarray(ds.test_labels[:300]))
     assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
+
+
+def test_a_diverging_member_is_frozen_while_the_others_train_on(slice_):
+    """Member 0 gets an infinite learning rate: its first update is refused (step stays 0, parameters
+    as they were, metrics NaN after round 0); the three others take all 4 rounds."""
+    config = sweep_config()
+    setup = build.sweep_setup(config)
+    states = setup.initial_states(config)
+    opt = states.opt_states["ae"]
+    lr = opt.hyperparams["learning_rate"].at[0].set(jnp.inf)
+    sick = states.replace(opt_states={**states.opt_states,
+                                      "ae": opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})})
+    after, m = sweep.sweep_epoch(setup.learner, sick, slice_[0][:256], slice_[1][:256], setup.masks_ml,
+                                 config.batch_size)
+    np.testing.assert_array_equal(after.step, [0, 4, 4, 4])
+    chex.assert_trees_all_equal(sweep.unstack(after.params, 0), sweep.unstack(states.params, 0))
+    assert np.isnan(np.asarray(m["train/recon_mse"][0, 1:])).all()
+    chex.assert_tree_all_finite(jax.tree.map(lambda a: a[1:], m))
