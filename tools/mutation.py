@@ -34,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -82,6 +83,7 @@ class Mutant:
     kind: str
     arg: int          # which operand (for comparisons)
     line: int
+    end: int          # last line of the mutated node
     where: str        # enclosing function or class
     desc: str         # before -> after, in source text
 
@@ -188,8 +190,11 @@ def mutants(module: str) -> list[Mutant]:
             continue
         for kind, arg in _variants(node):
             desc = f"{_text(node)} -> {_text(_mutate(node, kind, arg))}"
-            out.append(Mutant(module, len(out), i, kind, arg, getattr(node, "lineno", 0),
-                              owner.get(id(node), "<module>"), desc))
+            line = getattr(node, "lineno", 0)
+            end = line if kind in ("remove", "return") and not isinstance(node, ast.Raise) else \
+                getattr(node, "end_lineno", line)
+            out.append(Mutant(module, len(out), i, kind, arg, line, end, owner.get(id(node), "<module>"),
+                              desc))
     seen: dict[str, int] = {}
     for j, m in enumerate(out):  # the same text twice in one function: number the later ones
         seen[m.key] = seen.get(m.key, 0) + 1
@@ -255,9 +260,11 @@ def _preload() -> None:
     import chex, flax.linen, jax, numpy, optax, orbax.checkpoint, pytest, sklearn  # noqa: F401,E401
 
 
-def _fork_pytest(work: Path, tests: list[str]) -> int:
+def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
+    """pytest in a child process in the scratch copy, its output to a log. With `trace` (a module),
+    the child records which test ran which of its lines into `work/lines.json` instead."""
     pid = os.fork()
-    if pid == 0:  # the child: pytest in the scratch copy, its output to a log
+    if pid == 0:
         try:
             import pytest
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -266,10 +273,62 @@ def _fork_pytest(work: Path, tests: list[str]) -> int:
             fd = os.open(work / "pytest.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
-            os._exit(int(pytest.main([*PYTEST_ARGS, *tests])))
+            tracer = _LineTracer(work / trace) if trace else None
+            code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer] if tracer else []))
+            if tracer:
+                (work / "lines.json").write_text(json.dumps(
+                    {"order": tracer.order, "lines": {k: sorted(v) for k, v in tracer.hits.items()}}))
+            os._exit(code)
         finally:
             os._exit(99)
     return pid
+
+
+class _LineTracer:
+    """A pytest plugin: for each line of one file, the tests that ran it ("<import>": run outside any
+    test, e.g. module-level code, class bodies and default values).
+
+    JAX runs a jitted function's Python only when it traces it, and a later test with the same shapes
+    hits the jit cache: the caches are cleared before each test so that every test that needs a line
+    runs it here.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.current = os.path.realpath(path), "<import>"
+        self.hits: dict[str, set[str]] = {}
+        self.order: list[str] = []
+        self._ours: dict[str, bool] = {}
+        sys.settrace(self._call)
+        threading.settrace(self._call)
+
+    def _call(self, frame, event, arg):  # noqa: ANN001, ANN202
+        name = frame.f_code.co_filename
+        ours = self._ours.get(name)
+        if ours is None:
+            ours = self._ours[name] = os.path.realpath(name) == self.path
+        return self._line if ours else None
+
+    def _line(self, frame, event, arg):  # noqa: ANN001, ANN202
+        if event == "line":
+            self.hits.setdefault(str(frame.f_lineno), set()).add(self.current)
+        return self._line
+
+    def pytest_runtest_protocol(self, item):  # noqa: ANN001, ANN201
+        import jax
+        jax.clear_caches()
+        self.current = item.nodeid
+        self.order.append(item.nodeid)
+
+    def pytest_runtest_logfinish(self, nodeid, location):  # noqa: ANN001, ANN201
+        self.current = "<import>"
+
+
+def _selected(m: Mutant, lines: dict[str, list[str]], order: list[str], everything: list[str]) -> list[str]:
+    """The tests that ran the mutant's lines, in file order; all of them for code run at import."""
+    tests = {t for line in range(m.line, m.end + 1) for t in lines.get(str(line), [])}
+    if "<import>" in tests:
+        return everything
+    return [t for t in order if t in tests]
 
 
 def _outcome(status: int | None) -> str:
@@ -280,8 +339,8 @@ def _outcome(status: int | None) -> str:
     return {0: "survived", 1: "killed", 2: "killed"}.get(code, f"error{code}")
 
 
-def _run_one(work: Path, tests: list[str], timeout: float) -> tuple[str, float]:
-    start, pid = time.monotonic(), _fork_pytest(work, tests)
+def _run_one(work: Path, tests: list[str], timeout: float, trace: str = "") -> tuple[str, float]:
+    start, pid = time.monotonic(), _fork_pytest(work, tests, trace)
     try:
         while time.monotonic() - start < timeout:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -314,6 +373,29 @@ def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> N
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _record(h: str, m: Mutant, outcome: str, secs: float, n_tests: int | list) -> None:
+    n = n_tests if isinstance(n_tests, int) else len(n_tests)
+    row = {"id": f"{h}:{m.index}", **dataclasses.asdict(m), "key": m.key, "outcome": outcome,
+           "seconds": round(secs, 1), "tests": n}
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"  {m.index:4d} L{m.line:<4d} {outcome:9s} {secs:5.1f}s {n:3d} tests  {m.desc}", flush=True)
+
+
+def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str], float] | None:
+    """Which test runs which line of `module` (cached per module and tests version), the tests in
+    order, and the seconds the traced run took; None if the tests fail unmutated."""
+    tests_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((ROOT / "tests").rglob("*.py"))))
+    cache = STATE / f"lines-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
+    if not cache.exists():
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace=module)
+        if outcome != "survived":
+            return None
+        cache.write_text(json.dumps({**json.loads((work / "lines.json").read_text()), "seconds": secs}))
+    got = json.loads(cache.read_text())
+    return got["lines"], got["order"], got["seconds"]
+
+
 def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_factor: float) -> None:
     h = _source_hash(module)
     todo = [m for m in mutants(module) if f"{h}:{m.index}" not in done]
@@ -323,23 +405,28 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
     for work in works:  # the tests as they are now (tests may be added while a run goes on)
         shutil.copytree(ROOT / "tests", work / "tests", dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    outcome, base = _run_one(works[0], MODULES[module], timeout=1800)
-    if outcome != "survived":
-        sys.exit(f"{module}: its tests fail before any mutation ({outcome}, see "
-                 f"{works[0] / 'pytest.log'}); fix them first")
+    covered = _coverage(module, works[0])
+    if covered is None:
+        sys.exit(f"{module}: its tests fail before any mutation (see {works[0] / 'pytest.log'}); fix them first")
+    lines, order, base = covered
     timeout = max(60.0, timeout_factor * base)
-    print(f"  unmutated tests: {base:.0f}s; timeout {timeout:.0f}s", flush=True)
+    print(f"  unmutated tests (traced): {base:.0f}s; timeout {timeout:.0f}s", flush=True)
     original = (ROOT / module).read_text()
     running: dict[int, tuple[Mutant, Path, float]] = {}
     free = list(works)
     try:
         while todo or running:
             while todo and free:
-                m, work = todo.pop(0), free.pop()
+                m = todo.pop(0)
+                tests = _selected(m, lines, order, MODULES[module])
+                if not tests:  # no test runs this line: it survives without a run
+                    _record(h, m, "survived", 0.0, [])
+                    continue
+                work = free.pop()
                 (work / module).write_text(mutated_source(m))
-                running[_fork_pytest(work, MODULES[module])] = (m, work, time.monotonic())
+                running[_fork_pytest(work, tests)] = (m, work, time.monotonic(), len(tests))
             finished = []
-            for pid, (m, work, start) in running.items():
+            for pid, (m, work, start, n_tests) in running.items():
                 got, status = os.waitpid(pid, os.WNOHANG)
                 if not got and time.monotonic() - start > timeout:
                     os.kill(pid, signal.SIGKILL)
@@ -347,13 +434,7 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
                     got, status = pid, None
                 if got:
                     finished.append(pid)
-                    outcome, secs = _outcome(status), time.monotonic() - start
-                    row = {"id": f"{h}:{m.index}", **dataclasses.asdict(m), "key": m.key,
-                           "outcome": outcome, "seconds": round(secs, 1)}
-                    with RESULTS.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
-                    print(f"  {m.index:4d} L{m.line:<4d} {outcome:9s} {secs:5.1f}s {m.desc}",
-                          flush=True)
+                    _record(h, m, _outcome(status), time.monotonic() - start, n_tests)
                     (work / module).write_text(original)
                     free.append(work)
             for pid in finished:
