@@ -218,8 +218,13 @@ def test_evaluate_counts_every_example_once_whatever_the_chunking(slice_):
     chex.assert_trees_all_close(whole, chunked, rtol=1e-5)
     np.testing.assert_allclose(float(whole["test/probe_accuracy"]),
                                np.trace(np.asarray(whole["test/probe_confusion"])) / 500)
-    recon, _ = task.autoencoder.apply(state.params["ae"], losses.to_unit_range(x))
+    recon, z = task.autoencoder.apply(state.params["ae"], losses.to_unit_range(x))
     np.testing.assert_allclose(float(whole["test/recon_mse"]), float(losses.mse(recon, losses.to_unit_range(x))),
+                               rtol=1e-5)
+    logits = np.asarray(task.head.apply(state.params["probe"], z), np.float64)  # the mean CE, in numpy
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    np.testing.assert_allclose(float(whole["test/probe_loss"]), -log_p[np.arange(500), np.asarray(y)].mean(),
                                rtol=1e-5)
 
 
