@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_ae import build, tasks
-from mnist_ae.checkpoint import Checkpointer
+from mnist_ae.checkpoint import CheckpointError, Checkpointer, _cause, state_digest
 from mnist_ae.config import ConfigError
 from mnist_ae.core import losses
 from mnist_ae.core.loop import train_epoch
@@ -25,6 +25,51 @@ ROUNDS = 2048 // 64  # rounds per epoch of tiny(): train_limit / batch_size
 
 def _leaves(tree) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_the_digest_covers_every_leafs_path_dtype_shape_and_bytes():
+    base = {"a": np.arange(4, dtype=np.float32), "b": np.zeros((2, 2), np.int32)}
+    same = {"a": np.arange(4, dtype=np.float32), "b": np.zeros((2, 2), np.int32)}
+    assert state_digest(base) == state_digest(same)
+    for other in ({"a": np.arange(4, dtype=np.float32) + 1, "b": base["b"]},  # bytes
+                  {"a": np.arange(4, dtype=np.float64), "b": base["b"]},  # dtype
+                  {"a": base["a"], "b": np.zeros((4,), np.int32)},  # shape, same bytes
+                  {"c": base["a"], "b": base["b"]}):  # path
+        assert state_digest(other) != state_digest(base)
+    import hashlib
+    assert state_digest({}) == hashlib.sha256().hexdigest()  # nothing hashed but the leaves
+
+
+def test_a_cause_is_the_innermost_os_error_or_the_first_line():
+    try:
+        try:
+            raise OSError(28, "No space left on device", "/disk/x")
+        except OSError as inner:
+            raise RuntimeError("wrapped\nmore") from inner
+    except RuntimeError as outer:
+        assert _cause(outer) == "No space left on device (/disk/x)"
+    assert _cause(OSError(13, "Permission denied")) == "Permission denied"
+    assert _cause(ValueError("first\nsecond")) == "ValueError: first"
+    assert _cause(ValueError("")) == "ValueError: "
+
+
+def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
+    config = tiny()
+    learner = build.learner(config)
+    first, second = init_state(learner, 1), init_state(learner, 2).replace(epoch=jnp.int32(2))
+    ckpt = Checkpointer(tmp_path / "c", keep=3)
+    ckpt.save(1, first, config)
+    ckpt.save(2, second, config)
+    ckpt.close()
+    ckpt = Checkpointer(tmp_path / "c", keep=3)
+    assert ckpt.epochs() == [1, 2] and ckpt.latest_epoch() == 2
+    chex.assert_trees_all_equal(ckpt.restore(init_state(learner, 0), epoch=1), first)
+    chex.assert_trees_all_equal(ckpt.restore(init_state(learner, 0)), second)
+    with pytest.raises(CheckpointError, match=r"no checkpoint of epoch 5 in .*: there are \[1, 2\]"):
+        ckpt.restore(init_state(learner, 0), epoch=5)
+    run_config = ckpt.run_config(1)
+    assert run_config.hidden == (64, 32) and run_config.latent_dim == 8  # lists come back as tuples
+    ckpt.close()
 
 
 def test_round_trip_restores_every_leaf_of_a_trained_state(tmp_path, mnist):

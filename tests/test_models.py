@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae.core.models import Autoencoder, make_autoencoder, make_classifier
+from mnist_ae.core.models import Autoencoder, code_dim, make_autoencoder, make_classifier
 
 
 def count(params) -> int:
@@ -106,3 +106,29 @@ def test_classifier_logits_shape():
     clf = make_classifier((16,), "flax")
     params = clf.init(jax.random.PRNGKey(0), X_BHW)
     chex.assert_shape(clf.apply(params, X_BHW), (5, 10))
+
+
+def test_conv_layers_use_pytorchs_fan_in_for_their_init_bounds():
+    """PyTorch's default init is uniform in +-1/sqrt(fan_in), with fan_in = in_channels * k * k for a
+    Conv2d and out_channels * k * k for a ConvTranspose2d (its weight is [in, out, k, k]). Hundreds of
+    draws per kernel put the largest |w| within a few percent of the bound."""
+    ae = make_autoencoder("conv", (), 0, "torch")
+    p = ae.init(jax.random.PRNGKey(0), X_BHW)["params"]
+    fan_in = {("encoder", "Conv_0"): 1 * 3 * 3, ("encoder", "Conv_1"): 32 * 3 * 3,
+              ("decoder", "ConvTranspose_0"): 32 * 3 * 3, ("decoder", "ConvTranspose_1"): 16 * 5 * 5,
+              ("decoder", "ConvTranspose_2"): 1 * 2 * 2}
+    chex.assert_trees_all_equal_structs({k: None for k in fan_in},
+                                        {(part, name): None for part in p for name in p[part]})
+    for (part, name), fan in fan_in.items():
+        bound = 1 / math.sqrt(fan)
+        for leaf in ("kernel", "bias"):
+            top = float(jnp.max(jnp.abs(p[part][name][leaf])))
+            draws = p[part][name][leaf].size
+            assert top <= bound, (name, leaf)
+            if draws >= 16:  # the largest of n uniform |w| falls short of the bound by about 1/n
+                assert top >= bound * (1 - 5 / draws), (name, leaf, top, bound)
+
+
+def test_code_dim_is_the_conv_codes_flat_size_or_the_latent_size():
+    assert code_dim("conv", 3) == 2 * 2 * 64
+    assert code_dim("mlp", 3) == 3

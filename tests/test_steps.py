@@ -218,8 +218,13 @@ def test_evaluate_counts_every_example_once_whatever_the_chunking(slice_):
     chex.assert_trees_all_close(whole, chunked, rtol=1e-5)
     np.testing.assert_allclose(float(whole["test/probe_accuracy"]),
                                np.trace(np.asarray(whole["test/probe_confusion"])) / 500)
-    recon, _ = task.autoencoder.apply(state.params["ae"], losses.to_unit_range(x))
+    recon, z = task.autoencoder.apply(state.params["ae"], losses.to_unit_range(x))
     np.testing.assert_allclose(float(whole["test/recon_mse"]), float(losses.mse(recon, losses.to_unit_range(x))),
+                               rtol=1e-5)
+    logits = np.asarray(task.head.apply(state.params["probe"], z), np.float64)  # the mean CE, in numpy
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    np.testing.assert_allclose(float(whole["test/probe_loss"]), -log_p[np.arange(500), np.asarray(y)].mean(),
                                rtol=1e-5)
 
 
@@ -233,3 +238,57 @@ def test_classification_task_learns(slice_):
     metrics = evaluate(task, state.params, slice_[2], slice_[3])
     assert float(metrics["test/accuracy"]) > 0.7  # 7x chance after 96 small steps
     assert "test/recon_mse" not in metrics
+
+
+def test_encode_decode_and_reconstruct_are_the_model_applied_to_the_whole_set(slice_):
+    """The chunked helpers (10 images in chunks of 4: the last is padded) against one unchunked apply."""
+    from mnist_ae.core.steps import decode, encode, reconstruct
+
+    task = build.learner(tiny(eval_batch_size=4))
+    params = init_state(task, 0).params["ae"]
+    x_u8 = slice_[2][:10]
+    mask = (jnp.arange(8) < 5).astype(jnp.float32)
+    recon, z = task.autoencoder.apply(params, losses.to_unit_range(x_u8), mask)
+    chex.assert_shape(z, (10, 8))
+    chex.assert_trees_all_close(encode(task, params, x_u8, mask), z, atol=1e-6)
+    chex.assert_trees_all_equal(encode(task, params, x_u8, mask)[:, 5:], jnp.zeros((10, 3)))
+    chex.assert_trees_all_close(decode(task, params, z), recon, atol=1e-6)
+    chex.assert_trees_all_close(reconstruct(task, params, x_u8, mask), recon, atol=1e-6)
+    chex.assert_shape(decode(task, params, z), (10, 28, 28))
+
+
+def test_a_learner_is_immutable():
+    """Closed over by jitted functions as a static value: a change after a trace would be silently
+    ignored by the compiled program, so it is frozen."""
+    import dataclasses
+
+    task = build.learner(tiny())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.ae_steps = 2
+
+
+def test_freeze_on_divergence_stops_a_member_at_its_first_non_finite_round(slice_):
+    """An infinite AE learning rate: round 0's update gives infinite parameter norms, so it is not
+    applied, the state stays as it was (step 0) and the later rounds' metrics are NaN (round 0's loss,
+    taken before the update, is finite). Without the flag every round is applied; a healthy state
+    advances one step per round, epoch after epoch."""
+    config = tiny()
+    task = build.learner(config)
+    x, y = slice_[0][:512], slice_[1][:512]  # 8 rounds of 64
+    healthy = init_state(task, 0)
+    opt = healthy.opt_states["ae"]
+    hyper = {**opt.hyperparams, "learning_rate": jnp.asarray(jnp.inf, jnp.float32)}
+    sick = healthy.replace(opt_states={**healthy.opt_states, "ae": opt._replace(hyperparams=hyper)})
+    frozen, m = train_epoch(task, sick, x, y, config.batch_size, freeze_on_divergence=True)
+    assert (int(frozen.step), int(frozen.epoch)) == (0, 1)
+    chex.assert_trees_all_equal(frozen.params, sick.params)
+    assert np.isfinite(float(m["train/recon_mse"][0])) and np.isnan(np.asarray(m["train/recon_mse"][1:])).all()
+    again, _ = train_epoch(task, frozen, x, y, config.batch_size, freeze_on_divergence=True)
+    chex.assert_trees_all_equal(again.params, frozen.params)
+    assert (int(again.step), int(again.epoch)) == (0, 2)
+    unfrozen, _ = train_epoch(task, sick, x, y, config.batch_size)
+    assert int(unfrozen.step) == 8
+    for epoch in (1, 2):
+        healthy, m = train_epoch(task, healthy, x, y, config.batch_size, freeze_on_divergence=True)
+        assert (int(healthy.step), int(healthy.epoch)) == (8 * epoch, epoch)
+        chex.assert_tree_all_finite(m)

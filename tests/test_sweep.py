@@ -213,3 +213,21 @@ def test_every_member_is_analysed_in_the_sweep_table(tmp_path):
         assert cells[-4:] == [f"{final[f'analysis/{k}']:.4f}" for k in
                               ("knn5_accuracy", "logreg_accuracy", "silhouette", "trustworthiness")]
     assert (tmp_path / "analysis" / "member_maps.png").stat().st_size > 0
+
+
+def test_a_diverging_member_is_frozen_while_the_others_train_on(slice_):
+    """Member 0 gets an infinite learning rate: its first update is refused (step stays 0, parameters
+    as they were, metrics NaN after round 0); the three others take all 4 rounds."""
+    config = sweep_config()
+    setup = build.sweep_setup(config)
+    states = setup.initial_states(config)
+    opt = states.opt_states["ae"]
+    lr = opt.hyperparams["learning_rate"].at[0].set(jnp.inf)
+    sick = states.replace(opt_states={**states.opt_states,
+                                      "ae": opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})})
+    after, m = sweep.sweep_epoch(setup.learner, sick, slice_[0][:256], slice_[1][:256], setup.masks_ml,
+                                 config.batch_size)
+    np.testing.assert_array_equal(after.step, [0, 4, 4, 4])
+    chex.assert_trees_all_equal(sweep.unstack(after.params, 0), sweep.unstack(states.params, 0))
+    assert np.isnan(np.asarray(m["train/recon_mse"][0, 1:])).all()
+    chex.assert_tree_all_finite(jax.tree.map(lambda a: a[1:], m))

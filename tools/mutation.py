@@ -1,0 +1,369 @@
+"""Mutation testing on demand (not in CI): do the tests notice when the code is wrong?
+
+A small AST mutator of our own rather than mutmut 3 or cosmic-ray: mutmut 3 runs every mutant in a
+process forked from one that already traced and compiled the jitted functions (a jit cache hit
+never calls the mutated Python again, so mutants in traced code would survive unseen) and wraps
+each function in a trampoline that flax's `nn.compact` methods do not expect; cosmic-ray mutates
+the files in place and generates every operator swap (about 12 mutants per `+`), too many for
+2 shared cores. Here each mutant is one fresh `pytest -x` process on a scratch copy of the repo,
+run on the module's covering tests only, with a timeout; results are appended to
+`.mutation/results.jsonl`, so an interrupted run resumes where it stopped.
+
+    python tools/mutation.py                      # every module (resumes)
+    python tools/mutation.py mnist_ae/core/pca.py # one module
+    python tools/mutation.py --list MODULE        # the mutants, numbered
+    python tools/mutation.py --apply MODULE:N     # write mutant N into the worktree (git checkout to undo)
+    python tools/mutation.py --report             # the score and the survivors into docs/mutation.md
+
+Mutations: arithmetic/bitwise operator swaps (also in `+=`), comparison flips (`<` to `<=`, `==` to
+`!=`, `is`/`in` negated), `and`/`or`, a removed `not` or unary minus, numbers +1 and True/False
+swapped, a call statement or `raise` removed, `return x` to `return None`. Not mutated: strings
+(messages, dict keys), f-strings, annotations, docstrings, imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from pathlib import Path
+
+from mutants import Mutant, mutants, mutated_source
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".mutation"
+RESULTS = STATE / "results.jsonl"
+UNOBSERVABLE = ROOT / "tools" / "mutation_unobservable.toml"
+REPORT = ROOT / "docs" / "mutation.md"
+
+# Module -> the tests that cover it, the most direct first (`-x` stops at the first failure), in
+# the order a run takes them: the core and the checkpoint first.
+_QUICK_ANALYSIS = ["tests/test_analysis.py", "-k", "not run_analysis and not tsne and not figures"]
+MODULES: dict[str, list[str]] = {
+    "mnist_ae/core/losses.py": ["tests/test_losses.py", "tests/test_steps.py"],
+    "mnist_ae/core/state.py": ["tests/test_steps.py", "tests/test_checkpoint.py"],
+    "mnist_ae/core/steps.py": ["tests/test_steps.py"],
+    "mnist_ae/core/loop.py": ["tests/test_steps.py", "tests/test_sweep.py"],
+    "mnist_ae/core/sweep.py": ["tests/test_sweep.py"],
+    "mnist_ae/core/models.py": ["tests/test_models.py", "tests/test_steps.py"],
+    "mnist_ae/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_compat.py",
+                               "tests/test_faults.py::test_a_damaged_latest_checkpoint_is_set_aside_and_the"
+                               "_previous_one_used"],
+    "mnist_ae/core/conv_layers.py": ["tests/test_conv_layers.py", "tests/test_models.py"],
+    "mnist_ae/core/pca.py": _QUICK_ANALYSIS,
+    "mnist_ae/analysis/quality.py": _QUICK_ANALYSIS,
+    "mnist_ae/parallel.py": ["tests/test_parallel.py"],
+}
+PYTEST_ARGS = ["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+def _source_hash(module: str) -> str:
+    return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()[:16]
+
+
+def _load_results() -> dict[str, dict]:
+    if not RESULTS.exists():
+        return {}
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()]
+    return {r["id"]: r for r in rows}
+
+
+def _scratch(n: int) -> Path:
+    """A copy of the package and tests (data linked) where mutants are written, never the worktree."""
+    work = STATE / f"work-{os.getpid()}-{n}"  # one per job and per concurrent run
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("mnist_ae", "tests"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    (work / "data").symlink_to(ROOT / "data")
+    return work
+
+
+def _preload() -> None:
+    """Import the heavy libraries once; every mutant's pytest is a fork of this process.
+
+    Forking saves the ~4 CPU-seconds of imports per mutant. It is safe because nothing here touches
+    a JAX backend (no XLA threads, empty jit caches) and `mnist_ae` itself is imported fresh, from
+    the scratch copy, in each child. The env vars tests/conftest.py would set come first, as JAX
+    reads them at import.
+    """
+    scratch = Path(tempfile.gettempdir()) / f"mnist_ae_tests_{os.getuid()}"
+    os.environ.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(scratch / "jax_cache"),
+                      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1",
+                      MNIST_AE_CACHE=str(scratch / "cache"))
+    os.environ.pop("CI", None)  # a skip is not a kill
+    sys.dont_write_bytecode = True  # a mutant must never leave a .pyc that a later one would load
+    import chex, flax.linen, jax, numpy, optax, orbax.checkpoint, pytest, sklearn  # noqa: F401,E401
+
+
+def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
+    """pytest in a child process in the scratch copy, its output to a log. With `trace` (a module),
+    the child records which test ran which of its lines into `work/lines.json` instead."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import pytest
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.chdir(work)
+            sys.path.insert(0, str(work))
+            fd = os.open(work / "pytest.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            tracer = _LineTracer(work / trace) if trace else None
+            code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer] if tracer else []))
+            if tracer:
+                (work / "lines.json").write_text(json.dumps(
+                    {"order": tracer.order, "lines": {k: sorted(v) for k, v in tracer.hits.items()}}))
+            os._exit(code)
+        finally:
+            os._exit(99)
+    return pid
+
+
+class _LineTracer:
+    """A pytest plugin: for each line of one file, the tests that ran it ("<import>": run outside any
+    test, e.g. module-level code, class bodies and default values).
+
+    JAX runs a jitted function's Python only when it traces it, and a later test with the same shapes
+    hits the jit cache: the caches are cleared before each test so that every test that needs a line
+    runs it here.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self.current = os.path.realpath(path), "<import>"
+        self.hits: dict[str, set[str]] = {}
+        self.order: list[str] = []
+        self._ours: dict[str, bool] = {}
+        sys.settrace(self._call)
+        threading.settrace(self._call)
+
+    def _call(self, frame, event, arg):  # noqa: ANN001, ANN202
+        name = frame.f_code.co_filename
+        ours = self._ours.get(name)
+        if ours is None:
+            ours = self._ours[name] = os.path.realpath(name) == self.path
+        return self._line if ours else None
+
+    def _line(self, frame, event, arg):  # noqa: ANN001, ANN202
+        if event == "line":
+            self.hits.setdefault(str(frame.f_lineno), set()).add(self.current)
+        return self._line
+
+    def pytest_runtest_protocol(self, item):  # noqa: ANN001, ANN201
+        import jax
+        jax.clear_caches()
+        self.current = item.nodeid
+        self.order.append(item.nodeid)
+
+    def pytest_runtest_logfinish(self, nodeid, location):  # noqa: ANN001, ANN201
+        self.current = "<import>"
+
+
+def _selected(m: Mutant, lines: dict[str, list[str]], order: list[str], everything: list[str]) -> list[str]:
+    """The tests that ran the mutant's lines, in file order; all of them for code run at import."""
+    tests = {t for line in range(m.line, m.end + 1) for t in lines.get(str(line), [])}
+    if "<import>" in tests:
+        return everything
+    return [t for t in order if t in tests]
+
+
+def _outcome(status: int | None) -> str:
+    if status is None:
+        return "timeout"
+    code = os.waitstatus_to_exitcode(status)
+    # 1: a test failed; 2: collection failed (the mutant breaks the import); others: our problem
+    return {0: "survived", 1: "killed", 2: "killed"}.get(code, f"error{code}")
+
+
+def _run_one(work: Path, tests: list[str], timeout: float, trace: str = "") -> tuple[str, float]:
+    start, pid = time.monotonic(), _fork_pytest(work, tests, trace)
+    try:
+        while time.monotonic() - start < timeout:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                pid = 0
+                return _outcome(status), time.monotonic() - start
+            time.sleep(0.1)
+        return "timeout", time.monotonic() - start
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> None:
+    STATE.mkdir(exist_ok=True)
+    _preload()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so `finally` ends the children
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    done, works = _load_results(), [_scratch(n) for n in range(jobs)]
+    if retest:  # the tests changed: run the survivors (and timeouts, maybe just a busy machine) again
+        explained = {e["key"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
+        done = {k: r for k, r in done.items()
+                if r["outcome"] not in ("survived", "timeout") or r["key"] in explained}
+    try:
+        for module in modules:
+            _run_module(module, works, done, timeout_factor)
+    finally:
+        for work in works:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _record(h: str, m: Mutant, outcome: str, secs: float, n_tests: int | list) -> None:
+    n = n_tests if isinstance(n_tests, int) else len(n_tests)
+    row = {"id": f"{h}:{m.index}", **dataclasses.asdict(m), "key": m.key, "outcome": outcome,
+           "seconds": round(secs, 1), "tests": n}
+    with RESULTS.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(f"  {m.index:4d} L{m.line:<4d} {outcome:9s} {secs:5.1f}s {n:3d} tests  {m.desc}", flush=True)
+
+
+def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str], float] | None:
+    """Which test runs which line of `module` (cached per module and tests version), the tests in
+    order, and the seconds the traced run took; None if the tests fail unmutated."""
+    tests_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((ROOT / "tests").rglob("*.py"))))
+    cache = STATE / f"lines-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
+    if not cache.exists():
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace=module)
+        if outcome != "survived":
+            return None
+        cache.write_text(json.dumps({**json.loads((work / "lines.json").read_text()), "seconds": secs}))
+    got = json.loads(cache.read_text())
+    return got["lines"], got["order"], got["seconds"]
+
+
+def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_factor: float) -> None:
+    h = _source_hash(module)
+    todo = [m for m in mutants(module) if f"{h}:{m.index}" not in done]
+    print(f"{module}: {len(todo)} mutants to run", flush=True)
+    if not todo:
+        return
+    for work in works:  # the tests as they are now (tests may be added while a run goes on)
+        shutil.copytree(ROOT / "tests", work / "tests", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    covered = _coverage(module, works[0])
+    if covered is None:
+        sys.exit(f"{module}: its tests fail before any mutation (see {works[0] / 'pytest.log'}); fix them first")
+    lines, order, base = covered
+    timeout = max(60.0, timeout_factor * base)
+    print(f"  unmutated tests (traced): {base:.0f}s; timeout {timeout:.0f}s", flush=True)
+    original = (ROOT / module).read_text()
+    running: dict[int, tuple[Mutant, Path, float]] = {}
+    free = list(works)
+    try:
+        while todo or running:
+            while todo and free:
+                m = todo.pop(0)
+                tests = _selected(m, lines, order, MODULES[module])
+                if not tests:  # no test runs this line: it survives without a run
+                    _record(h, m, "survived", 0.0, [])
+                    continue
+                work = free.pop()
+                (work / module).write_text(mutated_source(m))
+                running[_fork_pytest(work, tests)] = (m, work, time.monotonic(), len(tests))
+            finished = []
+            for pid, (m, work, start, n_tests) in running.items():
+                got, status = os.waitpid(pid, os.WNOHANG)
+                if not got and time.monotonic() - start > timeout:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    got, status = pid, None
+                if got:
+                    finished.append(pid)
+                    _record(h, m, _outcome(status), time.monotonic() - start, n_tests)
+                    (work / module).write_text(original)
+                    free.append(work)
+            for pid in finished:
+                del running[pid]
+            time.sleep(0.1)
+    finally:
+        for pid in running:
+            os.kill(pid, signal.SIGKILL)
+        for work in works:
+            (work / module).write_text(original)
+
+
+def report(modules: list[str]) -> str:
+    done = _load_results()
+    reasons = {e["key"]: e["reason"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
+    lines = ["# Mutation testing", "", "Written by `python tools/mutation.py --report` from the last "
+             "run's results; reasons for unobservable mutants are in `tools/mutation_unobservable.toml`.",
+             "", "| module | mutants | run | killed | unobservable | survived | score |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    survivors, total = [], {"all": 0, "run": 0, "killed": 0, "unobs": 0, "surv": 0, "secs": 0.0}
+    for module in modules:
+        ms, h = mutants(module), _source_hash(module)
+        rows = [done[f"{h}:{m.index}"] for m in ms if f"{h}:{m.index}" in done]
+        killed = sum(r["outcome"] in ("killed", "timeout") for r in rows)
+        unobs = [r for r in rows if r["outcome"] == "survived" and r["key"] in reasons]
+        surv = [r for r in rows if r["outcome"] == "survived" and r["key"] not in reasons]
+        observable = len(rows) - len(unobs)
+        score = f"{100 * killed / observable:.1f}%" if observable else "-"
+        lines.append(f"| `{module}` | {len(ms)} | {len(rows)} | {killed} | {len(unobs)} | "
+                     f"{len(surv)} | {score} |")
+        survivors += [(r, reasons.get(r["key"])) for r in unobs + surv]
+        for k, v in (("all", len(ms)), ("run", len(rows)), ("killed", killed),
+                     ("unobs", len(unobs)), ("surv", len(surv)),
+                     ("secs", sum(r["seconds"] for r in rows))):
+            total[k] += v
+    obs = total["run"] - total["unobs"]
+    lines.append(f"| **all** | {total['all']} | {total['run']} | {total['killed']} | "
+                 f"{total['unobs']} | {total['surv']} | "
+                 f"{100 * total['killed'] / max(obs, 1):.1f}% |")
+    lines += ["", f"Score = killed / (run - unobservable); a timeout counts as killed. "
+              f"Test time summed over mutants: {total['secs'] / 60:.0f} min.", "",
+              "## Surviving mutants", "", "| module | line | where | mutation | why it cannot be observed |",
+              "|---|---:|---|---|---|"]
+    for r, why in sorted(survivors, key=lambda t: (t[0]["module"], t[0]["line"])):
+        mutation = r["desc"].replace("|", "\\|")
+        lines.append(f"| `{r['module']}` | {r['line']} | `{r['where']}` | `{mutation}` | "
+                     f"{why or ('**no test runs this line**' if r.get('tests') == 0 else '**not explained yet: a missing test?**')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("modules", nargs="*", help="modules to mutate (default: all, in priority order)")
+    p.add_argument("--list", action="store_true", help="print the mutants and exit")
+    p.add_argument("--apply", metavar="MODULE:N", help="write mutant N into the worktree and exit")
+    p.add_argument("--report", action="store_true", help=f"write {REPORT.relative_to(ROOT)}")
+    p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
+    p.add_argument("--retest-survivors", action="store_true",
+                   help="run the mutants that survived or timed out again (after adding tests)")
+    p.add_argument("--timeout-factor", type=float, default=5.0,
+                   help="per-mutant timeout as a multiple of the unmutated test time (min 30 s)")
+    args = p.parse_args()
+    unknown = [m for m in args.modules if m not in MODULES]
+    if unknown:
+        sys.exit(f"not a mutated module: {unknown[0]}; choose from: {', '.join(MODULES)}")
+    modules = args.modules or list(MODULES)
+    if args.apply:
+        module, n = args.apply.rsplit(":", 1)
+        m = mutants(module)[int(n)]
+        (ROOT / module).write_text(mutated_source(m))
+        print(f"applied {m.module}:{m.index} L{m.line} {m.desc}  (undo: git checkout {module})")
+    elif args.list:
+        for module in modules:
+            for m in mutants(module):
+                print(f"{module}:{m.index:<4d} L{m.line:<4d} {m.where:30s} {m.desc}")
+    elif args.report:
+        REPORT.write_text(report(modules))
+        print(REPORT.read_text())
+    else:
+        run(modules, args.timeout_factor, args.jobs, args.retest_survivors)
+
+
+if __name__ == "__main__":
+    main()
