@@ -265,3 +265,14 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path):
     finals = [r["metrics"]["test/recon_mse"] for r in read_jsonl(tmp_path / "metrics.jsonl") if "hparams" in r]
     column = [float(row[header.index("test/recon_mse")].rstrip(" \u2605")) for row in body]
     assert sorted(column) == pytest.approx(sorted(finals), abs=5e-5)  # shown with 4 digits
+
+
+def test_a_run_without_plotly_finishes_and_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from mnist_ae import tasks
+
+    monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
+    final = tasks.train_and_evaluate(tiny(epochs=1, report_at_end=True), tmp_path, "none", quiet=True)
+    assert "test/recon_mse" in final and not (tmp_path / "report.html").exists()
+    out = capsys.readouterr()
+    assert "no report.html: the report needs plotly (the report extra): pip install -e '.[report]'" in out.out + out.err
+    assert len(list((tmp_path / "codes").glob("step_*.npz"))) == 2  # the codes are saved all the same

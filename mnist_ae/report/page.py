@@ -119,9 +119,10 @@ def img(png: bytes, alt: str, **attrs: str) -> str:
     return f'<img src="{png_url(png)}" alt="{esc(alt)}"{extra}>'
 
 
-def json_script(element_id: str, value: Any, css_class: str = "") -> str:
+def json_script(element_id: str, value: Any, css_class: str = "", target: str = "") -> str:
+    """JSON data in the page (a figure names the div it is drawn into as `target`)."""
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    klass = f' class="{css_class}"' if css_class else ""
+    klass = (f' class="{css_class}"' if css_class else "") + (f' data-target="{target}"' if target else "")
     safe = text.replace("</", "<\\/")  # a "</script>" inside the JSON must not end the element
     return f'<script type="application/json" id="{element_id}"{klass}>{safe}</script>'
 
@@ -156,13 +157,13 @@ class Page:
     def add(self, *parts: str) -> None:
         self.parts.extend(parts)
 
-    def figure(self, fig: Any, sprite: tuple[str, int] | None = None, css_class: str = "plot") -> str:
+    def figure(self, fig: Any, sprite: tuple[str, int] | None = None, css_class: str = "plot", div_id: str = "") -> str:
         """A div the glue draws `fig` into; with a sprite (img id, columns), hover shows the digit."""
-        div_id = self.new_id("fig")
+        div_id = div_id or self.new_id("fig")
         data = f' data-sprite="{sprite[0]}" data-cols="{sprite[1]}"' if sprite else ""
         height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
         return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
-                + json_script(div_id + "-json", fig.to_json(), "fig").replace(">", f' data-target="{div_id}">', 1))
+                + json_script(div_id + "-json", fig.to_json(), "fig", target=div_id))
 
     def sprite(self, images_nhw: np.ndarray) -> tuple[str, int]:
         """All hover thumbnails in one PNG (a hidden img); returns its id and columns."""

@@ -88,8 +88,8 @@ def over_training(page: Page, data: RunData) -> str:
         fig, per_step = figures.forming_frames(maps, labels, data.class_names)
         order = sorted(by_step)
         frames = [per_step[max([i for i, f in enumerate(order) if f <= s], default=0)] for s in steps]
-        div = page.figure(fig, css_class="plot forming")
-        map_id = div.split('"')[1]
+        map_id = page.new_id("fig")
+        div = page.figure(fig, css_class="plot forming", div_id=map_id)
         parts.append(f"<div><h3>The latent space forming</h3><p class=note>2-D PCA of {len(labels)} test codes at "
                      "each eval, aligned step to step (orthogonal Procrustes), unit spread</p>" + div + "</div>")
     return page.slider(steps, images, frames, img_id, map_id) + f'<div class="grid">{"".join(parts)}</div>'
