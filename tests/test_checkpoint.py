@@ -53,6 +53,24 @@ def test_a_cause_is_the_innermost_os_error_or_the_first_line():
     assert _cause(ValueError("")) == "ValueError: "
 
 
+def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
+    import shutil
+
+    config = tiny()
+    state = init_state(build.learner(config), 0)
+    ckpt = Checkpointer(tmp_path / "c", keep=3)
+    ckpt.save(1, state, config)
+    ckpt.close()
+    shutil.rmtree(tmp_path / "c" / "1" / "state")
+    warnings = []
+    ckpt = Checkpointer(tmp_path / "c", keep=3, warn=warnings.append)
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint is left in .*c \(damaged ones are in "
+                                              r".*c-damaged\): rerun to start afresh"):
+        ckpt.restore(state)
+    assert len(warnings) == 1 and "c/1 is damaged" in warnings[0]
+    assert [p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()] == ["1"]
+    ckpt.close()
+
 def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
     config = tiny()
     learner = build.learner(config)
