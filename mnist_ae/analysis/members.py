@@ -19,7 +19,7 @@ from mnist_ae.analysis import figures
 from mnist_ae.analysis.embed import default_threads, subsample_index, tsne
 from mnist_ae.analysis.quality import member_quality
 
-MEMBER_MAP_POINTS = 2000  # openTSNE: ~2 CPU-s per member at 2,000 points (10,000: ~13)
+MEMBER_MAP_POINTS = 2000  # a t-SNE per member: a fifth of the points of the single run's map
 
 
 def analyze_members(codes_mnl: np.ndarray, labels_n: np.ndarray, widths: Sequence[int], names: Sequence[str],
