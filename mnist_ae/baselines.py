@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 PCA_KEY = "baseline/pca_recon_mse"
+PCA_SSE01_KEY = "baseline/pca_recon_sse01"  # the same error as Hinton & Salakhutdinov's table measures it
 
 
 def cache_dir() -> Path:
@@ -65,3 +66,8 @@ def write_cache(path: Path, value: Any) -> None:
         tmp.replace(path)
     except OSError:
         pass
+
+
+def sse01_from_mse(mse: float, num_pixels: int = 28 * 28) -> float:
+    """Per-pixel MSE on [-1, 1] -> per-image squared error on [0, 1] (halving a pixel error quarters its square)."""
+    return mse * num_pixels / 4.0

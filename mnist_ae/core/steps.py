@@ -62,15 +62,17 @@ def init_state(learner: Learner, seed: int) -> TrainState:
 
 
 def update_part(learner: Learner, state: TrainState, part: str,
-            loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]]) -> tuple[TrainState, Metrics]:
-    """One optimizer step on `part` alone: the other parts are constants of `loss_fn`."""
+                loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]],
+                aux_name: str = "accuracy") -> tuple[TrainState, Metrics]:
+    """One optimizer step on `part` alone: the other parts are constants of `loss_fn`, whose
+    auxiliary output is reported as `aux_name`."""
     params, opt_state = state.params[part], state.opt_states[part]
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = learner.optimizers[part].update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     state = state.replace(params={**state.params, part: params},
                           opt_states={**state.opt_states, part: opt_state})
-    return state, {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)}
+    return state, {"loss": loss, aux_name: acc, "grad_norm": optax.tree.norm(grads)}
 
 
 def _mean(metrics: list[Metrics], prefix: str) -> Metrics:
@@ -99,10 +101,10 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
     ae_metrics = []
     for x_bhw in x_gbhw:
         def recon_loss(p: Params, x_bhw: jax.Array = x_bhw) -> tuple[jax.Array, jax.Array]:
-            recon_bhw, _ = ae.apply(p, x_bhw, mask_l)
-            return losses.mse(recon_bhw, x_bhw), jnp.zeros(())
+            logits_bhw, _ = ae.apply(p, x_bhw, mask_l, method=Autoencoder.logits)
+            return losses.recon_loss(logits_bhw, x_bhw, ae.output)
 
-        state, m = update_part(learner, state, "ae", recon_loss)
+        state, m = update_part(learner, state, "ae", recon_loss, aux_name="recon_mse")
         ae_metrics.append(m)
     codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
                  for x in x_gbhw]
@@ -117,8 +119,10 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
         state, m = update_part(learner, state, "probe", probe_loss)
         probe_metrics.append(m)
     ae_m = _mean(ae_metrics, "train/ae_")
+    bce = {"train/recon_bce": ae_m["train/ae_loss"]} if ae.output == "sigmoid" else {}
     metrics = {
-        "train/recon_mse": ae_m["train/ae_loss"],
+        "train/recon_mse": ae_m["train/ae_recon_mse"],
+        **bce,
         "train/ae_grad_norm": ae_m["train/ae_grad_norm"],
         **_mean(probe_metrics, "train/probe_"),
         "train/ae_param_norm": optax.tree.norm(state.params["ae"]),
@@ -148,13 +152,14 @@ def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array,
         x_bhw = losses.to_unit_range(x_u8)
         if not learner.is_autoencoder:
             logits = learner.head.apply(params["classifier"], x_bhw)
-            sq_b = jnp.zeros_like(w_b)
+            sq_b = sse01_b = jnp.zeros_like(w_b)
         else:
             recon_bhw, z_bl = learner.autoencoder.apply(params["ae"], x_bhw, mask_l)
             sq_b = losses.per_example_mse(recon_bhw, x_bhw)
+            sse01_b = losses.per_image_sse01(recon_bhw, x_bhw)
             logits = learner.head.apply(params["probe"], z_bl)
         ce_b = optax.softmax_cross_entropy_with_integer_labels(logits, y_b)
-        return {"sq": jnp.sum(sq_b * w_b), "ce": jnp.sum(ce_b * w_b),
+        return {"sq": jnp.sum(sq_b * w_b), "sse01": jnp.sum(sse01_b * w_b), "ce": jnp.sum(ce_b * w_b),
                 "confusion": losses.confusion_counts(y_b, jnp.argmax(logits, -1), w_b, logits.shape[-1])}
 
     parts = jax.lax.map(one_chunk, (_chunked(images_nhw, chunk), _chunked(labels_n.astype(jnp.int32), chunk),
@@ -169,7 +174,9 @@ def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array,
         f"{prefix}confusion": confusion,
     }
     if learner.is_autoencoder:
-        metrics["test/recon_mse"] = sums["sq"] / n
+        metrics["test/recon_mse"] = sums["sq"] / n  # per pixel, pixels in [-1, 1]
+        metrics["test/recon_sse01"] = sums["sse01"] / n  # per image, pixels in [0, 1] (the 2006 paper's)
+        metrics["test/recon_mse01"] = metrics["test/recon_sse01"] / (images_nhw.shape[1] * images_nhw.shape[2])
     return metrics
 
 

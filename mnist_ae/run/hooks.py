@@ -86,6 +86,7 @@ def _pca_baseline(run: Run, state: TrainState) -> None:
     for final, tags in zip(run.finals, run.program.members):
         size = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
         final[baselines.PCA_KEY] = baselines.pca_test_mse(train, test, size)
+        final[baselines.PCA_SSE01_KEY] = baselines.sse01_from_mse(final[baselines.PCA_KEY])
 
 
 def _hparams(run: Run, state: TrainState) -> None:
