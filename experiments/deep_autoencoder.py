@@ -1,6 +1,7 @@
-"""Hinton & Salakhutdinov's (2006) deep autoencoder, 784-1000-500-250-30 and mirrored back, trained
-the modern way: no pretraining, GELU, a sigmoid output with binary cross-entropy on pixels in [0, 1],
-AdamW with a short warmup and a cosine decay.
+"""Hinton & Salakhutdinov's (2006) deep autoencoder, 784-1000-500-250-30 and back, trained the modern way.
+
+No pretraining: GELU, a sigmoid output with binary cross-entropy on pixels in [0, 1], AdamW with
+a short warmup and a cosine decay over the run.
 
     python launch.py --config experiments/deep_autoencoder.py --workdir runs/deep_ae
 

@@ -66,8 +66,3 @@ def write_cache(path: Path, value: Any) -> None:
         tmp.replace(path)
     except OSError:
         pass
-
-
-def sse01_from_mse(mse: float, num_pixels: int = 28 * 28) -> float:
-    """Per-pixel MSE on [-1, 1] -> per-image squared error on [0, 1] (halving a pixel error quarters its square)."""
-    return mse * num_pixels / 4.0

@@ -35,9 +35,10 @@ def recon_loss(logits_bhw: jax.Array, x_bhw: jax.Array, output: str) -> tuple[ja
     return bce, mse_value
 
 
-def per_image_sse01(recon_bhw: jax.Array, x_bhw: jax.Array) -> jax.Array:
-    """Squared error summed over an image's pixels on [0, 1] (Hinton & Salakhutdinov's measure); [b]."""
-    return jnp.sum(jnp.square((recon_bhw - x_bhw) / 2.0), axis=(1, 2))
+def sse01_from_mse(mse: jax.Array | float, num_pixels: int) -> jax.Array | float:
+    """Per-pixel MSE on [-1, 1] -> squared error summed over `num_pixels` pixels on [0, 1]
+    (Hinton & Salakhutdinov's per-image measure for 784): halving a pixel error quarters its square."""
+    return mse * (num_pixels / 4.0)
 
 
 def per_example_mse(recon_bhw: jax.Array, x_bhw: jax.Array) -> jax.Array:

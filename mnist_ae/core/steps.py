@@ -152,14 +152,13 @@ def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array,
         x_bhw = losses.to_unit_range(x_u8)
         if not learner.is_autoencoder:
             logits = learner.head.apply(params["classifier"], x_bhw)
-            sq_b = sse01_b = jnp.zeros_like(w_b)
+            sq_b = jnp.zeros_like(w_b)
         else:
             recon_bhw, z_bl = learner.autoencoder.apply(params["ae"], x_bhw, mask_l)
             sq_b = losses.per_example_mse(recon_bhw, x_bhw)
-            sse01_b = losses.per_image_sse01(recon_bhw, x_bhw)
             logits = learner.head.apply(params["probe"], z_bl)
         ce_b = optax.softmax_cross_entropy_with_integer_labels(logits, y_b)
-        return {"sq": jnp.sum(sq_b * w_b), "sse01": jnp.sum(sse01_b * w_b), "ce": jnp.sum(ce_b * w_b),
+        return {"sq": jnp.sum(sq_b * w_b), "ce": jnp.sum(ce_b * w_b),
                 "confusion": losses.confusion_counts(y_b, jnp.argmax(logits, -1), w_b, logits.shape[-1])}
 
     parts = jax.lax.map(one_chunk, (_chunked(images_nhw, chunk), _chunked(labels_n.astype(jnp.int32), chunk),
@@ -174,9 +173,10 @@ def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array,
         f"{prefix}confusion": confusion,
     }
     if learner.is_autoencoder:
-        metrics["test/recon_mse"] = sums["sq"] / n  # per pixel, pixels in [-1, 1]
-        metrics["test/recon_sse01"] = sums["sse01"] / n  # per image, pixels in [0, 1] (the 2006 paper's)
-        metrics["test/recon_mse01"] = metrics["test/recon_sse01"] / (images_nhw.shape[1] * images_nhw.shape[2])
+        mse = sums["sq"] / n  # per pixel, pixels in [-1, 1]
+        metrics["test/recon_mse"] = mse
+        metrics["test/recon_mse01"] = losses.sse01_from_mse(mse, num_pixels=1)  # per pixel on [0, 1]
+        metrics["test/recon_sse01"] = losses.sse01_from_mse(mse, math.prod(images_nhw.shape[1:]))  # the 2006 paper's
     return metrics
 
 
