@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 PCA_KEY = "baseline/pca_recon_mse"
+PCA_SSE01_KEY = "baseline/pca_recon_sse01"  # the same error as Hinton & Salakhutdinov's table measures it
 
 
 def cache_dir() -> Path:

@@ -14,20 +14,30 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from mnist_ae.config import total_rounds
 from mnist_ae.core import sweep
+from mnist_ae.core.losses import OUTPUTS
 from mnist_ae.core.models import code_dim, make_autoencoder, make_classifier
-from mnist_ae.core.state import TrainState, make_optimizer
+from mnist_ae.core.state import Schedule, TrainState, make_optimizer, warmup_cosine
 from mnist_ae.core.steps import Learner, init_state
+
+
+def lr_multiplier(config: ml_collections.ConfigDict) -> Schedule | None:
+    """The learning-rate schedule's shape (peak 1) over the run's rounds; None when constant."""
+    if config.lr_schedule == "constant":
+        return None
+    return warmup_cosine(config.lr_warmup_steps, total_rounds(config), config.lr_end_factor)
 
 
 def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None) -> Learner:
     """The static learner of `config`; `latent_dim` overrides the config's (sweeps use the widest)."""
-    optimizer = make_optimizer(config.learning_rate, config.weight_decay)
+    optimizer = make_optimizer(config.learning_rate, config.weight_decay, lr_multiplier(config))
     schedule = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
                     eval_batch_size=config.eval_batch_size)
     if config.task == "classification":
         return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
-    ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init)
+    ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init,
+                          OUTPUTS[config.recon_loss], config.activation)
     probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay)
     return Learner(ae, make_classifier(config.probe_hidden, config.init),
                    {"ae": optimizer, "probe": probe_optimizer}, **schedule)

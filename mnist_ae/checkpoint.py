@@ -21,7 +21,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnist_ae.config import ConfigError, resume_keys
+from mnist_ae.config import FIELDS, ConfigError, resume_keys
 
 
 class CheckpointError(RuntimeError):
@@ -132,8 +132,10 @@ class Checkpointer:
         """Refuse, in one line, a config that differs from the checkpoint's in a key a resume must match."""
         saved = self.saved_config() if saved is None else saved
         wanted = _jsonable(config)
+        defaults = _jsonable({k: f.default for k, f in FIELDS.items()})
         for key in resume_keys(saved.get("task", "")):
-            if saved.get(key) != wanted.get(key):
+            # A key added since the checkpoint was written had its default then.
+            if saved.get(key, defaults[key]) != wanted.get(key):
                 raise ConfigError(
                     f"the checkpoint in {self.directory} was written with {key}={saved.get(key)!r} but "
                     f"the config has {key}={wanted.get(key)!r}: use a new --workdir or the same {key}")

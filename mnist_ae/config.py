@@ -25,6 +25,7 @@ TASKS = {
 }
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
 TSNE_BACKENDS = {"sklearn": "sklearn", "opentsne": "openTSNE", "umap": "umap"}  # backend -> module it needs
+LR_SCHEDULES = ("constant", "warmup_cosine")
 MIN_ANALYSIS_POINTS = 100  # kNN, logistic regression on a split, trustworthiness need a few per class
 
 
@@ -55,8 +56,17 @@ FIELDS: dict[str, Field] = {
     "hidden": Field("model", "state", (128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
     "latent_dim": Field("model", "run", 64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
     "init": Field("model", "state", "torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
+    "activation": Field("model", "state", "relu", "relu | gelu: the MLP autoencoder's hidden layers (the conv "
+                        "model and the probe keep relu)"),
+    "recon_loss": Field("model", "state", "mse", "mse (tanh output, MSE on pixels in [-1, 1], the reference recipe) | "
+                        "bce (sigmoid output, binary cross-entropy on pixels in [0, 1])"),
     "probe_hidden": Field("model", "state", (64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
     "learning_rate": Field("optimisation", "run", 1e-3, "AdamW learning rate of the autoencoder / classifier"),
+    "lr_schedule": Field("optimisation", "state", "constant", "constant (the reference recipe) | warmup_cosine: "
+                         "linear warmup from 0 over lr_warmup_steps, then cosine decay over the rest of `epochs` "
+                         "(the autoencoder / classifier; sweeps scale it by each member's rate)"),
+    "lr_warmup_steps": Field("optimisation", "state", 0, "warmup_cosine: rounds of linear warmup"),
+    "lr_end_factor": Field("optimisation", "state", 0.0, "warmup_cosine: the final rate as a fraction of the peak"),
     "probe_learning_rate": Field("optimisation", "state", 1e-3, "AdamW learning rate of the probe"),
     "weight_decay": Field("optimisation", "state", 1e-5, "AdamW weight decay (both optimizers)"),
     "batch_size": Field("optimisation", "state", 256, "global batch size"),
@@ -164,6 +174,19 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"data_source={config.data_source!r}: choose one of {', '.join(SOURCES)}")
     _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
+    from mnist_ae.core.losses import OUTPUTS  # noqa: PLC0415
+    from mnist_ae.core.models import ACTIVATIONS  # noqa: PLC0415
+
+    _check(config.recon_loss in OUTPUTS, f"recon_loss={config.recon_loss!r}: use {' or '.join(OUTPUTS)}")
+    _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {' or '.join(ACTIVATIONS)}")
+    _check(config.model == "mlp" or config.activation == "relu",
+           f"activation={config.activation} applies to the MLP only: the conv model is the reference's, use relu")
+    _check(config.lr_schedule in LR_SCHEDULES,
+           f"lr_schedule={config.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
+    _check(isinstance(config.lr_warmup_steps, int) and config.lr_warmup_steps >= 0,
+           f"lr_warmup_steps={config.lr_warmup_steps!r}: must be an integer >= 0")
+    _check(_finite_number(config.lr_end_factor) and 0 <= config.lr_end_factor <= 1,
+           f"lr_end_factor={config.lr_end_factor!r}: must be a number in [0, 1]")
     _check(config.latent_dim >= 1, f"latent_dim={config.latent_dim}: the code needs at least 1 unit")
     _positive_ints("hidden", config.hidden)
     _check(all(isinstance(v, int) and v >= 1 for v in config.probe_hidden),
@@ -228,10 +251,26 @@ def check_analysis_points(config: ml_collections.ConfigDict, alternative: str = 
 
 def check_batch_fits(config: ml_collections.ConfigDict, num_train: int) -> None:
     """The one check that needs the data size: at least one round per epoch."""
-    per_round = config.batch_size * (config.ae_steps if config.task != "classification" else 1)
+    per_round = examples_per_round(config)
     _check(per_round <= num_train,
            f"batch_size={config.batch_size} x ae_steps needs {per_round} examples per round but the "
            f"training set has {num_train}: lower --config.batch_size")
+    rounds = config.epochs * (num_train // per_round)
+    _check(config.lr_schedule == "constant" or config.lr_warmup_steps < rounds,
+           f"lr_warmup_steps={config.lr_warmup_steps} is not shorter than the run's {rounds} rounds: "
+           "lower --config.lr_warmup_steps or raise --config.epochs")
+
+
+def examples_per_round(config: ml_collections.ConfigDict) -> int:
+    return config.batch_size * (config.ae_steps if config.task != "classification" else 1)
+
+
+def total_rounds(config: ml_collections.ConfigDict) -> int:
+    """Rounds in the whole run (the learning-rate schedule's length), from the dataset's known size."""
+    from mnist_ae.data import SPECS  # noqa: PLC0415
+
+    size = SPECS[config.dataset].train_size
+    return config.epochs * (min(config.train_limit or size, size) // examples_per_round(config))
 
 
 def check_workdir(workdir: str | Path) -> Path:

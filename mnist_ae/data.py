@@ -57,6 +57,7 @@ class DatasetSpec:
     md5: dict[str, str]
     default_dir: Path  # where the files are looked for when no data_dir is given
     missing_fix: str  # what to do when they are not there
+    train_size: int = 60_000
     test_size: int = 10_000
 
 

@@ -31,7 +31,8 @@ from rich.text import Text
 
 # Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
 LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/probe_accuracy", "test/accuracy")
-FINAL_METRICS = ("test/recon_mse", "baseline/pca_recon_mse", "test/probe_accuracy", "test/accuracy",
+FINAL_METRICS = ("test/recon_mse", "baseline/pca_recon_mse", "test/recon_sse01", "baseline/pca_recon_sse01",
+                 "test/probe_accuracy", "test/accuracy",
                  "analysis/knn5_accuracy",
                  "analysis/trustworthiness")
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.

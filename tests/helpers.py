@@ -59,6 +59,16 @@ def tiny(**overrides: Any) -> ml_collections.ConfigDict:
     return config
 
 
+def experiment_config(name: str) -> ml_collections.ConfigDict:
+    """`get_config()` of experiments/NAME.py, as `--config experiments/NAME.py` loads it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"experiment_{name}", REPO / "experiments" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
 def tiny_sweep(**overrides: Any) -> ml_collections.ConfigDict:
     """`tiny()` as a sweep of 4 members: latent 2 and 5, seeds 0 and 1, one learning rate."""
     return tiny(**{"task": "sweep", "latent_dims": (2, 5), "seeds": (0, 1), "learning_rates": (1e-2,),

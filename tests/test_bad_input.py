@@ -36,6 +36,12 @@ def _config(**overrides):
     (dict(task="sweep", seeds=(1, 1)), "seeds repeats 1"),
     (dict(task="sweep", learning_rates=(1e-3, 1e-3)), "learning_rates repeats 0.001"),
     (dict(test_limit=-1), "test_limit=-1: must be an integer >= 0"),
+    (dict(recon_loss="l1"), "recon_loss='l1': use mse or bce"),
+    (dict(activation="tanh"), "activation='tanh': use relu or gelu"),
+    (dict(model="conv", activation="gelu"), "activation=gelu applies to the MLP only"),
+    (dict(lr_schedule="cosine"), "lr_schedule='cosine': use constant or warmup_cosine"),
+    (dict(lr_warmup_steps=-1), "lr_warmup_steps=-1: must be an integer >= 0"),
+    (dict(lr_end_factor=1.5), "lr_end_factor=1.5: must be a number in [0, 1]"),
 ])
 def test_bad_values_are_refused_in_one_line(overrides, phrase):
     with pytest.raises(ConfigError) as error:
@@ -53,6 +59,7 @@ def test_good_values_pass():
     (["--config.latent_dim=3", "--config", "experiments/latent3.py"], "put --config FILE first"),
     (["--config.data_dir=EMPTY"], "IDX file(s) missing"),
     (["--config.batch_size=999999"], "lower --config.batch_size"),
+    (["--config.lr_schedule=warmup_cosine", "--config.lr_warmup_steps=1170"], "lower --config.lr_warmup_steps"),
     (["--config.learning_rate=inf"], "positive finite number"),
     (["--task", "analyze", "--workdir", "WORKDIR"], "no run to analyze in"),
 ])

@@ -34,6 +34,24 @@ def test_parameter_counts_and_shapes(model, latent, expected):
     assert count(params) == expected
 
 
+def test_the_deep_autoencoder_experiment_is_the_papers_network():
+    """experiments/deep_autoencoder.py: 784-1000-500-250-30 and mirrored back (Hinton & Salakhutdinov
+    2006), weights and biases of each layer counted by hand."""
+    from mnist_ae import build
+    from helpers import experiment_config
+
+    widths = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+    expected = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    assert expected == 1_418_280 + 1_419_034
+    config = experiment_config("deep_autoencoder")
+    learner = build.learner(config)
+    state = jax.eval_shape(lambda: build.initial_state(config))
+    assert count(state.params["ae"]) == expected
+    ae = learner.autoencoder
+    assert (ae.output, ae.encoder.activation) == ("sigmoid", "gelu")
+    assert config.lr_schedule == "warmup_cosine"
+
+
 def test_conv_encode_then_decode_is_the_whole_model():
     ae = make_autoencoder("conv", (), 0, "torch")
     params = ae.init(jax.random.PRNGKey(1), X_BHW)

@@ -1,7 +1,9 @@
 """Flax modules: MLP and conv autoencoders, the probe head and the classifier (pure init/apply).
 
 Images are `x_bhw` floats in [-1, 1]; codes are flat vectors `z_bl` so the probe, the sweep masks
-and the analysis treat both autoencoders alike.
+and the analysis treat both autoencoders alike. Decoders emit pre-activation `logits_bhw`; the
+autoencoder's `output` ("tanh", or "sigmoid" for binary cross-entropy) maps them to images, so a
+loss that needs logits (BCE) gets them and every image is still in [-1, 1].
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnist_ae.core import losses
 from mnist_ae.core.conv_layers import Conv, ConvTranspose, Initializer, max_pool
 
 IMAGE_SHAPE = (28, 28)
@@ -21,6 +24,7 @@ NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 CONV_CODE_SHAPE = (2, 2, 64)
 CONV_CODE_DIM = math.prod(CONV_CODE_SHAPE)
+ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
 
 
 def _uniform(bound: float) -> Initializer:
@@ -44,30 +48,32 @@ def layer_init(init: str, fan_in: int) -> dict[str, Initializer]:
 
 
 class MLP(nn.Module):
-    """Flatten, then Dense-ReLU for each hidden width, then a linear output layer."""
+    """Flatten, then Dense-activation for each hidden width, then a linear output layer."""
 
     hidden: Sequence[int]
     out: int
     init_scheme: str = "torch"
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h_bd = x.reshape(x.shape[0], -1)
         for width in self.hidden:
-            h_bd = nn.relu(nn.Dense(width, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd))
+            h_bd = ACTIVATIONS[self.activation](nn.Dense(width, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd))
         return nn.Dense(self.out, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd)
 
 
 class MLPDecoder(nn.Module):
-    """Code -> mirrored hidden widths -> 784 pixels, tanh to land in [-1, 1]."""
+    """Code -> mirrored hidden widths -> 784 pixel logits."""
 
     hidden: Sequence[int]
     init_scheme: str = "torch"
+    activation: str = "relu"
 
     @nn.compact
     def __call__(self, z_bl: jax.Array) -> jax.Array:
-        out_bp = MLP(tuple(reversed(self.hidden)), NUM_PIXELS, self.init_scheme, name="mlp")(z_bl)
-        return jnp.tanh(out_bp).reshape(-1, *IMAGE_SHAPE)
+        out_bp = MLP(tuple(reversed(self.hidden)), NUM_PIXELS, self.init_scheme, self.activation, name="mlp")(z_bl)
+        return out_bp.reshape(-1, *IMAGE_SHAPE)
 
 
 class ConvEncoder(nn.Module):
@@ -90,7 +96,7 @@ def _conv_transpose(features: int, kernel: int, stride: int, torch_padding: int,
 
 
 class ConvDecoder(nn.Module):
-    """The reference decoder: 2x2x64 -> 5x5x32 -> 15x15x16 -> 28x28x1, tanh."""
+    """The reference decoder: 2x2x64 -> 5x5x32 -> 15x15x16 -> 28x28x1 logits."""
 
     init_scheme: str = "torch"
 
@@ -99,8 +105,7 @@ class ConvDecoder(nn.Module):
         h = z_bl.reshape(-1, *CONV_CODE_SHAPE)
         h = nn.relu(_conv_transpose(32, 3, 2, 0, self.init_scheme)(h))
         h = nn.relu(_conv_transpose(16, 5, 3, 1, self.init_scheme)(h))
-        h = jnp.tanh(_conv_transpose(1, 2, 2, 1, self.init_scheme)(h))
-        return h[..., 0]
+        return _conv_transpose(1, 2, 2, 1, self.init_scheme)(h)[..., 0]
 
 
 class Autoencoder(nn.Module):
@@ -112,17 +117,25 @@ class Autoencoder(nn.Module):
 
     encoder: nn.Module
     decoder: nn.Module
+    output: str = "tanh"
 
     def encode(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
         z_bl = self.encoder(x_bhw)
         return z_bl if mask_l is None else z_bl * mask_l
 
     def decode(self, z_bl: jax.Array) -> jax.Array:
-        return self.decoder(z_bl)
+        """Images in [-1, 1]."""
+        return losses.to_image(self.decoder(z_bl), self.output)
+
+    def logits(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Pre-activation reconstructions and codes: what the training loss needs."""
+        z_bl = self.encode(x_bhw, mask_l)
+        return self.decoder(z_bl), z_bl
 
     def __call__(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        z_bl = self.encode(x_bhw, mask_l)
-        return self.decode(z_bl), z_bl
+        """Reconstructions in [-1, 1] and codes."""
+        logits_bhw, z_bl = self.logits(x_bhw, mask_l)
+        return losses.to_image(logits_bhw, self.output), z_bl
 
 
 def code_dim(model: str, latent_dim: int) -> int:
@@ -130,10 +143,13 @@ def code_dim(model: str, latent_dim: int) -> int:
     return CONV_CODE_DIM if model == "conv" else latent_dim
 
 
-def make_autoencoder(model: str, hidden: Sequence[int], latent_dim: int, init: str) -> Autoencoder:
+def make_autoencoder(model: str, hidden: Sequence[int], latent_dim: int, init: str,
+                     output: str = "tanh", activation: str = "relu") -> Autoencoder:
+    """`activation` applies to the MLP's hidden layers (the conv model is the reference's, ReLU)."""
     if model == "conv":
-        return Autoencoder(ConvEncoder(init), ConvDecoder(init))
-    return Autoencoder(MLP(tuple(hidden), latent_dim, init), MLPDecoder(tuple(hidden), init))
+        return Autoencoder(ConvEncoder(init), ConvDecoder(init), output)
+    return Autoencoder(MLP(tuple(hidden), latent_dim, init, activation),
+                       MLPDecoder(tuple(hidden), init, activation), output)
 
 
 def make_classifier(hidden: Sequence[int], init: str) -> MLP:

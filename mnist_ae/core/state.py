@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -29,18 +30,41 @@ class TrainState:
     rng: jax.Array  # uint32 [2]
 
 
-def make_optimizer(learning_rate: float, weight_decay: float) -> optax.GradientTransformation:
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+def make_optimizer(learning_rate: float, weight_decay: float,
+                   lr_multiplier: Schedule | None = None) -> optax.GradientTransformation:
     """AdamW with the learning rate kept in the optimizer state.
 
     Injected hyperparameters are arrays in the state, so a sweep can vmap over learning rates
-    and the logger can read the rate actually used.
+    and the logger can read the rate actually used. With `lr_multiplier` (a schedule of the step
+    peaking at 1), the step's rate is `learning_rate * lr_multiplier(step)`: the peak stays a value
+    in the state (vmappable) and only the schedule's shape is static.
     """
-    return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate,
-                                                 weight_decay=weight_decay)
+    if lr_multiplier is None:
+        return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate,
+                                                     weight_decay=weight_decay)
+    return optax.inject_hyperparams(_scheduled_adamw)(learning_rate=learning_rate, weight_decay=weight_decay,
+                                                      lr_multiplier=lr_multiplier)
+
+
+def _scheduled_adamw(learning_rate: jax.Array, weight_decay: jax.Array,
+                     lr_multiplier: jax.Array) -> optax.GradientTransformation:
+    return optax.adamw(learning_rate * lr_multiplier, weight_decay=weight_decay)
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int, end_factor: float) -> Schedule:
+    """0 -> 1 linearly over `warmup_steps`, then a cosine down to `end_factor` at `total_steps`."""
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps, total_steps, end_factor)
 
 
 def learning_rate(opt_state: optax.OptState) -> jax.Array:
-    return opt_state.hyperparams["learning_rate"]
+    """The rate of the last update (the schedule's first value before any)."""
+    hyperparams = opt_state.hyperparams
+    if "lr_multiplier" in hyperparams:
+        return hyperparams["learning_rate"] * hyperparams["lr_multiplier"]
+    return hyperparams["learning_rate"]
 
 
 def new_state(params: dict[str, Params], optimizers: dict[str, optax.GradientTransformation],

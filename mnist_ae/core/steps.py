@@ -62,15 +62,17 @@ def init_state(learner: Learner, seed: int) -> TrainState:
 
 
 def update_part(learner: Learner, state: TrainState, part: str,
-            loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]]) -> tuple[TrainState, Metrics]:
-    """One optimizer step on `part` alone: the other parts are constants of `loss_fn`."""
+                loss_fn: Callable[[Params], tuple[jax.Array, jax.Array]],
+                aux_name: str = "accuracy") -> tuple[TrainState, Metrics]:
+    """One optimizer step on `part` alone: the other parts are constants of `loss_fn`, whose
+    auxiliary output is reported as `aux_name`."""
     params, opt_state = state.params[part], state.opt_states[part]
     (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, opt_state = learner.optimizers[part].update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     state = state.replace(params={**state.params, part: params},
                           opt_states={**state.opt_states, part: opt_state})
-    return state, {"loss": loss, "accuracy": acc, "grad_norm": optax.tree.norm(grads)}
+    return state, {"loss": loss, aux_name: acc, "grad_norm": optax.tree.norm(grads)}
 
 
 def _mean(metrics: list[Metrics], prefix: str) -> Metrics:
@@ -99,10 +101,10 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
     ae_metrics = []
     for x_bhw in x_gbhw:
         def recon_loss(p: Params, x_bhw: jax.Array = x_bhw) -> tuple[jax.Array, jax.Array]:
-            recon_bhw, _ = ae.apply(p, x_bhw, mask_l)
-            return losses.mse(recon_bhw, x_bhw), jnp.zeros(())
+            logits_bhw, _ = ae.apply(p, x_bhw, mask_l, method=Autoencoder.logits)
+            return losses.recon_loss(logits_bhw, x_bhw, ae.output)
 
-        state, m = update_part(learner, state, "ae", recon_loss)
+        state, m = update_part(learner, state, "ae", recon_loss, aux_name="recon_mse")
         ae_metrics.append(m)
     codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
                  for x in x_gbhw]
@@ -117,8 +119,10 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
         state, m = update_part(learner, state, "probe", probe_loss)
         probe_metrics.append(m)
     ae_m = _mean(ae_metrics, "train/ae_")
+    bce = {"train/recon_bce": ae_m["train/ae_loss"]} if ae.output == "sigmoid" else {}
     metrics = {
-        "train/recon_mse": ae_m["train/ae_loss"],
+        "train/recon_mse": ae_m["train/ae_recon_mse"],
+        **bce,
         "train/ae_grad_norm": ae_m["train/ae_grad_norm"],
         **_mean(probe_metrics, "train/probe_"),
         "train/ae_param_norm": optax.tree.norm(state.params["ae"]),
@@ -169,7 +173,10 @@ def evaluate(learner: Learner, params: dict[str, Params], images_nhw: jax.Array,
         f"{prefix}confusion": confusion,
     }
     if learner.is_autoencoder:
-        metrics["test/recon_mse"] = sums["sq"] / n
+        mse = sums["sq"] / n  # per pixel, pixels in [-1, 1]
+        metrics["test/recon_mse"] = mse
+        metrics["test/recon_mse01"] = losses.sse01_from_mse(mse, num_pixels=1)  # per pixel on [0, 1]
+        metrics["test/recon_sse01"] = losses.sse01_from_mse(mse, math.prod(images_nhw.shape[1:]))  # the 2006 paper's
     return metrics
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from mnist_ae import baselines, build, monitoring, parallel, render
 from mnist_ae import data as data_lib
-from mnist_ae.core.models import code_dim
+from mnist_ae.core.losses import sse01_from_mse
+from mnist_ae.core.models import NUM_PIXELS, code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.run import sweep_outputs
 from mnist_ae.analysis import ANALYSIS_PHASE
@@ -131,6 +132,7 @@ def _pca_baseline(run: Run, state: TrainState) -> None:
     for final, tags in zip(run.finals, run.program.members):
         size = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
         final[baselines.PCA_KEY] = baselines.pca_test_mse(train, test, size)
+        final[baselines.PCA_SSE01_KEY] = sse01_from_mse(final[baselines.PCA_KEY], NUM_PIXELS)
 
 
 def _hparams(run: Run, state: TrainState) -> None:
