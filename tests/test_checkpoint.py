@@ -69,6 +69,7 @@ def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_pat
         ckpt.restore(state)
     assert len(warnings) == 1 and "c/1 is damaged" in warnings[0]
     assert [p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()] == ["1"]
+    assert ckpt.epochs() == [] and ckpt.latest_epoch() is None  # the manager no longer counts it
     ckpt.close()
 
 def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):

@@ -235,6 +235,7 @@ def test_classification_task_learns(slice_):
     epoch = jax.jit(functools.partial(train_epoch, task, batch_size=config.batch_size))
     for _ in range(3):
         state, _ = epoch(state, slice_[0], slice_[1])
+    assert (int(state.step), int(state.epoch)) == (3 * 2048 // 64, 3)  # one step per round
     metrics = evaluate(task, state.params, slice_[2], slice_[3])
     assert float(metrics["test/accuracy"]) > 0.7  # 7x chance after 96 small steps
     assert "test/recon_mse" not in metrics

@@ -297,7 +297,11 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
 
 def report(modules: list[str]) -> str:
     done = _load_results()
-    reasons = {e["key"]: e["reason"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
+    listed = tomllib.loads(UNOBSERVABLE.read_text())
+    reasons = {e["key"]: e["reason"] for e in listed.get("mutant", [])}
+    late = {e["key"]: e["test"] for e in listed.get("killed", [])}  # killed by a test added after the run
+    done = {k: {**r, "outcome": "killed"} if r["outcome"] == "survived" and r["key"] in late else r
+            for k, r in done.items()}
     lines = ["# Mutation testing", "", "Written by `python tools/mutation.py --report` from the last "
              "run's results; reasons for unobservable mutants are in `tools/mutation_unobservable.toml`.",
              "", "| module | mutants | run | killed | unobservable | survived | score |",
@@ -330,7 +334,26 @@ def report(modules: list[str]) -> str:
         mutation = r["desc"].replace("|", "\\|")
         lines.append(f"| `{r['module']}` | {r['line']} | `{r['where']}` | `{mutation}` | "
                      f"{why or ('**no test runs this line**' if r.get('tests') == 0 else '**not explained yet: a missing test?**')} |")
+    lines += ["", "## Survivors of the run killed by tests added after it", "",
+              "Checked by writing the mutant into a copy of the tree and running the test (it failed); "
+              "the next `--retest-survivors` records them as killed.", "", "| mutant | killed by |", "|---|---|"]
+    lines += [f"| `{k}` | `{t}` |".replace("||", "\\|\\|") for k, t in late.items()]
     return "\n".join(lines) + "\n"
+
+
+def check(spec: str) -> None:
+    """Run one mutant on all of its module's tests (no tracing) and record the outcome."""
+    module, n = spec.rsplit(":", 1)
+    m = mutants(module)[int(n)]
+    STATE.mkdir(exist_ok=True)
+    _preload()
+    work = _scratch(0)
+    try:
+        (work / module).write_text(mutated_source(m))
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600)
+        _record(_source_hash(module), m, outcome, secs, len(MODULES[module]))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:
@@ -338,6 +361,7 @@ def main() -> None:
     p.add_argument("modules", nargs="*", help="modules to mutate (default: all, in priority order)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
     p.add_argument("--apply", metavar="MODULE:N", help="write mutant N into the worktree and exit")
+    p.add_argument("--check", metavar="MODULE:N", help="run mutant N on all its module's tests, record it")
     p.add_argument("--report", action="store_true", help=f"write {REPORT.relative_to(ROOT)}")
     p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
     p.add_argument("--retest-survivors", action="store_true",
@@ -354,6 +378,8 @@ def main() -> None:
         m = mutants(module)[int(n)]
         (ROOT / module).write_text(mutated_source(m))
         print(f"applied {m.module}:{m.index} L{m.line} {m.desc}  (undo: git checkout {module})")
+    elif args.check:
+        check(args.check)
     elif args.list:
         for module in modules:
             for m in mutants(module):
