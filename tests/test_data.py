@@ -1,7 +1,7 @@
 """Tests for mnist_ae.data against the real IDX files and hand-made broken copies.
 
 Expected values are published facts (dataset sizes, MNIST class counts, first labels, the md5
-table in shared/data/README.md), never values computed by the code under test.
+published with the canonical IDX files), never values computed by the code under test.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
-# From shared/data/README.md: md5 of the decompressed MNIST test labels.
+# The published md5 of the decompressed MNIST test labels (t10k-labels-idx1-ubyte).
 MNIST_TEST_LABELS_MD5 = "27ae3e4e09519cfbb04c329615203637"
 # Published MNIST per-digit counts (LeCun et al.), digits 0..9.
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
