@@ -478,11 +478,18 @@ def test_only_process_zero_logs_and_the_checkpoint_is_written_once(runs):
 def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
     out = _needs(runs, "single", "multi0", "multi1")
     single = json.loads((out / "sweep_single.json").read_text())
+    def flat(finals: list[dict], analysis: bool) -> dict:
+        return {f"{m}/{k}": v for m, f in enumerate(finals) for k, v in f.items() if k.startswith("analysis/") == analysis}
+
     for i in (0, 1):  # both processes return the same global results
         multi = json.loads((out / f"sweep_multi{i}.json").read_text())
         assert len(multi) == len(single) == 2
-        _assert_close({f"{m}/{k}": v for m, f in enumerate(multi) for k, v in f.items()},
-                      {f"{m}/{k}": v for m, f in enumerate(single) for k, v in f.items()}, "", **METRIC_TOL)
+        _assert_close(flat(multi, False), flat(single, False), "", **METRIC_TOL)
+    # The member analysis runs on process 0 only (after every process pulled the codes: no hang); its
+    # map-based numbers (t-SNE trustworthiness) follow float noise of the device layout, hence atol.
+    multi0 = json.loads((out / "sweep_multi0.json").read_text())
+    assert flat(single, True) and not flat(json.loads((out / "sweep_multi1.json").read_text()), True)
+    _assert_close(flat(multi0, True), flat(single, True), "", atol=2e-3, rtol=0)
     workdir = out / "multi_sweep"
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     keys = [(r["member"], r["step"], "test/recon_mse" in r) for r in records if "step" in r]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -83,7 +84,10 @@ def _report(run: Run, state: TrainState) -> None:
 
     for writer in run.writers:
         writer.flush()
-    if parallel.is_main_process():
+    if jax.process_count() > 1:
+        # Process 0 alone would join collectives (encodes, orbax's barriers) that the others never reach.
+        run.reporter.note(f"report: python launch.py --task report --workdir {run.workdir}")
+    elif parallel.is_main_process():
         end_of_run(run, state)
 
 
@@ -143,7 +147,10 @@ def _hparams(run: Run, state: TrainState) -> None:
 def _analysis(run: Run, state: TrainState) -> None:
     from mnist_ae.analysis.task import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
 
-    result = analyze_codes(run.config, run.test_codes(state), run.metrics(state)[0], run.data.test_y,
+    codes, metrics = run.test_codes(state), run.metrics(state)[0]  # every process: collectives on a global mesh
+    if not parallel.is_main_process():
+        return
+    result = analyze_codes(run.config, codes, metrics, run.data.test_y,
                            run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
                            run.program.step(state), say=run.reporter.note)
     run.finals[0].update(result.summary())
@@ -167,7 +174,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
     hooks.append(Hook("figures", _figures, at_end=True))
     if is_autoencoder:
         hooks.append(Hook("pca baseline", _pca_baseline, at_end=True))
-    if is_autoencoder and config.analyze_at_end and parallel.is_main_process():
+    if is_autoencoder and config.analyze_at_end:
         hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
     if is_autoencoder and config.report_at_end:
@@ -194,7 +201,10 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
         (so into the results table, the HParams and the summary) and its 2-D map into one figure."""
         from mnist_ae.analysis.members import analyze_members  # noqa: PLC0415  (scikit-learn only when needed)
 
-        numbers = analyze_members(run.test_codes(state), np.asarray(run.data.test_y), [m.latent_dim for m in members],
+        codes = run.test_codes(state)  # every process: a collective on a global mesh
+        if not parallel.is_main_process():
+            return
+        numbers = analyze_members(codes, np.asarray(run.data.test_y), [m.latent_dim for m in members],
                                   [m.name for m in members], run.data.class_names, run.workdir / "analysis",
                                   tsne_backend=config.tsne_backend, seed=config.seed)
         for final, member_numbers in zip(run.finals, numbers):
@@ -210,7 +220,7 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
     hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True)]
-    if config.analyze_at_end and parallel.is_main_process():  # before hparams and the table: they show its numbers
+    if config.analyze_at_end:  # before hparams and the table: they show its numbers
         hooks.append(Hook(MEMBERS_PHASE, member_analysis, at_end=True, shown=True))
     hooks += [Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
     if config.latent_pictures:
