@@ -142,6 +142,9 @@ def test_maps_of_the_same_codes_in_another_basis_come_out_aligned():
 def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
     from mnist_ae.analysis.embed import TSNE_3D_POINTS
 
+    from mnist_ae.run.setup import summary_paths
+
+    assert summary_paths(run_dir)["report.html"] == run_dir / "report.html"  # the summary points at it
     html = (run_dir / "report.html").read_text()
     assert "<script src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
     parsed = Parsed(html)

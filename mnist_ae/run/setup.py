@@ -70,7 +70,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
 def summary_paths(workdir: Path) -> dict[str, Path]:
     """What a run leaves behind, for the end-of-run summary."""
     paths = {"workdir": workdir, "metrics": workdir / "metrics.jsonl", "checkpoints": workdir / "checkpoints"}
-    for name in ("curves.png", "confusion.png", "reconstructions", "analysis", "comparison.png", "sweep_results.md"):
+    for name in ("report.html", "curves.png", "confusion.png", "reconstructions", "analysis", "comparison.png", "sweep_results.md"):
         if (workdir / name).exists():
             paths[name] = workdir / name
     return paths
