@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny
-from test_writers import _accumulator, _hparams_session_groups, _projector_config, _wandb_records
+from helpers import hparams_session_groups, projector_config, tb_accumulator, wandb_records
 
 EPOCHS = 2
 ROUNDS_PER_EPOCH = 2048 // 64  # tiny(): train_limit / batch_size
@@ -87,7 +87,7 @@ def _eval_records(records: list[dict]) -> list[dict]:
 
 
 def test_tensorboard_scalars_at_the_right_steps(run):
-    acc = _accumulator(run["workdir"] / "tb")
+    acc = tb_accumulator(run["workdir"] / "tb")
     for tag in ("test/recon_mse", "test/probe_accuracy"):
         assert [e.step for e in acc.Scalars(tag)] == EVAL_STEPS, tag
     for tag in ("train/recon_mse", "train/learning_rate", "train/ae_grad_norm", "train/steps_per_s"):
@@ -104,7 +104,7 @@ def test_tensorboard_scalars_at_the_right_steps(run):
 
 
 def test_tensorboard_images_histograms_text(run):
-    acc = _accumulator(run["workdir"] / "tb")
+    acc = tb_accumulator(run["workdir"] / "tb")
     grids = acc.Images("reconstructions")
     assert [e.step for e in grids] == EVAL_STEPS
     digits = run["config"].grid_digits
@@ -129,7 +129,7 @@ def test_tensorboard_images_histograms_text(run):
 
 
 def test_tensorboard_hparams_with_final_metrics(run):
-    (group,) = _hparams_session_groups(run["workdir"]).session_groups
+    (group,) = hparams_session_groups(run["workdir"]).session_groups
     assert [s.name for s in group.sessions] == ["tb"]
     assert group.hparams["latent_dim"].number_value == LATENT
     assert group.hparams["run_name"].string_value == "monitoring-test"
@@ -140,7 +140,7 @@ def test_tensorboard_hparams_with_final_metrics(run):
 
 def test_projector_files(run):
     logdir = run["workdir"] / "tb"
-    (embedding,) = _projector_config(logdir).embeddings
+    (embedding,) = projector_config(logdir).embeddings
     assert list(embedding.tensor_shape) == [POINTS, LATENT]
     tensors = np.loadtxt(logdir / embedding.tensor_path, delimiter="\t", ndmin=2)
     assert tensors.shape == (POINTS, LATENT) and np.isfinite(tensors).all()
@@ -160,7 +160,7 @@ def test_projector_files(run):
 def _wandb_history(run_file: Path) -> dict[int, dict[str, dict[str, Any]]]:
     """step -> key -> {field: value} of the run's history rows ("" is a plain value's field)."""
     history: dict[int, dict[str, dict[str, Any]]] = {}
-    for record in _wandb_records(run_file):
+    for record in wandb_records(run_file):
         if record.WhichOneof("record_type") == "history":
             row = history.setdefault(record.history.step.num, {})
             for item in record.history.item:
@@ -287,7 +287,7 @@ def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
     config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=1)
     run_training(config, tmp_path, "tensorboard", quiet=True)
     rounds = config.train_limit // config.batch_size
-    acc = _accumulator(tmp_path / "tb")
+    acc = tb_accumulator(tmp_path / "tb")
     assert [e.step for e in acc.Histograms("code/dim_000")] == [0, rounds, 2 * rounds, 3 * rounds]
     assert [e.step for e in acc.Scalars("test/recon_mse")] == [0, 2 * rounds, 3 * rounds]  # evals: 2 and the end
 

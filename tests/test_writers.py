@@ -6,7 +6,6 @@ import json
 import re
 import math
 import os
-import struct
 import subprocess
 import sys
 import threading
@@ -21,6 +20,8 @@ from PIL import Image
 from mnist_ae import render
 from mnist_ae import writers as W
 from mnist_ae.writers.wandb import _has_wandb_credentials
+
+from helpers import hparams_session_groups, projector_config, tb_accumulator, wandb_records
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -91,31 +92,8 @@ def test_flatten_hparams_handles_configdict_and_odd_values():
 # ----------------------------------------------------------------------------- TensorBoard
 
 
-def _accumulator(logdir: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    kinds = ("scalars", "images", "histograms", "tensors", "compressedHistograms", "audio")
-    acc = EventAccumulator(str(logdir), size_guidance=dict.fromkeys(kinds, 0))
-    acc.Reload()
-    return acc
 
 
-def _hparams_session_groups(root: Path):
-    """What TensorBoard's HParams tab lists for the runs under `root`."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams import api_pb2, backend_context, list_session_groups
-
-    mux = plugin_event_multiplexer.EventMultiplexer()
-    mux.AddRunsFromDirectory(str(root))
-    mux.Reload()
-    provider = data_provider.MultiplexerDataProvider(mux, str(root))
-    ctx = backend_context.Context(base_plugin.TBContext(logdir=str(root), data_provider=provider))
-    request = api_pb2.ListSessionGroupsRequest(
-        start_index=0, slice_size=10, allowed_statuses=[api_pb2.STATUS_SUCCESS]
-    )
-    return list_session_groups.Handler(context.RequestContext(), ctx, "", request).run()
 
 
 def test_tensorboard_reads_back_everything(tmp_path):
@@ -131,7 +109,7 @@ def test_tensorboard_reads_back_everything(tmp_path):
             w.write_confusion(5, "confusion/rates", np.eye(10) / 2, CLASSES)
         w.write_hparams({"model": {"latent_dim": 16}, "opt": "adam"}, {"test/acc": 0.95})
 
-    acc = _accumulator(logdir)
+    acc = tb_accumulator(logdir)
     assert [(e.step, e.value) for e in acc.Scalars("train/loss")] == [(1, 0.5), (5, 0.25)]
     (recon,) = acc.Images("recon")
     assert (recon.step, recon.width, recon.height) == (5, 4 * 28 + 6, 2 * 28 + 2)
@@ -144,7 +122,7 @@ def test_tensorboard_reads_back_everything(tmp_path):
 
     # HParams: written into this run (no timestamped sub-run), seen by the plugin.
     assert [p.parent for p in tmp_path.rglob("events.out.tfevents*")] == [logdir]
-    (group,) = _hparams_session_groups(tmp_path).session_groups
+    (group,) = hparams_session_groups(tmp_path).session_groups
     assert [s.name for s in group.sessions] == ["tb"]
     assert group.hparams["model.latent_dim"].number_value == 16
     assert group.hparams["opt"].string_value == "adam"
@@ -152,12 +130,6 @@ def test_tensorboard_reads_back_everything(tmp_path):
     assert metric.name.tag == "trained/test/acc" and metric.value == pytest.approx(0.95)
 
 
-def _projector_config(logdir: Path):
-    from google.protobuf import text_format
-    from tensorboard.plugins.projector import projector_config_pb2
-
-    text = (logdir / "projector_config.pbtxt").read_text()
-    return text_format.Parse(text, projector_config_pb2.ProjectorConfig())
 
 
 def test_tensorboard_projector_files(tmp_path):
@@ -171,7 +143,7 @@ def test_tensorboard_projector_files(tmp_path):
         w.write_embeddings(7, test_set)  # rewritten (a resumed run): one config entry
         w.write_embeddings(7, W.Embeddings("codes/train", codes[:5], labels[:5]))
 
-    config = _projector_config(tmp_path)
+    config = projector_config(tmp_path)
     assert [e.tensor_name for e in config.embeddings] == ["codes/test:00007", "codes/train:00007"]
     test, train = config.embeddings
     tensors = np.loadtxt(tmp_path / test.tensor_path, delimiter="\t")
@@ -259,25 +231,6 @@ def test_wandb_offline_never_resolves_a_host(tmp_path, no_wandb_credentials):
     assert "LOOKUP" not in result.stderr
 
 
-def _wandb_records(run_file: Path):
-    """Decodes a .wandb file: a 7-byte header, then LevelDB-log chunks of Record protos."""
-    from wandb.proto import wandb_internal_pb2
-
-    data, block = run_file.read_bytes(), 32 * 1024
-    pos, payload, records = 7, b"", []
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # block trailer too small for a chunk header
-            pos += block - pos % block
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        payload += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST chunk
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(payload)
-            records.append(record)
-            payload = b""
-    return records
 
 
 def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
@@ -303,7 +256,7 @@ def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
     wandb.teardown()  # finish() returns before wandb-core has flushed the .wandb file
 
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    records = _wandb_records(run_file)
+    records = wandb_records(run_file)
     history: dict[int, dict[str, dict]] = {}  # step -> key -> {field: value}
     for r in records:
         if r.WhichOneof("record_type") == "history":
@@ -468,7 +421,7 @@ def test_create_writer_tensorboard_writes_jsonl_and_events(tmp_path):
     w.close()
     record = json.loads((tmp_path / "metrics.jsonl").read_text())
     assert record.pop("time") == pytest.approx(time.time(), abs=60) and record == {"step": 4, "member": 0, "loss": 1.5}
-    assert [e.value for e in _accumulator(tmp_path / "tb").Scalars("loss")] == [1.5]
+    assert [e.value for e in tb_accumulator(tmp_path / "tb").Scalars("loss")] == [1.5]
 
 
 def test_create_writer_default_process_index_is_main(tmp_path):
