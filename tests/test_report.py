@@ -162,6 +162,24 @@ def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
     assert len(set(slider["images"])) == 3
 
 
+def test_the_inlined_plotly_js_bundles_are_the_version_the_plotly_package_writes_for():
+    """The figures' JSON is written by the installed plotly package for its own plotly.js; the page draws
+    it with the bundles in mnist_ae/report/plotly_js (tools/plotly/build.sh): the same version, and the
+    2-D bundle really lacks the 3-D scatter (that is what makes it quick to evaluate)."""
+    import gzip
+    import re
+
+    from plotly.offline import get_plotlyjs
+
+    from mnist_ae.report.page import BUNDLES
+
+    version = re.search(r"plotly\.js v(\d+\.\d+\.\d+)", get_plotlyjs()[:300]).group(1)
+    code = {b: gzip.decompress((BUNDLES / f"plotly-{b}.min.js.gz").read_bytes()).decode() for b in ("2d", "3d")}
+    assert code["2d"].startswith(f"/* plotly.js v{version}, traces: scatter, scattergl, heatmap, bar ")
+    assert code["3d"].startswith(f"/* plotly.js v{version}, traces: scatter, scattergl, heatmap, bar, scatter3d ")
+    assert 'name:"scatter3d"' not in code["2d"] and 'name:"scatter3d"' in code["3d"]
+
+
 def test_the_confusion_matrix_agrees_with_the_runs_own_eval(run_dir):
     parsed = Parsed((run_dir / "report.html").read_text())
     confusion = titled(parsed, "Probe confusion")["data"][0]

@@ -69,6 +69,9 @@ def test_report_in_chromium(run_dir, tmp_path):  # noqa: F811
         counts = page.evaluate("""[...document.querySelectorAll('.map')].map(d => [d.layout.title.text,
                                   d._fullData.reduce((n, t) => n + t.x.length, 0)])""")  # x as plotted
         assert ["PCA of 512 test codes", 512] in counts and ["t-SNE of 512 test codes", 512] in counts
+        three_d = page.evaluate("""(() => { const d = document.querySelector('.map3d');  // drawn by the 3-D bundle
+                                   return [d._fullData[0].type, d._fullData.reduce((n, t) => n + t.x.length, 0)]; })()""")
+        assert three_d == ["scatter3d", 512]
         before = page.evaluate("""() => [document.querySelector('img.recon').src,
                                          JSON.stringify(document.querySelector('.forming')._fullData.map(t => Array.from(t.x)))]""")
         _hover_shows_the_digit(page)

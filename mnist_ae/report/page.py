@@ -1,17 +1,21 @@
-"""One self-contained HTML file: plotly.js inlined (gzip, unpacked by the browser's own
-DecompressionStream: 1.5 MB instead of 4.8 MB), figures as JSON, images as data URLs, and a few lines
-of glue (the step slider, the hover thumbnail, sortable tables). It opens from disk with no network.
+"""One self-contained HTML file: plotly.js inlined, figures as JSON, images as data URLs, and a few
+lines of glue (the step slider, the hover thumbnail, sortable tables). It opens from disk with no network.
+
+plotly.js comes as two bundles built with only the traces the report draws (`tools/plotly/build.sh`),
+gzipped and unpacked by the browser's own DecompressionStream: the 2-D one (1.6 MB) is evaluated when
+the page opens, the one with the 3-D scatter (2.1 MB) only when a 3-D map comes near the screen.
+Evaluating the full plotly.js (4.8 MB) took most of the page's opening time.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
-import gzip
 import html
 import io
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +23,7 @@ import numpy as np
 from mnist_ae import render
 
 FULL_SIZE_THUMBS = 5000
+BUNDLES = Path(__file__).parent / "plotly_js"
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1180px;padding:0 16px 40px;color:#222}
 h1{margin:18px 0 4px}h2{border-bottom:2px solid #ddd;padding-top:14px}h3{margin:18px 0 6px}
@@ -37,17 +42,20 @@ border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10
 # many maps opens fast; `drawAll()` draws the rest at once), wire the sliders, the hover thumbnails (one
 # sprite per page, positioned by the point's row) and the sortable tables.
 GLUE = """
-async function loadPlotly(){
-  const b64=document.getElementById('plotly-gz').textContent.trim();
+async function unpack(id){
+  const b64=document.getElementById(id).textContent;
   const bytes=Uint8Array.fromBase64?Uint8Array.fromBase64(b64):Uint8Array.from(atob(b64),c=>c.charCodeAt(0));
   const code=await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
   const s=document.createElement('script');s.text=code;document.head.appendChild(s);
 }
+const libs={};
+function lib(name){return libs[name]??=unpack('plotly-'+name).then(()=>name==='3d'?Plotly3d:Plotly);}
+function libOf(div){return lib(div.dataset.lib||'2d');}
 const drawn=new Map();
 function draw(div){
   if(!drawn.has(div)){
     const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
-    drawn.set(div,Plotly.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true}).then(()=>{
+    drawn.set(div,libOf(div).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
       if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
         div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
     }));
@@ -69,7 +77,7 @@ function wireSlider(el){
     const i=+input.value;label.textContent='step '+d.steps[i];
     if(img&&d.images[i])img.src=d.images[i];
     if(map&&d.frames[i]){const f=d.frames[i];await draw(map);
-      await Plotly.restyle(map,{x:f.map(c=>c[0]),y:f.map(c=>c[1])},f.map((_,k)=>k));}
+      await (await libOf(map)).restyle(map,{x:f.map(c=>c[0]),y:f.map(c=>c[1])},f.map((_,k)=>k));}
     el.dataset.shown=d.steps[i];
   });
 }
@@ -80,7 +88,7 @@ function sortTable(th){
   [...body.rows].sort((a,b)=>{const x=key(a),y=key(b);return (x>y?1:x<y?-1:0)*dir;}).forEach(r=>body.appendChild(r));
 }
 (async()=>{
-  await loadPlotly();
+  await lib('2d');
   document.querySelectorAll('.slider').forEach(wireSlider);
   document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
   const plots=[...document.querySelectorAll('.plot')],near=innerHeight+300;
@@ -89,16 +97,15 @@ function sortTable(th){
                                     {rootMargin:'300px'});
   plots.forEach(d=>io.observe(d));
   document.body.dataset.ready='1';
+  if(document.querySelector('[data-lib="3d"]'))setTimeout(()=>lib('3d'),500);  // before the reader scrolls to it
 })();
 """
 
 
 @functools.cache
-def plotly_gz_b64() -> str:
-    """plotly.js, the copy the installed plotly package ships, gzipped and base64-encoded."""
-    from plotly.offline import get_plotlyjs  # noqa: PLC0415
-
-    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9, mtime=0)).decode()
+def plotly_b64(bundle: str) -> str:
+    """The gzipped plotly.js bundle `bundle` ("2d" or "3d") shipped in plotly_js/, base64-encoded."""
+    return base64.b64encode((BUNDLES / f"plotly-{bundle}.min.js.gz").read_bytes()).decode()
 
 
 def esc(value: Any) -> str:
@@ -162,6 +169,8 @@ class Page:
         """A div the glue draws `fig` into; with a sprite (img id, columns), hover shows the digit."""
         div_id = div_id or self.new_id("fig")
         data = f' data-sprite="{sprite[0]}" data-cols="{sprite[1]}"' if sprite else ""
+        if any(trace.type == "scatter3d" for trace in fig.data):
+            data += ' data-lib="3d"'
         height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
         return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
                 + json_script(div_id + "-json", fig.to_json(), "fig", target=div_id))
@@ -187,8 +196,11 @@ class Page:
                 f'<span class="step">step {steps[-1]}</span></div>')
 
     def html(self) -> str:
+        body = "".join(self.parts)
+        bundles = ("2d", "3d") if 'data-lib="3d"' in body else ("2d",)
         return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
                 f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>"
-                + "".join(self.parts) + '<div id="hover-thumb"></div>'
-                f'<script id="plotly-gz" type="application/octet-stream">{plotly_gz_b64()}</script>'
-                f"<script>{GLUE}</script></body></html>")
+                + body + '<div id="hover-thumb"></div>'
+                + "".join(f'<script id="plotly-{b}" type="application/octet-stream">{plotly_b64(b)}</script>'
+                          for b in bundles)
+                + f"<script>{GLUE}</script></body></html>")
