@@ -81,7 +81,7 @@ FIELDS: dict[str, Field] = {
     "best_checkpoint_metric": Field("logging", "", "test/recon_mse", "also keep the checkpoint with the best "
                                     "value of this test metric (highest for accuracies, else lowest; '' = none)"),
     "grid_digits": Field("logging", "", 10, "test digits in the reconstruction grid"),
-    "histogram_every_epochs": Field("logging", "", 1, "code/weight histograms every N epochs (0 = never; sweeps log none)"),
+    "histogram_every_epochs": Field("logging", "", 1, "code (z/*) and weight histograms every N epochs (0 = never; sweeps log none)"),
     "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
     "projector_points": Field("logging", "", 2000, "test codes in the TensorBoard projector"),
     "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run "

@@ -108,16 +108,19 @@ def log_system(writer: MetricWriter, step: int) -> None:
 
 
 def log_reconstructions(writer: MetricWriter, step: int, grid: np.ndarray, workdir: Path) -> None:
-    """The gallery from noise to sharp digits: TensorBoard/W&B images and a PNG per eval."""
-    writer.write_images(step, {"reconstructions": grid})
+    """The gallery from noise to sharp digits: TensorBoard/W&B images and a PNG per eval.
+
+    Pictures are tagged `views/*` and code histograms `z/*`: TensorBoard's Time Series, the page it opens
+    on, orders groups alphabetically, and these names put them after the `test/*` and `train/*` curves."""
+    writer.write_images(step, {"views/reconstructions": grid})
     save_png(grid, workdir / "reconstructions" / f"step_{step:07d}.png")
 
 
 def log_histograms(writer: MetricWriter, step: int, codes_nl: np.ndarray | None, params: Any) -> None:
-    """Each code dimension (the first 64 for wide codes) and every weight array."""
+    """Each code dimension z (the first 64 for wide codes) and every weight array."""
     arrays: dict[str, np.ndarray] = {}
     if codes_nl is not None:
-        arrays.update({f"code/dim_{i:03d}": codes_nl[:, i]
+        arrays.update({f"z/dim_{i:03d}": codes_nl[:, i]
                        for i in range(min(codes_nl.shape[1], MAX_CODE_HISTOGRAMS))})
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
         arrays["weights/" + jax.tree_util.keystr(path, simple=True, separator="/")] = np.asarray(leaf)

@@ -114,9 +114,9 @@ def test_log_result_logs_figures_and_tables_and_no_2d_projector_embeddings(tmp_p
     writer = RecordingWriter()
     log_result(writer, 7, result)
     [(step, images)] = writer.calls["images"]
-    assert step == 7 and list(images) == ["analysis/pca_2d"]
-    assert images["analysis/pca_2d"].shape == (4, 6, 3) and images["analysis/pca_2d"].dtype == np.uint8
-    assert (images["analysis/pca_2d"] == [255, 0, 0]).all()
+    assert step == 7 and list(images) == ["views/analysis/pca_2d"]
+    assert images["views/analysis/pca_2d"].shape == (4, 6, 3) and images["views/analysis/pca_2d"].dtype == np.uint8
+    assert (images["views/analysis/pca_2d"] == [255, 0, 0]).all()
     assert writer.calls["texts"] == [(7, {"analysis/quality": "| metric |\n"})]
     assert writer.calls["scalars"] == []  # quality numbers are HParams metrics, not single-point charts
     assert writer.calls["embeddings"] == []

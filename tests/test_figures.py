@@ -64,5 +64,5 @@ def test_a_run_leaves_its_curves_confusion_and_labelled_grids(finished):
     height = Image.open(grids[-1]).size[1]
     assert height == 36 + 3 * (2 * 28 + 2) + 8
     # TensorBoard shows the same labelled image at each eval.
-    images = tb_accumulator(finished / "tb").Images("reconstructions")
+    images = tb_accumulator(finished / "tb").Images("views/reconstructions")
     assert [e.step for e in images] == [r["step"] for r in evals] and images[-1].height == height

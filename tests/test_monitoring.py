@@ -105,7 +105,7 @@ def test_tensorboard_scalars_at_the_right_steps(run):
 
 def test_tensorboard_images_histograms_text(run):
     acc = tb_accumulator(run["workdir"] / "tb")
-    grids = acc.Images("reconstructions")
+    grids = acc.Images("views/reconstructions")
     assert [e.step for e in grids] == EVAL_STEPS
     digits = run["config"].grid_digits
     plain = (digits * 28 + (digits - 1) * 2, 2 * 28 + 2)  # enlarged 3x, a 36 px title band, 8 px margins
@@ -114,13 +114,13 @@ def test_tensorboard_images_histograms_text(run):
     assert [e.step for e in confusion] == EVAL_STEPS and min(confusion[0].width, confusion[0].height) >= 300
 
     histograms = acc.Tags()["histograms"]
-    assert [t for t in histograms if t.startswith("code/")] == [f"code/dim_{i:03d}" for i in range(LATENT)]
+    assert [t for t in histograms if t.startswith("z/")] == [f"z/dim_{i:03d}" for i in range(LATENT)]
     weights = [t for t in histograms if t.startswith("weights/")]
     assert any(t.startswith("weights/ae/") and t.endswith("kernel") for t in weights)
     assert any(t.startswith("weights/probe/") for t in weights)
-    assert [e.step for e in acc.Histograms("code/dim_000")] == EVAL_STEPS  # step 0 and every eval
+    assert [e.step for e in acc.Histograms("z/dim_000")] == EVAL_STEPS  # step 0 and every eval
     assert [e.step for e in acc.Histograms(weights[0])] == EVAL_STEPS
-    (last,) = [e for e in acc.Histograms("code/dim_000") if e.step == EVAL_STEPS[-1]]
+    (last,) = [e for e in acc.Histograms("z/dim_000") if e.step == EVAL_STEPS[-1]]
     assert last.histogram_value.num == 512  # the whole test set (tiny(): test_limit)
 
     (summary,) = acc.Tensors("model/summary/text_summary")
@@ -182,7 +182,7 @@ def test_wandb_offline_run_matches_metrics_jsonl(run):
         assert {"test/recon_mse", "test/probe_accuracy"} <= set(expected)
         for key, value in expected.items():
             assert row[key][""] == pytest.approx(value, rel=1e-6), (record["step"], key)
-        assert row["reconstructions"]["_type"] == "image-file"
+        assert row["views/reconstructions"]["_type"] == "image-file"
         assert row["test/probe_confusion_table"]["_type"] == "table-file"
     codes = history[EVAL_STEPS[-1]]["codes"]  # the projector's points as a W&B table
     assert codes["_type"] == "table-file"
@@ -288,7 +288,7 @@ def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
     run_training(config, tmp_path, "tensorboard", quiet=True)
     rounds = config.train_limit // config.batch_size
     acc = tb_accumulator(tmp_path / "tb")
-    assert [e.step for e in acc.Histograms("code/dim_000")] == [0, rounds, 2 * rounds, 3 * rounds]
+    assert [e.step for e in acc.Histograms("z/dim_000")] == [0, rounds, 2 * rounds, 3 * rounds]
     assert [e.step for e in acc.Scalars("test/recon_mse")] == [0, 2 * rounds, 3 * rounds]  # evals: 2 and the end
 
 

@@ -100,6 +100,27 @@ def test_scalars_open_on_the_test_and_train_curves(server, tmp_path):
     assert all(tag.startswith(("test/", "train/")) for tag in first), first
 
 
+def test_time_series_the_landing_page_opens_on_the_test_and_train_curves(server, tmp_path):
+    """TensorBoard opens on Time Series, whose "All" view orders card groups alphabetically and mixes
+    in images and histograms: the groups before the curves must be none (pictures are `views/*`, code
+    histograms `z/*`)."""
+    base, _, _ = server
+    with open_browser(allow=(f"{base}/", "data:", "blob:")) as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/")
+        page.get_by_text(re.compile(r"^\s*\d+ cards?\s*$")).first.wait_for(timeout=30000)
+        page.locator("line-chart canvas, line-chart svg").first.wait_for(timeout=30000)
+        page.wait_for_timeout(4000)  # the charts draw (software WebGL in a worker)
+        groups = page.evaluate("""[...document.querySelectorAll('*')]
+            .filter(e => e.children.length === 0 && /^\\d+ cards?$/.test(e.textContent.trim()))
+            .map(e => e.parentElement.textContent.replace(/\\d+ cards?/, '').trim())""")
+        _shot(page, "tensorboard_timeseries.png", tmp_path)
+        landing = page.url
+        assert browser.requests == [] and browser.errors == []
+    assert landing.endswith("#timeseries") and groups[:2] == ["test", "train"], (landing, groups)
+    assert {"views", "z", "weights"} <= set(groups[2:]), groups
+
+
 def test_the_images_tab_shows_the_labelled_reconstruction_grid(server, tmp_path):
     """The grid as served is the enlarged, labelled one (3x digits, a title band), not 298 x 58 px."""
     base, run, _ = server

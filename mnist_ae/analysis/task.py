@@ -81,7 +81,7 @@ def log_result(writer: MetricWriter, step: int, result: AnalysisResult) -> None:
     The 2-D maps are logged only as figures: as projector embeddings, 2-column tensors open
     on an empty canvas ("NaN%" variance) in TensorBoard's projector.
     """
-    writer.write_images(step, {f"analysis/{name}": render.read_png(path) for name, path in result.figures.items()})
+    writer.write_images(step, {f"views/analysis/{name}": render.read_png(path) for name, path in result.figures.items()})
     writer.write_texts(step, {f"analysis/{name}": table for name, table in result.tables.items()})
 
 

@@ -123,7 +123,7 @@ def _latent_pictures(run: Run, state: TrainState) -> None:
         labels = np.asarray(run.data.test_y)
         figures = latent_pictures(models, labels, run.data.class_names, np.arange(len(labels)),
                                   run.workdir / "latent")
-        run.writers[0].write_images(run.program.step(state), {f"latent/{k}": render.read_png(p)
+        run.writers[0].write_images(run.program.step(state), {f"views/latent/{k}": render.read_png(p)
                                                              for k, p in figures.items()})
 
 
