@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae.analysis.figures import style
+from mnist_ae.analysis.figures import digit_rows, style
 
 Decode = Callable[[np.ndarray], np.ndarray]  # codes [n, L] -> images [n, 28, 28] in [-1, 1]
 INTERPOLATION_STEPS = 8
@@ -49,26 +49,6 @@ def manifold_grid(codes_n2: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarr
     return grid.astype(np.float32), xs, ys
 
 
-def _image_rows(rows: Sequence[tuple[str, np.ndarray]], title: str, col_labels: Sequence[str], path: Path) -> Path:
-    """One labelled row of decoded digits per entry; white strokes on black, as the data."""
-    cols = len(rows[0][1])
-    with style():
-        fig = Figure(figsize=(0.75 * cols + 1.6, 0.8 * len(rows) + 0.7))
-        fig.suptitle(title)
-        axes = fig.subplots(len(rows), cols, squeeze=False)
-        for r, (label, images) in enumerate(rows):
-            for c in range(cols):
-                axes[r, c].imshow(images[c], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-                axes[r, c].set_xticks([])
-                axes[r, c].set_yticks([])
-                if r == 0 and col_labels:
-                    axes[r, c].set_title(col_labels[c], fontsize=8)
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        fig.tight_layout(pad=0.3)
-        fig.savefig(path)
-    return path
-
-
 def _manifold_figure(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str, path: Path) -> Path:
     side = len(xs)
     tiles = images.reshape(side, side, 28, 28).transpose(0, 2, 1, 3).reshape(side * 28, side * 28)
@@ -92,9 +72,9 @@ def latent_pictures(models: Sequence[tuple[str, np.ndarray, Decode]], labels_n: 
     side. Returns the figures by name."""
     outdir.mkdir(parents=True, exist_ok=True)
     num_classes = len(class_names)
-    figures = {"class_means": _image_rows(
+    figures = {"class_means": digit_rows(
         [(name, decode(class_means(codes, labels_n, num_classes))) for name, codes, decode in models],
-        "decoded class means", class_names, outdir / "class_means.png")}
+        outdir / "class_means.png", "decoded class means", class_names)}
     pairs = interpolation_pairs(labels_n, pairs=1 if len(models) > 1 else 5)
     rows = []
     for name, codes, decode in models:
@@ -102,9 +82,9 @@ def latent_pictures(models: Sequence[tuple[str, np.ndarray, Decode]], labels_n: 
         for (i, j), images in zip(pairs, decoded):
             label = f"{class_names[labels_n[i]]} #{test_index_n[i]} to {class_names[labels_n[j]]} #{test_index_n[j]}"
             rows.append((f"{name}: {label}" if len(models) > 1 else label, images))
-    figures["interpolations"] = _image_rows(rows, "decoded along the line between two test digits' codes",
-                                            [f"t={t:.2f}" for t in np.linspace(0, 1, INTERPOLATION_STEPS)],
-                                            outdir / "interpolations.png")
+    figures["interpolations"] = digit_rows(rows, outdir / "interpolations.png",
+                                           "decoded along the line between two test digits' codes",
+                                           [f"t={t:.2f}" for t in np.linspace(0, 1, INTERPOLATION_STEPS)])
     for name, codes, decode in models:
         if codes.shape[1] == 2:
             grid, xs, ys = manifold_grid(codes, MANIFOLD_SIDE)

@@ -208,6 +208,28 @@ def digit_grid(
         return _save(fig, path, tight=False)
 
 
+def digit_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = "",
+               col_labels: Sequence[str] = ()) -> Path:
+    """One labelled row of digits ([cols, H, W] in [-1, 1]) per (label, images): decoded class means,
+    interpolations, a sweep's reconstructions; white strokes on black, as the data."""
+    cols = len(rows[0][1])
+    with style():
+        fig = Figure(figsize=(0.8 * cols + 1.6, 0.85 * len(rows) + (0.7 if title or col_labels else 0.2)))
+        if title:
+            fig.suptitle(title)
+        axes = fig.subplots(len(rows), cols, squeeze=False)
+        for r, (label, images) in enumerate(rows):
+            for c in range(cols):
+                axes[r, c].imshow(images[c], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
+                axes[r, c].set_xticks([])
+                axes[r, c].set_yticks([])
+                if r == 0 and col_labels:
+                    axes[r, c].set_title(col_labels[c], fontsize=8)
+            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        fig.tight_layout(pad=0.3)
+        return _save(fig, path, tight=False)
+
+
 def line_plot(
     xs: Sequence[float],
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],

@@ -9,7 +9,6 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from matplotlib.figure import Figure
 
 from mnist_ae import build
 from mnist_ae.baselines import PCA_KEY
@@ -40,19 +39,7 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
     rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
     rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else ""), r)
              for m, r in zip(members, recon_mnhw)]
-    n = originals_nhw.shape[0]
-    with plots.style():
-        fig = Figure(figsize=(0.9 * n + 1.6, 0.95 * len(rows)))
-        axes = fig.subplots(len(rows), n, squeeze=False)
-        for r, (label, images) in enumerate(rows):
-            for c in range(n):
-                axes[r, c].imshow(images[c], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-                axes[r, c].set_xticks([])
-                axes[r, c].set_yticks([])
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        fig.tight_layout(pad=0.2)
-        fig.savefig(path)
-    return path
+    return plots.digit_rows(rows, path)
 
 
 # The per-member analysis numbers (analysis.members) a results table shows where the sweep has them.
