@@ -22,7 +22,6 @@ os.environ.setdefault("MNIST_AE_CACHE", str(_SCRATCH / "cache"))
 
 import pytest  # noqa: E402
 
-from helpers import tiny  # noqa: E402,F401  (re-exported for modules that still import it from here)
 from mnist_ae.data import Dataset, load_dataset  # noqa: E402
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny
+from helpers import tiny
 from helpers import hparams_session_groups, projector_config, tb_accumulator, wandb_records
 
 EPOCHS = 2

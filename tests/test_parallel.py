@@ -60,7 +60,6 @@ def _mark(what: str) -> None:
 
 
 def _config():
-    from mnist_ae import build
     from mnist_ae.config import base_config
 
     config = base_config()
@@ -254,8 +253,6 @@ def worker_restore(out: Path) -> None:
     The target is abstract (shapes, dtypes and the replicated sharding on the 2-device mesh), so
     nothing is initialised or computed before the restore.
     """
-    import jax
-
     from mnist_ae import build, parallel
     from mnist_ae.checkpoint import Checkpointer
     from mnist_ae.core.steps import init_state

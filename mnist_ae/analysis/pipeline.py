@@ -184,7 +184,6 @@ def _embed_and_score(
     threads: int,
 ) -> _Scored:
     """The compute stages of run_analysis, each timed into timings_s."""
-    n = len(codes_nl)
     with _timed(timings_s, "pca"):
         pca_n3 = host_pca(codes_nl, 3).projected
     # A 1-unit code has one principal axis: its 2-D view is that axis against a zero column.
