@@ -202,7 +202,7 @@ def _main(config_given: bool) -> None:
     else:
         check_data(config)  # a refusal for bad data leaves nothing behind: checked before the workdir exists
         workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
-    from mnist_ae.progress import configure_logging  # noqa: PLC0415
+    from mnist_ae.run_log import configure_logging  # noqa: PLC0415
 
     configure_logging(workdir, flags.FLAGS.verbose)
     from mnist_ae.parallel import initialize_distributed  # noqa: PLC0415

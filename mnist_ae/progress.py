@@ -3,7 +3,7 @@
 Host side only. The loop reports once per compiled epoch, so the reporter never sees a step. On a
 terminal it draws with `rich`; anywhere else (CI, nohup, a log file) it writes one plain line per
 event, without ANSI escapes. Only process 0 prints. Library logs and Python warnings are kept off
-the terminal by `configure_logging`, which sends them to WORKDIR/run.log.
+the terminal by `run_log.configure_logging`, which sends them to WORKDIR/run.log.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import io
-import logging
-import os
 import resource
 import shlex
 import sys
@@ -37,8 +35,6 @@ FINAL_METRICS = ("test/recon_mse", "baseline/pca_recon_mse", "test/recon_sse01",
                  "analysis/trustworthiness")
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
 PLAIN_WIDTH = 10_000
-# Third-party loggers that `configure_logging` takes off the terminal (plus the root logger).
-LIBRARY_LOGGERS = ("absl", "jax", "orbax", "tensorflow", "wandb", "py.warnings")
 
 
 def _clock(seconds: float) -> str:
@@ -268,64 +264,3 @@ def _final_table(final: Mapping[str, float] | Sequence[tuple[Mapping[str, Any], 
 
 def _tag(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is now, so that a live display that redirects it stays intact."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
-
-
-class _RunLogHandler(logging.FileHandler):
-    """WORKDIR/run.log (a type of its own so a second configure_logging replaces it). On a full or
-    read-only disk it stays quiet: the log is for diagnosis, and logging's default would print a
-    traceback per record (thousands of lines) over the one line that names the real failure."""
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        del record
-
-
-def _to_replace(handler: logging.Handler) -> bool:
-    """Handlers that write to the terminal (absl's from app.run, basicConfig's, TF's own) or that an
-    earlier configure_logging added."""
-    from absl import logging as absl_logging  # noqa: PLC0415
-
-    if handler is absl_logging.get_absl_handler() or isinstance(handler, (_StderrHandler, _RunLogHandler)):
-        return True
-    return (type(handler) is logging.StreamHandler
-            and getattr(handler, "stream", None) in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__))
-
-
-def configure_logging(workdir: Path, verbose: bool) -> None:
-    """Library logs (absl/orbax, jax, tensorflow, wandb) and Python warnings go to WORKDIR/run.log,
-    so the terminal is the reporter's; `verbose` copies them to stderr as well.
-
-    Not verbose, also sets WANDB_SILENT (unless set) and TF_CPP_MIN_LOG_LEVEL=2: native INFO and
-    WARNING lines off, errors kept. Native libraries read the latter when they load (TensorFlow
-    under tfds: later; jaxlib: on `import jax`, so its C++ warnings, e.g. CUDA's, only if this runs
-    before that import).
-    """
-    if not verbose:
-        if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1") == "1":  # unset, or the 1 `import jax` sets then
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-        os.environ.setdefault("WANDB_SILENT", "true")
-    root = logging.getLogger()
-    for logger in (root, *map(logging.getLogger, LIBRARY_LOGGERS)):
-        for handler in [h for h in logger.handlers if _to_replace(h)]:
-            logger.removeHandler(handler)
-            if isinstance(handler, _RunLogHandler):
-                handler.close()
-        if logger is not root:
-            logger.propagate = True  # to the root's handlers below, even where a library turned it off
-    workdir.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [_RunLogHandler(workdir / "run.log")]
-    if verbose:
-        handlers.append(_StderrHandler())
-    for handler in handlers:
-        handler.setLevel(logging.INFO)  # not DEBUG: jax logs thousands of lines per compile
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    logging.captureWarnings(True)

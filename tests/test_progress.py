@@ -14,8 +14,9 @@ from unittest import mock
 import pytest
 from absl import logging as absl_logging
 
-from mnist_ae import progress
-from mnist_ae.progress import Reporter, configure_logging
+from mnist_ae import run_log
+from mnist_ae.progress import Reporter
+from mnist_ae.run_log import configure_logging
 
 ANSI = re.compile(r"\x1b\[")
 METRICS = {"train/recon_mse": 0.0978, "test/recon_mse": 0.095, "test/probe_accuracy": 0.877}
@@ -187,18 +188,18 @@ def test_sweep_summary_has_one_row_per_member(tmp_path):
 @pytest.fixture
 def restore_logging():
     """Undo configure_logging: its handlers, levels, propagation, warning capture and environment."""
-    loggers = [logging.getLogger(name) for name in ("", *progress.LIBRARY_LOGGERS)]
+    loggers = [logging.getLogger(name) for name in ("", *run_log.LIBRARY_LOGGERS)]
     saved = [(logger, logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
     with mock.patch.dict(os.environ), warnings.catch_warnings():
         yield
         logging.captureWarnings(False)
     for logger, level, propagate, handlers in saved:
         for handler in list(logger.handlers):
-            if isinstance(handler, (progress._RunLogHandler, progress._StderrHandler)):
+            if isinstance(handler, (run_log._RunLogHandler, run_log._StderrHandler)):
                 logger.removeHandler(handler)
                 handler.close()
         for handler in handlers:  # the terminal handlers configure_logging took away
-            if progress._to_replace(handler) and handler not in logger.handlers:
+            if run_log._to_replace(handler) and handler not in logger.handlers:
                 logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = propagate
@@ -240,7 +241,7 @@ def test_verbose_also_writes_to_stderr_and_reconfiguring_does_not_duplicate(tmp_
 
 def test_a_run_log_that_cannot_be_written_stays_quiet(tmp_path, capsys, restore_logging):
     configure_logging(tmp_path, verbose=False)
-    handler = next(h for h in logging.getLogger().handlers if isinstance(h, progress._RunLogHandler))
+    handler = next(h for h in logging.getLogger().handlers if isinstance(h, run_log._RunLogHandler))
     class FullDisk(io.StringIO):
         def write(self, text: str) -> int:
             raise OSError(28, "No space left on device")
