@@ -18,11 +18,11 @@ from mnist_ae import data as data_lib
 from mnist_ae.core.losses import sse01_from_mse
 from mnist_ae.core.models import NUM_PIXELS, code_dim
 from mnist_ae.core.state import TrainState
-from mnist_ae.run import sweep_outputs
 from mnist_ae.analysis import ANALYSIS_PHASE
+from mnist_ae.run import sweep_outputs
+from mnist_ae.run.driver import Hook, Run, eval_hook
 
 MEMBERS_PHASE = "analysis of every member (quality numbers, 2-D maps)"
-from mnist_ae.run.driver import Hook, Run, eval_hook
 
 
 def _system(run: Run, state: TrainState) -> None:
