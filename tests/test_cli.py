@@ -133,3 +133,16 @@ def test_missing_optional_packages_are_config_errors(monkeypatch):
     assert check_log_framework("tensorboard") == "tensorboard"
     with pytest.raises(UsageError, match=r"--log_framework both needs the wandb package: pip install -e '\.\[wandb\]'"):
         check_log_framework("both")
+
+
+@pytest.mark.parametrize("env, expected", [({}, "{cache}/jax"), ({"JAX_COMPILATION_CACHE_DIR": "{cache}/mine"}, "{cache}/mine")])
+def test_the_command_keeps_compiled_programs_in_the_users_cache_unless_told_otherwise(tmp_path, env, expected):
+    """launch.py turns on JAX's persistent compilation cache in MNIST_AE_CACHE/jax (a user's own
+    JAX_COMPILATION_CACHE_DIR wins), caching programs that take over 0.1 s to compile."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    clean.update({k: v.format(cache=tmp_path) for k, v in env.items()}, MNIST_AE_CACHE=str(tmp_path))
+    code = ("import jax; from mnist_ae import cli; cli.use_compilation_cache(); "
+            "print(jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)")
+    out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [expected.format(cache=tmp_path), "0.1"]
