@@ -57,11 +57,11 @@ def main() -> None:
     print(machine())
     print(f"{vmapped.members} members (latent {args.latent_dims}, seeds {args.seeds}), {args.epochs} epochs, "
           f"{n:,} digits, batch 256, compiled epochs only")
-    print(f"{'':<28}{'train s':>9}{'x one run':>11}{'compile s':>11}")
-    print(f"{'one run (' + build.members(config)[-1].name + ')':<28}{one:>9.2f}{1.0:>11.2f}{singles[-1].compile_s:>11.2f}")
-    print(f"{'members one after another':<28}{after:>9.2f}{after / one:>11.2f}"
+    print(f"{'':<36}{'train s':>9}{'x one run':>11}{'compile s':>11}")
+    print(f"{'one run (' + build.members(config)[-1].name + ')':<36}{one:>9.2f}{1.0:>11.2f}{singles[-1].compile_s:>11.2f}")
+    print(f"{'members one after another':<36}{after:>9.2f}{after / one:>11.2f}"
           f"{sum(t.compile_s for t in singles):>11.2f}")
-    print(f"{'vmapped sweep':<28}{vmapped.seconds * args.epochs:>9.2f}{vmapped.seconds * args.epochs / one:>11.2f}"
+    print(f"{'vmapped sweep':<36}{vmapped.seconds * args.epochs:>9.2f}{vmapped.seconds * args.epochs / one:>11.2f}"
           f"{vmapped.compile_s:>11.2f}")
 
 
