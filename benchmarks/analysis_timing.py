@@ -36,17 +36,13 @@ from mnist_ae.api import load
 from mnist_ae.config import base_config
 from mnist_ae.core import code_quality
 from mnist_ae.data import load_dataset
+from timing import timed
 
 
-def timed(fn, *args, **kwargs):
-    start = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - start
-
-
-def train(config, workdir: Path, sweep: bool) -> float:
-    """Wall seconds of the whole job in this process (compile, training, evals, checkpoints, hooks)."""
-    return timed(tasks.train_sweep if sweep else tasks.train_and_evaluate, config, workdir, "none", True)[1]
+def train(config, workdir: Path) -> float:
+    """Wall seconds of the whole job `config.task` names, in this process (compile, training, evals,
+    checkpoints, hooks)."""
+    return timed(tasks.run, config, workdir, "none", True)[1]
 
 
 def compare_tsne(codes_nl: np.ndarray, labels_n: np.ndarray) -> None:
@@ -104,10 +100,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         job = base_config()
         job.update(analyze_at_end=False)
-        train_s = train(job, Path(tmp) / "job", sweep=False)
+        train_s = train(job, Path(tmp) / "job")
         sweep = base_config()
         sweep.update(task="sweep", analyze_at_end=False)
-        sweep_s = train(sweep, Path(tmp) / "sweep", sweep=True)
+        sweep_s = train(sweep, Path(tmp) / "sweep")
         codes_nl = load(Path(tmp) / "job").encode(images)
         members = build.members(sweep)
         member_codes = [load(Path(tmp) / "sweep" / "members" / m.name).encode(images) for m in members]

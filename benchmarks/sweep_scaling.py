@@ -1,6 +1,6 @@
 """Wall time of a latent-size sweep trained under vmap vs its members one after another vs one run.
 
-    python benchmarks/sweep_scaling.py [--latent_dims 2,3,5,10,50] [--epochs 2]
+    python benchmarks/sweep_scaling.py [--latent_dims 2,3,5,10,50] [--seeds 0] [--epochs 2] [--train_limit N]
 
 Times the compiled epochs after one untimed warm-up epoch (compile time printed apart), same data, batch 256, MLP AE + probe.
 """
@@ -8,49 +8,61 @@ Times the compiled epochs after one untimed warm-up epoch (compile time printed 
 from __future__ import annotations
 
 import argparse
-import functools
 
 import jax
+import ml_collections
 
 from mnist_ae import build
 from mnist_ae.core import sweep
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
-from mnist_ae.core.loop import train_epoch
-from timing import machine, time_epochs
+from timing import Throughput, machine, time_epochs
+from train_throughput import epoch_throughput, samples_per_epoch
+
+
+def sweep_config(latent_dims: tuple[int, ...], seeds: tuple[int, ...] = (0,)) -> ml_collections.ConfigDict:
+    """The default MLP sweep over these latent sizes and seeds (one learning rate)."""
+    config = base_config()
+    config.update(task="sweep", latent_dims=latent_dims, seeds=seeds)
+    return config
+
+
+def sweep_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Array, epochs: int) -> Throughput:
+    """Every member's epoch in one vmapped compiled call: compile s, s per epoch, samples of all members."""
+    setup = build.sweep_setup(config)
+    fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
+                 donate_argnums=0)
+    compile_s, epoch_s, _ = time_epochs(fn, setup.initial_states(config), epochs=epochs)
+    members = len(setup.members)
+    return Throughput(epoch_s, members * samples_per_epoch(setup.learner, x.shape[0], config.batch_size),
+                      members, compile_s)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latent_dims", default="2,3,5,10,50")
+    parser.add_argument("--seeds", default="0")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train_limit", type=int, default=0, help="the first N training digits (0 = all)")
     args = parser.parse_args()
-    config = base_config()
-    config.task = "sweep"
-    config.latent_dims = tuple(int(v) for v in args.latent_dims.split(","))
+    config = sweep_config(tuple(int(v) for v in args.latent_dims.split(",")),
+                          tuple(int(v) for v in args.seeds.split(",")))
     ds = load_dataset("mnist")
-    x, y = jax.device_put(ds.train_images), jax.device_put(ds.train_labels)
-    setup = build.sweep_setup(config)
-    members = setup.members
-    sweep_fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
-                       donate_argnums=0)
-    sweep_compile, sweep_s, _ = time_epochs(sweep_fn, setup.initial_states(config), epochs=args.epochs)
-    sweep_s *= args.epochs
-    single_s, single_compile = [], []
-    for m in members:
-        single_learner = build.learner(build.member_config(config, m))
-        fn = jax.jit(functools.partial(train_epoch, single_learner, images_nhw=x, labels_n=y,
-                                       batch_size=config.batch_size), donate_argnums=0)
-        c, s, _ = time_epochs(fn, build.initial_state(build.member_config(config, m)), epochs=args.epochs)
-        single_compile.append(c)
-        single_s.append(s * args.epochs)
-    one = single_s[-1]
+    n = args.train_limit or len(ds.train_images)
+    x, y = jax.device_put(ds.train_images[:n]), jax.device_put(ds.train_labels[:n])
+    vmapped = sweep_throughput(config, x, y, args.epochs)
+    singles = [epoch_throughput(build.member_config(config, m), x, y, args.epochs) for m in build.members(config)]
+    one = singles[-1].seconds * args.epochs
+    after = sum(t.seconds for t in singles) * args.epochs
     print(machine())
-    print(f"{len(members)} members (latent {args.latent_dims}), {args.epochs} epochs, batch 256, compiled epochs only")
-    print(f"{'':<28}{'train s':>9}{'x one run':>11}{'compile s':>11}")
-    print(f"{'one run (latent ' + str(members[-1].latent_dim) + ')':<28}{one:>9.2f}{1.0:>11.2f}{single_compile[-1]:>11.2f}")
-    print(f"{'members one after another':<28}{sum(single_s):>9.2f}{sum(single_s) / one:>11.2f}{sum(single_compile):>11.2f}")
-    print(f"{'vmapped sweep':<28}{sweep_s:>9.2f}{sweep_s / one:>11.2f}{sweep_compile:>11.2f}")
+    print(f"{vmapped.members} members (latent {args.latent_dims}, seeds {args.seeds}), {args.epochs} epochs, "
+          f"{n:,} digits, batch 256, compiled epochs only")
+    print(f"{'':<36}{'train s':>9}{'x one run':>11}{'compile s':>11}")
+    print(f"{'one run (' + build.members(config)[-1].name + ')':<36}{one:>9.2f}{1.0:>11.2f}{singles[-1].compile_s:>11.2f}")
+    print(f"{'members one after another':<36}{after:>9.2f}{after / one:>11.2f}"
+          f"{sum(t.compile_s for t in singles):>11.2f}")
+    print(f"{'vmapped sweep':<36}{vmapped.seconds * args.epochs:>9.2f}{vmapped.seconds * args.epochs / one:>11.2f}"
+          f"{vmapped.compile_s:>11.2f}")
 
 
 if __name__ == "__main__":

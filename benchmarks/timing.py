@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,27 @@ def machine() -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); host: {cpu}, {cores} cores; "
             f"jax {jax.__version__}; load average {os.getloadavg()[0]:.1f} at start")
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """`fn`'s result and its wall seconds."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+@dataclasses.dataclass(frozen=True)
+class Throughput:
+    """Seconds (one epoch, or a whole job) and the samples trained in them, summed over members."""
+
+    seconds: float
+    samples: int
+    members: int = 1
+    compile_s: float | None = None
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.seconds
 
 
 def time_epochs(jitted: Any, state: Any, *args: Any, epochs: int) -> tuple[float, float, Any]:

@@ -1,0 +1,58 @@
+"""benchmarks/gpu_suite.py end to end on tiny settings: every row there, its numbers positive and consistent."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import pytest
+
+from helpers import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import gpu_suite  # noqa: E402
+
+
+def _tables(text: str) -> list[list[dict[str, str]]]:
+    """The markdown tables printed, each as rows keyed by its header."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|---"):
+            header = [c.strip() for c in lines[i - 1].strip("|").split("|")]
+            body = itertools.takewhile(lambda row: row.startswith("| "), lines[i + 1:])
+            tables.append([dict(zip(header, (c.strip() for c in row.strip("|").split("|")))) for row in body])
+    return tables
+
+
+@pytest.mark.slow
+def test_gpu_suite_tiny_prints_every_row_with_consistent_numbers(capsys):
+    gpu_suite.main(["--tiny", "--markdown"])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("device: ")
+    train, analysis = _tables(out)
+    per_member = gpu_suite.TINY["train_limit"] // 256 * 256  # whole batches of 256 per epoch
+    expected = [("default job", 1), ("MLP epoch", 1), ("conv epoch", 1), ("one run epoch", 1),
+                ("5-member sweep", 5), ("50-member sweep", 50)]
+    assert [(name, int(r["members"])) for r, (name, _) in zip(train, expected) if r["what"].startswith(name)] \
+        == expected
+    for r, (_, members) in zip(train, expected):
+        seconds, samples, rate = float(r["s"]), int(r["samples"]), float(r["samples/s"])
+        assert seconds > 0 and rate > 0
+        assert samples == members * per_member  # one epoch each (the job: --tiny's 1 epoch)
+        assert rate == pytest.approx(samples / seconds, rel=2e-3, abs=0.5)
+    one_s = float(train[3]["s"])
+    assert float(train[3]["x one run"]) == 1.0
+    for r in train[4:]:
+        assert float(r["x one run"]) == pytest.approx(float(r["s"]) / one_s, rel=2e-2, abs=6e-3)
+    for r in train[1:]:
+        assert float(r["compile s"]) > 0
+    assert float(train[1]["GFLOP/s"]) > 0 and float(train[2]["GFLOP/s"]) > 0
+
+    stages = {r["analysis stage"]: float(r["s"]) for r in analysis}
+    assert {"pca", "tsne_2d", "tsne_3d", "quality_codes", "figures_tables", "total"} <= set(stages)
+    assert all(s > 0 for s in stages.values())
+    assert stages["total"] >= max(s for k, s in stages.items() if k != "total")
+    job_s = float(train[0]["s"])
+    assert stages["total"] < job_s  # the analysis is part of the job it was timed in
+    for r in analysis:
+        assert float(r["share of the job"]) == pytest.approx(float(r["s"]) / job_s, abs=6e-3)
