@@ -276,6 +276,13 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path):
     assert sum(1 for f in parsed.figures.values()
                if f["layout"].get("title", {}).get("text", "") == "PCA of 512 test codes") == 4
     assert "Results" in parsed.headings
+    from mnist_ae.report.task import report
+
+    # an exported member's own page: the latent space forming from its slice of the sweep's saved codes
+    alone = Parsed(report(tmp_path / "members" / "latent2_seed1_lr0.01").read_text())
+    slider = next(v for k, v in alone.scripts.items() if k.startswith("steps"))
+    assert slider["steps"] == sorted(int(p.stem.split("_")[1]) for p in (tmp_path / "codes").glob("step_*.npz"))
+    assert [sum(len(c[0]) for c in frame) for frame in slider["frames"]] == [128] * len(slider["steps"])
     from mnist_ae.report.compare import compare
 
     page = Parsed(compare(str(tmp_path), tmp_path / "compare.html").read_text())  # a sweep: its members

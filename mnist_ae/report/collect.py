@@ -40,6 +40,17 @@ def codes_over_time(workdir: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
     return out
 
 
+def member_codes_over_time(member_dir: Path, width: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """An exported sweep member's (RUN/members/<name>) codes over time: its slice (its own `width`
+    units) of the codes its sweep saved; [] for any other folder."""
+    sweep_dir = Path(member_dir).parent.parent
+    names = member_names(sweep_dir) if Path(member_dir).parent.name == "members" else []
+    if Path(member_dir).name not in names:
+        return []
+    i = names.index(Path(member_dir).name)
+    return [(s, c[i][:, :width], y) for s, c, y in codes_over_time(sweep_dir)]
+
+
 def member_names(workdir: Path) -> list[str]:
     """A sweep's member names in the order of the leading axis of its saved codes ([] if none saved)."""
     first = next(iter(sorted((Path(workdir) / CODES_DIR).glob("step_*.npz"))), None)
@@ -181,7 +192,8 @@ def run_data(trained: Any, name: str = "", records: list[dict[str, Any]] | None 
         starts=[r for r in all_records if r.get("event") == "start"],
         finals=finals_of(all_records),
         recon_pngs={int(k.split("_")[1]): v for k, v in pngs(workdir / "reconstructions").items()},
-        forming=codes_over_time(workdir) if forming is None else forming,
+        forming=forming if forming is not None else (
+            codes_over_time(workdir) or member_codes_over_time(workdir, config.latent_dim)),
         points=points(workdir, codes, labels, preds, images, config.analysis_subsample, config.seed),
         confusion_cc=confusion(labels, preds, len(class_names)), class_names=class_names,
         analysis=json.loads(analysis_json.read_text()) if analysis_json.exists() else {},

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import RunData, codes_over_time, member_names, pngs, read_records, run_data
+from mnist_ae.report.collect import RunData, member_names, pngs, read_records, run_data
 
 PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[report]'"
 
@@ -76,21 +76,11 @@ def run_html(data: RunData) -> str:
 
 
 def sweep_members(workdir: Path, records: list[dict[str, Any]]) -> list[tuple[str, RunData | None]]:
-    """Each member's data from its export (None while the sweep has not exported it yet), with its codes
-    over time sliced from the sweep's (member i, its own width)."""
-    over_time = codes_over_time(workdir)
+    """Each member's data from its export (None while the sweep has not exported it yet); its codes over
+    time are its slice of the sweep's (`collect.member_codes_over_time`)."""
     names = member_names(workdir) or sorted({r["member"] for r in records if "member" in r})
-    out = []
-    for i, name in enumerate(names):
-        member_dir = workdir / "members" / name
-        if not (member_dir / "checkpoints").is_dir():
-            out.append((name, None))
-            continue
-        trained = load_trained(member_dir)
-        width = trained.config.latent_dim
-        forming = [(s, c[i][:, :width], y) for s, c, y in over_time]
-        out.append((name, run_data(trained, name, forming=forming)))
-    return out
+    return [(name, run_data(load_trained(workdir / "members" / name), name)
+             if (workdir / "members" / name / "checkpoints").is_dir() else None) for name in names]
 
 
 def sweep_html(workdir: Path) -> str:
