@@ -118,6 +118,9 @@ def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.chdir(work)
             sys.path.insert(0, str(work))
+            # subprocesses the tests start (test_parallel's workers) import the mutated copy too,
+            # not the worktree's or the editable install's unmutated package
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH")]))
             fd = os.open(work / "pytest.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
