@@ -238,6 +238,18 @@ def test_pca_of_constant_data_explains_nothing_instead_of_nan():
         pca(jnp.ones((4, 3)), 4)
 
 
+def test_pca_keeps_one_axis_and_refuses_none():
+    """k = 1 is allowed and k = 0 is not: by hand, the spread of these 4 points is 18 along x and 2
+    along y, so the one axis is x, explaining 18 / 20 of the variance."""
+    x_nl = jnp.asarray([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    result = pca(x_nl, 1)
+    np.testing.assert_allclose(np.asarray(result.components), [[1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.explained_variance_ratio), [0.9], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.projected), [[3.0], [-3.0], [0.0], [0.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="0 < k"):
+        pca(x_nl, 0)
+
+
 def test_pca_jits_and_vmaps(digits):
     batch_bnl = jnp.asarray(fake_codes(digits[0][:600], latent=8).reshape(3, 200, 8))
     jitted = jax.jit(pca, static_argnums=1)(batch_bnl[0], 3)
