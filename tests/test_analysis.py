@@ -313,6 +313,28 @@ def test_dimension_stats_flags_dead_dims(digits):
     assert stats[4]["near_zero"] > 0.99 and stats[0]["near_zero"] < 0.5
 
 
+def test_near_zero_is_relative_to_the_scale_of_all_codes():
+    """By hand: the RMS of all 8 values is sqrt((4 * 0.005^2 + 4 * 20^2) / 8) ~ 14.14, so the near-zero
+    threshold is ~0.0141 and every |0.005| of dim 0 is near zero (dim 0 dead, though not constant)."""
+    codes = np.array([[0.005, 20.0], [-0.005, -20.0], [0.005, 20.0], [-0.005, -20.0]])
+    stats = quality.dimension_stats(codes)
+    assert [(row["near_zero"], row["dead"]) for row in stats] == [(1.0, True), (0.0, False)]
+
+
+def test_the_split_is_stratified_exactly_when_sklearn_can():
+    """Stratified with >= 2 of each class and a test slot per class (20% of 50 = 10 slots, 10 classes;
+    or 2 classes with 2 and 8 points); otherwise a plain seeded 80/20 split (2 of each of 10 classes:
+    4 test slots)."""
+    def expected(labels_n: np.ndarray, stratify: bool) -> list[np.ndarray]:
+        return train_test_split(np.arange(len(labels_n)), test_size=0.2, random_state=3,
+                                stratify=labels_n if stratify else None)
+
+    for labels_n, stratify in ((np.repeat(np.arange(10), 5), True), (np.repeat([0, 1], [2, 8]), True),
+                               (np.repeat(np.arange(10), 2), False)):
+        for got, want in zip(quality._split(labels_n, 3), expected(labels_n, stratify)):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_confused_pairs_order():
     confusion = np.diag([50, 50, 50, 50])
     confusion[0, 1], confusion[1, 0] = 3, 4  # 7 total, split across both directions
@@ -321,6 +343,7 @@ def test_confused_pairs_order():
     pairs = quality.confused_pairs(confusion, ("a", "b", "c", "d"), top=5)
     assert pairs == [("c", "d", 9), ("a", "b", 7), ("a", "d", 1)]
     assert quality.confused_pairs(confusion, ("a", "b", "c", "d"), top=1) == [("c", "d", 9)]
+    assert len(quality.confused_pairs(np.ones((4, 4), int), ("a", "b", "c", "d"))) == 5  # of 6 pairs: 5 by default
 
 
 def test_outliers_finds_inserted_point(digits):
@@ -329,6 +352,23 @@ def test_outliers_finds_inserted_point(digits):
     codes[123] = codes[labels == labels[123]].mean(axis=0) + 5.0
     found = quality.outliers(codes, labels, top=10)
     assert found[0] == 123 and len(found) == 10 and len(set(found.tolist())) == 10
+
+
+def test_outliers_are_far_from_their_own_class_and_25_by_default():
+    """By hand (1-D): class 0 is 14 points at 0 and one at 1; class 1 is 14 points at 10 and one at 9.
+    Each odd point is 14/15 from its class centroid (1/15 and 9 + 14/15), the others 1/15: the odd
+    two come first, though they are the closest to the mean of all points (4 from it, the others 5)."""
+    codes = np.concatenate([np.zeros(14), [1.0], np.full(14, 10.0), [9.0]])[:, None]
+    labels = np.repeat([0, 1], 15)
+    found = quality.outliers(codes, labels)
+    assert len(found) == 25 and set(found[:2].tolist()) == {14, 29}
+    # Standardized first: point 3 is the farthest in raw units (250 in a +-100 dim, std ~111: 2.1 stds),
+    # point 7 in standard deviations (3 in a dim of zeros, std ~0.65: 4.4 stds).
+    wide = 100.0 * np.where(np.arange(20) % 2 == 0, 1.0, -1.0)
+    wide[3] = 250.0
+    narrow = np.zeros(20)
+    narrow[7] = 3.0
+    assert quality.outliers(np.stack([wide, narrow], axis=1), np.zeros(20), top=2).tolist() == [7, 3]
 
 
 def test_run_analysis_writes_all_outputs(tmp_path, digits):
