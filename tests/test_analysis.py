@@ -321,6 +321,14 @@ def test_near_zero_is_relative_to_the_scale_of_all_codes():
     assert [(row["near_zero"], row["dead"]) for row in stats] == [(1.0, True), (0.0, False)]
 
 
+def test_a_dim_is_dead_only_strictly_past_the_thresholds():
+    """Dead means std < 1e-6 or a near-zero share > 0.99, both strict: 0 and 2e-6 have a std of exactly
+    1e-6 (alive); 99 zeros and a 1 are 99/100 = 0.99 near zero (alive), 100 zeros and a 1 are not."""
+    assert quality.dimension_stats(np.array([[0.0], [2e-6]]))[0]["dead"] is False
+    assert quality.dimension_stats(np.eye(100)[:, :1])[0]["dead"] is False
+    assert quality.dimension_stats(np.eye(101)[:, :1])[0]["dead"] is True
+
+
 def test_the_split_is_stratified_exactly_when_sklearn_can():
     """Stratified with >= 2 of each class and a test slot per class (20% of 50 = 10 slots, 10 classes;
     or 2 classes with 2 and 8 points); otherwise a plain seeded 80/20 split (2 of each of 10 classes:
