@@ -327,6 +327,7 @@ def test_a_dim_is_dead_only_strictly_past_the_thresholds():
     assert quality.dimension_stats(np.array([[0.0], [2e-6]]))[0]["dead"] is False
     assert quality.dimension_stats(np.eye(100)[:, :1])[0]["dead"] is False
     assert quality.dimension_stats(np.eye(101)[:, :1])[0]["dead"] is True
+    assert quality.dimension_stats(np.zeros((3, 1)))[0]["near_zero"] == 1.0  # |0| <= 1e-3 * RMS = 0
 
 
 def test_the_split_is_stratified_exactly_when_sklearn_can():
