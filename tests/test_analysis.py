@@ -380,6 +380,22 @@ def test_outliers_are_far_from_their_own_class_and_25_by_default():
     assert quality.outliers(np.stack([wide, narrow], axis=1), np.zeros(20), top=2).tolist() == [7, 3]
 
 
+def test_outliers_leave_dims_of_std_up_to_1e_6_unscaled():
+    """A dim with std <= 1e-6 is divided by 1, not by its std.
+
+    Dim 0 of the first case (a 0 and a 2e-6 in class 0, seven 0s in class 1, seven 2e-6s in class 2)
+    has a std of exactly 1e-6: unscaled, class 0's points are 1e-6 from their centroid and class 2's
+    are the farthest after point 9 (off by 1 in dim 1); scaled by 1e-6, class 0's would be 1 away.
+    In the second, point 1 is 0.75e-6 from its class centroid in the unscaled dim 0 and point 3 about
+    0.5e-6 in the scaled dim 1 (3e-4 of a std of ~500): point 1 first, unless dim 0 is shrunk."""
+    dim0, dim1 = np.array([0.0, 2e-6] + [0.0] * 7 + [2e-6] * 7), np.zeros(16)
+    dim1[9] = 1.0
+    found = quality.outliers(np.stack([dim0, dim1], axis=1), np.repeat([0, 1, 2], [2, 7, 7]), top=2)
+    assert found[0] == 9 and 10 <= found[1] < 16
+    codes = np.array([[0.0, 0.0], [1e-6, 0.0], [0.0, 0.0], [0.0, 3e-4]] + [[0.0, 1000.0]] * 4)
+    assert quality.outliers(codes, np.repeat([0, 1], 4), top=2).tolist() == [1, 3]
+
+
 def test_run_analysis_writes_all_outputs(tmp_path, digits):
     images, labels, class_names = digits[0][:400], digits[1][:400], digits[2]
     codes = fake_codes(images)
