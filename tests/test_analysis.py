@@ -319,6 +319,7 @@ def test_near_zero_is_relative_to_the_scale_of_all_codes():
     codes = np.array([[0.005, 20.0], [-0.005, -20.0], [0.005, 20.0], [-0.005, -20.0]])
     stats = quality.dimension_stats(codes)
     assert [(row["near_zero"], row["dead"]) for row in stats] == [(1.0, True), (0.0, False)]
+    assert [(row["min"], row["max"]) for row in stats] == [(-0.005, 0.005), (-20.0, 20.0)]
 
 
 def test_a_dim_is_dead_only_strictly_past_the_thresholds():
