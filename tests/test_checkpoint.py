@@ -48,9 +48,22 @@ def test_a_cause_is_the_innermost_os_error_or_the_first_line():
             raise RuntimeError("wrapped\nmore") from inner
     except RuntimeError as outer:
         assert _cause(outer) == "No space left on device (/disk/x)"
+    try:  # chained implicitly (raised while handling, no `from`): __context__ only
+        try:
+            raise OSError(28, "No space left on device", "/disk/y")
+        except OSError:
+            raise RuntimeError("wrapped")  # noqa: B904
+    except RuntimeError as outer:
+        assert _cause(outer) == "No space left on device (/disk/y)"
     assert _cause(OSError(13, "Permission denied")) == "Permission denied"
     assert _cause(ValueError("first\nsecond")) == "ValueError: first"
     assert _cause(ValueError("")) == "ValueError: "
+
+
+def test_a_checkpoint_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"^cannot open checkpoints in .*file/ckpt: Not a directory"):
+        Checkpointer(tmp_path / "file" / "ckpt", keep=1)
 
 
 def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
