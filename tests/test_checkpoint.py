@@ -66,6 +66,26 @@ def test_a_checkpoint_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
         Checkpointer(tmp_path / "file" / "ckpt", keep=1)
 
 
+def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
+    """A failed save, and an asynchronous write error surfacing at close, are one-line CheckpointErrors."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt"))
+
+    checkpointer = Checkpointer(tmp_path / "ckpt", keep=1)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    monkeypatch.setattr(ocp.CheckpointManager, "close", full_disk)
+    with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/3: No space left on device"):
+        checkpointer.save(3, {"w": np.zeros(2)}, tiny())
+    with pytest.raises(CheckpointError, match=r"^cannot write checkpoints in .*ckpt: No space left on device"):
+        checkpointer.close()
+    monkeypatch.undo()
+    checkpointer.close()
+
+
 def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
     import shutil
 
