@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 
 import chex
 import jax
@@ -111,7 +112,7 @@ def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
     first, second = init_state(learner, 1), init_state(learner, 2).replace(epoch=jnp.int32(2))
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     ckpt.save(1, first, config)
-    ckpt.save(2, second, config)
+    ckpt.save(2, second, tiny(epochs=7))  # a config of its own: run_config(1) must not read this one
     ckpt.close()
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     assert ckpt.epochs() == [1, 2] and ckpt.latest_epoch() == 2
@@ -121,6 +122,10 @@ def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
         ckpt.restore(init_state(learner, 0), epoch=5)
     run_config = ckpt.run_config(1)
     assert run_config.hidden == (64, 32) and run_config.latent_dim == 8  # lists come back as tuples
+    assert run_config.epochs == config.epochs != 7 and ckpt.run_config().epochs == 7
+    shutil.rmtree(tmp_path / "c" / "1" / "state")
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*c/1 cannot be restored: "):
+        ckpt.restore(init_state(learner, 0), epoch=1)  # a chosen one: no fallback to another
     ckpt.close()
 
 
