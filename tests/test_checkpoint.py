@@ -88,21 +88,21 @@ def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
 
 
 def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
-    import shutil
-
     config = tiny()
     state = init_state(build.learner(config), 0)
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     ckpt.save(1, state, config)
+    ckpt.save(2, state, config)
     ckpt.close()
     shutil.rmtree(tmp_path / "c" / "1" / "state")
+    shutil.rmtree(tmp_path / "c" / "2" / "state")
     warnings = []
     ckpt = Checkpointer(tmp_path / "c", keep=3, warn=warnings.append)
     with pytest.raises(CheckpointError, match=r"no intact checkpoint is left in .*c \(damaged ones are in "
                                               r".*c-damaged\): rerun to start afresh"):
         ckpt.restore(state)
-    assert len(warnings) == 1 and "c/1 is damaged" in warnings[0]
-    assert [p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()] == ["1"]
+    assert len(warnings) == 2 and "c/2 is damaged" in warnings[0] and "c/1 is damaged" in warnings[1]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()) == ["1", "2"]  # a second one joins the first
     assert ckpt.epochs() == [] and ckpt.latest_epoch() is None  # the manager no longer counts it
     ckpt.close()
 
