@@ -79,7 +79,7 @@ def _load_results() -> dict[str, dict]:
 
 
 def _scratch(n: int) -> Path:
-    """A copy of the package and tests (data linked) where mutants are written, never the worktree."""
+    """A copy of the package and tests (data and experiments linked) where mutants are written, never the worktree."""
     work = STATE / f"work-{os.getpid()}-{n}"  # one per job and per concurrent run
     if work.exists():
         shutil.rmtree(work)
@@ -88,7 +88,8 @@ def _scratch(n: int) -> Path:
     for name in ("mnist_ae", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
-    (work / "data").symlink_to(ROOT / "data")
+    for name in ("data", "experiments"):  # read, never mutated (test_models loads experiments/*.py)
+        (work / name).symlink_to(ROOT / name)
     return work
 
 
