@@ -64,5 +64,13 @@ def test_layers_refuse_shapes_with_no_output():
     x = jnp.zeros((1, 2, 2, 1))
     with pytest.raises(ValueError, match="window does not fit"):
         Conv(1, 5).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="a 3x3 window does not fit a 2x5 input padded by 0"):
+        max_pool(jnp.zeros((1, 2, 5, 1)), 3, 1)  # too short, though wide enough
     with pytest.raises(ValueError, match="to nothing"):
         ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)
+
+
+def test_conv_defaults_to_stride_1_and_no_padding():
+    """As `nn.Conv(features, (k, k), strides=1, padding=0)`: a 3x3 kernel on 5x5 gives 3x3."""
+    out = jax.eval_shape(lambda x: Conv(4, 3).init_with_output(jax.random.PRNGKey(0), x)[0], jnp.zeros((1, 5, 5, 2)))
+    assert out.shape == (1, 3, 3, 4)
