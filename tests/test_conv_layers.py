@@ -71,6 +71,9 @@ def test_layers_refuse_shapes_with_no_output():
 
 
 def test_conv_defaults_to_stride_1_and_no_padding():
-    """As `nn.Conv(features, (k, k), strides=1, padding=0)`: a 3x3 kernel on 5x5 gives 3x3."""
-    out = jax.eval_shape(lambda x: Conv(4, 3).init_with_output(jax.random.PRNGKey(0), x)[0], jnp.zeros((1, 5, 5, 2)))
-    assert out.shape == (1, 3, 3, 4)
+    """As `nn.Conv(features, (k, k), strides=1, padding=0)`: a 3x3 kernel on 5x5 gives 3x3; and as
+    PyTorch's ConvTranspose2d(padding=0): (5 - 1) * 2 + 3 = 11 rows with stride 2."""
+    x = jnp.zeros((1, 5, 5, 2))
+    for layer, size in ((Conv(4, 3), 3), (ConvTranspose(4, 3, 2), 11)):
+        out = jax.eval_shape(lambda x, layer=layer: layer.init_with_output(jax.random.PRNGKey(0), x)[0], x)
+        assert out.shape == (1, size, size, 4), layer
