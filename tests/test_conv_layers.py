@@ -66,6 +66,8 @@ def test_layers_refuse_shapes_with_no_output():
         Conv(1, 5).init(jax.random.PRNGKey(0), x)
     with pytest.raises(ValueError, match="a 3x3 window does not fit a 2x5 input padded by 0"):
         max_pool(jnp.zeros((1, 2, 5, 1)), 3, 1)  # too short, though wide enough
+    with pytest.raises(ValueError, match="a 3x3 window does not fit a 5x2 input padded by 0"):
+        max_pool(jnp.zeros((1, 5, 2, 1)), 3, 1)  # too narrow: (2 - 3) // 1 + 1 = 0 columns
     with pytest.raises(ValueError, match="to nothing"):
         ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)
 
