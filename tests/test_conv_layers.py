@@ -70,6 +70,9 @@ def test_layers_refuse_shapes_with_no_output():
         max_pool(jnp.zeros((1, 5, 2, 1)), 3, 1)  # too narrow: (2 - 3) // 1 + 1 = 0 columns
     with pytest.raises(ValueError, match="to nothing"):
         ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)
+    for shape in ((1, 1, 3, 1), (1, 3, 1, 1)):  # one side cropped to exactly nothing: (1 - 1) * 2 + 2 - 2 * 1 = 0
+        with pytest.raises(ValueError, match="to nothing"):
+            jax.eval_shape(lambda x: ConvTranspose(1, 2, 2, padding=1).init(jax.random.PRNGKey(0), x), jnp.zeros(shape))
 
 
 def test_conv_defaults_to_stride_1_and_no_padding():
