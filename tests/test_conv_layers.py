@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -68,6 +70,9 @@ def test_layers_refuse_shapes_with_no_output():
         max_pool(jnp.zeros((1, 2, 5, 1)), 3, 1)  # too short, though wide enough
     with pytest.raises(ValueError, match="a 3x3 window does not fit a 5x2 input padded by 0"):
         max_pool(jnp.zeros((1, 5, 2, 1)), 3, 1)  # too narrow: (2 - 3) // 1 + 1 = 0 columns
+    pool = functools.partial(max_pool, window=2, stride=1)
+    assert jax.eval_shape(pool, jnp.zeros((1, 2, 3, 1))).shape == (1, 1, 2, 1)  # one row is still an output
+    assert jax.eval_shape(pool, jnp.zeros((1, 3, 2, 1))).shape == (1, 2, 1, 1)  # and so is one column
     with pytest.raises(ValueError, match="to nothing"):
         ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)
     for shape in ((1, 1, 3, 1), (1, 3, 1, 1)):  # one side cropped to exactly nothing: (1 - 1) * 2 + 2 - 2 * 1 = 0
