@@ -238,6 +238,18 @@ def test_pca_of_constant_data_explains_nothing_instead_of_nan():
         pca(jnp.ones((4, 3)), 4)
 
 
+def test_pca_keeps_one_axis_and_refuses_none():
+    """k = 1 is allowed and k = 0 is not: by hand, the spread of these 4 points is 18 along x and 2
+    along y, so the one axis is x, explaining 18 / 20 of the variance."""
+    x_nl = jnp.asarray([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+    result = pca(x_nl, 1)
+    np.testing.assert_allclose(np.asarray(result.components), [[1.0, 0.0]], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.explained_variance_ratio), [0.9], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(result.projected), [[3.0], [-3.0], [0.0], [0.0]], atol=1e-6)
+    with pytest.raises(ValueError, match="0 < k"):
+        pca(x_nl, 0)
+
+
 def test_pca_jits_and_vmaps(digits):
     batch_bnl = jnp.asarray(fake_codes(digits[0][:600], latent=8).reshape(3, 200, 8))
     jitted = jax.jit(pca, static_argnums=1)(batch_bnl[0], 3)
@@ -301,6 +313,38 @@ def test_dimension_stats_flags_dead_dims(digits):
     assert stats[4]["near_zero"] > 0.99 and stats[0]["near_zero"] < 0.5
 
 
+def test_near_zero_is_relative_to_the_scale_of_all_codes():
+    """By hand: the RMS of all 8 values is sqrt((4 * 0.005^2 + 4 * 20^2) / 8) ~ 14.14, so the near-zero
+    threshold is ~0.0141 and every |0.005| of dim 0 is near zero (dim 0 dead, though not constant)."""
+    codes = np.array([[0.005, 20.0], [-0.005, -20.0], [0.005, 20.0], [-0.005, -20.0]])
+    stats = quality.dimension_stats(codes)
+    assert [(row["near_zero"], row["dead"]) for row in stats] == [(1.0, True), (0.0, False)]
+    assert [(row["min"], row["max"]) for row in stats] == [(-0.005, 0.005), (-20.0, 20.0)]
+
+
+def test_a_dim_is_dead_only_strictly_past_the_thresholds():
+    """Dead means std < 1e-6 or a near-zero share > 0.99, both strict: 0 and 2e-6 have a std of exactly
+    1e-6 (alive); 99 zeros and a 1 are 99/100 = 0.99 near zero (alive), 100 zeros and a 1 are not."""
+    assert quality.dimension_stats(np.array([[0.0], [2e-6]]))[0]["dead"] is False
+    assert quality.dimension_stats(np.eye(100)[:, :1])[0]["dead"] is False
+    assert quality.dimension_stats(np.eye(101)[:, :1])[0]["dead"] is True
+    assert quality.dimension_stats(np.zeros((3, 1)))[0]["near_zero"] == 1.0  # |0| <= 1e-3 * RMS = 0
+
+
+def test_the_split_is_stratified_exactly_when_sklearn_can():
+    """Stratified with >= 2 of each class and a test slot per class (20% of 50 = 10 slots, 10 classes;
+    or 2 classes with 2 and 8 points); otherwise a plain seeded 80/20 split (2 of each of 10 classes:
+    4 test slots)."""
+    def expected(labels_n: np.ndarray, stratify: bool) -> list[np.ndarray]:
+        return train_test_split(np.arange(len(labels_n)), test_size=0.2, random_state=3,
+                                stratify=labels_n if stratify else None)
+
+    for labels_n, stratify in ((np.repeat(np.arange(10), 5), True), (np.repeat([0, 1], [2, 8]), True),
+                               (np.repeat(np.arange(10), 2), False)):
+        for got, want in zip(quality._split(labels_n, 3), expected(labels_n, stratify)):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_confused_pairs_order():
     confusion = np.diag([50, 50, 50, 50])
     confusion[0, 1], confusion[1, 0] = 3, 4  # 7 total, split across both directions
@@ -309,6 +353,7 @@ def test_confused_pairs_order():
     pairs = quality.confused_pairs(confusion, ("a", "b", "c", "d"), top=5)
     assert pairs == [("c", "d", 9), ("a", "b", 7), ("a", "d", 1)]
     assert quality.confused_pairs(confusion, ("a", "b", "c", "d"), top=1) == [("c", "d", 9)]
+    assert len(quality.confused_pairs(np.ones((4, 4), int), ("a", "b", "c", "d"))) == 5  # of 6 pairs: 5 by default
 
 
 def test_outliers_finds_inserted_point(digits):
@@ -317,6 +362,39 @@ def test_outliers_finds_inserted_point(digits):
     codes[123] = codes[labels == labels[123]].mean(axis=0) + 5.0
     found = quality.outliers(codes, labels, top=10)
     assert found[0] == 123 and len(found) == 10 and len(set(found.tolist())) == 10
+
+
+def test_outliers_are_far_from_their_own_class_and_25_by_default():
+    """By hand (1-D): class 0 is 14 points at 0 and one at 1; class 1 is 14 points at 10 and one at 9.
+    Each odd point is 14/15 from its class centroid (1/15 and 9 + 14/15), the others 1/15: the odd
+    two come first, though they are the closest to the mean of all points (4 from it, the others 5)."""
+    codes = np.concatenate([np.zeros(14), [1.0], np.full(14, 10.0), [9.0]])[:, None]
+    labels = np.repeat([0, 1], 15)
+    found = quality.outliers(codes, labels)
+    assert len(found) == 25 and set(found[:2].tolist()) == {14, 29}
+    # Standardized first: point 3 is the farthest in raw units (250 in a +-100 dim, std ~111: 2.1 stds),
+    # point 7 in standard deviations (3 in a dim of zeros, std ~0.65: 4.4 stds).
+    wide = 100.0 * np.where(np.arange(20) % 2 == 0, 1.0, -1.0)
+    wide[3] = 250.0
+    narrow = np.zeros(20)
+    narrow[7] = 3.0
+    assert quality.outliers(np.stack([wide, narrow], axis=1), np.zeros(20), top=2).tolist() == [7, 3]
+
+
+def test_outliers_leave_dims_of_std_up_to_1e_6_unscaled():
+    """A dim with std <= 1e-6 is divided by 1, not by its std.
+
+    Dim 0 of the first case (a 0 and a 2e-6 in class 0, seven 0s in class 1, seven 2e-6s in class 2)
+    has a std of exactly 1e-6: unscaled, class 0's points are 1e-6 from their centroid and class 2's
+    are the farthest after point 9 (off by 1 in dim 1); scaled by 1e-6, class 0's would be 1 away.
+    In the second, point 1 is 0.75e-6 from its class centroid in the unscaled dim 0 and point 3 about
+    0.5e-6 in the scaled dim 1 (3e-4 of a std of ~500): point 1 first, unless dim 0 is shrunk."""
+    dim0, dim1 = np.array([0.0, 2e-6] + [0.0] * 7 + [2e-6] * 7), np.zeros(16)
+    dim1[9] = 1.0
+    found = quality.outliers(np.stack([dim0, dim1], axis=1), np.repeat([0, 1, 2], [2, 7, 7]), top=2)
+    assert found[0] == 9 and 10 <= found[1] < 16
+    codes = np.array([[0.0, 0.0], [1e-6, 0.0], [0.0, 0.0], [0.0, 3e-4]] + [[0.0, 1000.0]] * 4)
+    assert quality.outliers(codes, np.repeat([0, 1], 4), top=2).tolist() == [1, 3]
 
 
 def test_run_analysis_writes_all_outputs(tmp_path, digits):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shutil
 
 import chex
 import jax
@@ -48,27 +49,60 @@ def test_a_cause_is_the_innermost_os_error_or_the_first_line():
             raise RuntimeError("wrapped\nmore") from inner
     except RuntimeError as outer:
         assert _cause(outer) == "No space left on device (/disk/x)"
+    try:  # chained implicitly (raised while handling, no `from`): __context__ only
+        try:
+            raise OSError(28, "No space left on device", "/disk/y")
+        except OSError:
+            raise RuntimeError("wrapped")  # noqa: B904
+    except RuntimeError as outer:
+        assert _cause(outer) == "No space left on device (/disk/y)"
     assert _cause(OSError(13, "Permission denied")) == "Permission denied"
     assert _cause(ValueError("first\nsecond")) == "ValueError: first"
     assert _cause(ValueError("")) == "ValueError: "
 
 
-def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
-    import shutil
+def test_a_checkpoint_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(CheckpointError, match=r"^cannot open checkpoints in .*file/ckpt: Not a directory"):
+        Checkpointer(tmp_path / "file" / "ckpt", keep=1)
 
+
+def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
+    """A failed save, and an asynchronous write error surfacing at close, are one-line CheckpointErrors."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt"))
+
+    checkpointer = Checkpointer(tmp_path / "ckpt", keep=1)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    monkeypatch.setattr(ocp.CheckpointManager, "close", full_disk)
+    with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/3: No space left on device"):
+        checkpointer.save(3, {"w": np.zeros(2)}, tiny())
+    with pytest.raises(CheckpointError, match=r"^cannot write checkpoints in .*ckpt: No space left on device"):
+        checkpointer.close()
+    monkeypatch.undo()
+    checkpointer.close()
+
+
+def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):
     config = tiny()
     state = init_state(build.learner(config), 0)
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     ckpt.save(1, state, config)
+    ckpt.save(2, state, config)
     ckpt.close()
     shutil.rmtree(tmp_path / "c" / "1" / "state")
+    shutil.rmtree(tmp_path / "c" / "2" / "state")
     warnings = []
     ckpt = Checkpointer(tmp_path / "c", keep=3, warn=warnings.append)
     with pytest.raises(CheckpointError, match=r"no intact checkpoint is left in .*c \(damaged ones are in "
                                               r".*c-damaged\): rerun to start afresh"):
         ckpt.restore(state)
-    assert len(warnings) == 1 and "c/1 is damaged" in warnings[0]
-    assert [p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()] == ["1"]
+    assert len(warnings) == 2 and "c/2 is damaged" in warnings[0] and "c/1 is damaged" in warnings[1]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "c-damaged").iterdir()) == ["1", "2"]  # a second one joins the first
     assert ckpt.epochs() == [] and ckpt.latest_epoch() is None  # the manager no longer counts it
     ckpt.close()
 
@@ -78,7 +112,7 @@ def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
     first, second = init_state(learner, 1), init_state(learner, 2).replace(epoch=jnp.int32(2))
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     ckpt.save(1, first, config)
-    ckpt.save(2, second, config)
+    ckpt.save(2, second, tiny(epochs=7))  # a config of its own: run_config(1) must not read this one
     ckpt.close()
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     assert ckpt.epochs() == [1, 2] and ckpt.latest_epoch() == 2
@@ -88,6 +122,10 @@ def test_a_chosen_epoch_is_restored_and_a_missing_one_named(tmp_path):
         ckpt.restore(init_state(learner, 0), epoch=5)
     run_config = ckpt.run_config(1)
     assert run_config.hidden == (64, 32) and run_config.latent_dim == 8  # lists come back as tuples
+    assert run_config.epochs == config.epochs != 7 and ckpt.run_config().epochs == 7
+    shutil.rmtree(tmp_path / "c" / "1" / "state")
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*c/1 cannot be restored: "):
+        ckpt.restore(init_state(learner, 0), epoch=1)  # a chosen one: no fallback to another
     ckpt.close()
 
 

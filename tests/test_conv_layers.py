@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import flax.linen as nn
 import jax
@@ -64,5 +66,24 @@ def test_layers_refuse_shapes_with_no_output():
     x = jnp.zeros((1, 2, 2, 1))
     with pytest.raises(ValueError, match="window does not fit"):
         Conv(1, 5).init(jax.random.PRNGKey(0), x)
+    with pytest.raises(ValueError, match="a 3x3 window does not fit a 2x5 input padded by 0"):
+        max_pool(jnp.zeros((1, 2, 5, 1)), 3, 1)  # too short, though wide enough
+    with pytest.raises(ValueError, match="a 3x3 window does not fit a 5x2 input padded by 0"):
+        max_pool(jnp.zeros((1, 5, 2, 1)), 3, 1)  # too narrow: (2 - 3) // 1 + 1 = 0 columns
+    pool = functools.partial(max_pool, window=2, stride=1)
+    assert jax.eval_shape(pool, jnp.zeros((1, 2, 3, 1))).shape == (1, 1, 2, 1)  # one row is still an output
+    assert jax.eval_shape(pool, jnp.zeros((1, 3, 2, 1))).shape == (1, 2, 1, 1)  # and so is one column
     with pytest.raises(ValueError, match="to nothing"):
         ConvTranspose(1, 3, 2, padding=3).init(jax.random.PRNGKey(0), x)
+    for shape in ((1, 1, 3, 1), (1, 3, 1, 1)):  # one side cropped to exactly nothing: (1 - 1) * 2 + 2 - 2 * 1 = 0
+        with pytest.raises(ValueError, match="to nothing"):
+            jax.eval_shape(lambda x: ConvTranspose(1, 2, 2, padding=1).init(jax.random.PRNGKey(0), x), jnp.zeros(shape))
+
+
+def test_conv_defaults_to_stride_1_and_no_padding():
+    """As `nn.Conv(features, (k, k), strides=1, padding=0)`: a 3x3 kernel on 5x5 gives 3x3; and as
+    PyTorch's ConvTranspose2d(padding=0): (5 - 1) * 2 + 3 = 11 rows with stride 2."""
+    x = jnp.zeros((1, 5, 5, 2))
+    for layer, size in ((Conv(4, 3), 3), (ConvTranspose(4, 3, 2), 11)):
+        out = jax.eval_shape(lambda x, layer=layer: layer.init_with_output(jax.random.PRNGKey(0), x)[0], x)
+        assert out.shape == (1, size, size, 4), layer

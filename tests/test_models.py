@@ -147,6 +147,22 @@ def test_conv_layers_use_pytorchs_fan_in_for_their_init_bounds():
                 assert top >= bound * (1 - 5 / draws), (name, leaf, top, bound)
 
 
+def test_the_conv_encoders_first_layer_is_a_3x3_stride_3_conv_padded_by_1():
+    """The reference's first layer, Conv2d(1, 32, 3, stride=3, padding=1), written out in numpy: output
+    pixel (i, j) sees input rows and columns 3i - 1 .. 3i + 1 (zeros outside). A padding of 2 also gives
+    10 x 10, shifted by one pixel."""
+    encoder = make_autoencoder("conv", (), 0, "torch").encoder
+    x_bhw = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (1, 28, 28), minval=-1, maxval=1))
+    params = encoder.init(jax.random.PRNGKey(0), x_bhw)["params"]
+    _, state = encoder.apply({"params": params}, x_bhw, capture_intermediates=True, mutable=["intermediates"])
+    p = jax.tree.map(np.asarray, params["Conv_0"])
+    got_hwc = np.asarray(state["intermediates"]["Conv_0"]["__call__"][0][0])
+    padded = np.pad(x_bhw[0].astype(np.float64), 1)
+    want_hwc = np.array([[np.einsum("ab,abc->c", padded[3 * i:3 * i + 3, 3 * j:3 * j + 3], p["kernel"][:, :, 0])
+                          for j in range(10)] for i in range(10)]) + np.asarray(p["bias"])
+    np.testing.assert_allclose(got_hwc, want_hwc, atol=1e-5)
+
+
 def test_code_dim_is_the_conv_codes_flat_size_or_the_latent_size():
     assert code_dim("conv", 3) == 2 * 2 * 64
     assert code_dim("mlp", 3) == 3

@@ -37,6 +37,8 @@ import time
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from mutants import Mutant, mutants, mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +79,7 @@ def _load_results() -> dict[str, dict]:
 
 
 def _scratch(n: int) -> Path:
-    """A copy of the package and tests (data linked) where mutants are written, never the worktree."""
+    """A copy of the package and tests (data and experiments linked) where mutants are written, never the worktree."""
     work = STATE / f"work-{os.getpid()}-{n}"  # one per job and per concurrent run
     if work.exists():
         shutil.rmtree(work)
@@ -86,7 +88,8 @@ def _scratch(n: int) -> Path:
     for name in ("mnist_ae", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
-    (work / "data").symlink_to(ROOT / "data")
+    for name in ("data", "experiments"):  # read, never mutated (test_models loads experiments/*.py)
+        (work / name).symlink_to(ROOT / name)
     return work
 
 
@@ -118,6 +121,9 @@ def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.chdir(work)
             sys.path.insert(0, str(work))
+            # subprocesses the tests start (test_parallel's workers) import the mutated copy too,
+            # not the worktree's or the editable install's unmutated package
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(work), os.environ.get("PYTHONPATH")]))
             fd = os.open(work / "pytest.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(fd, 1)
             os.dup2(fd, 2)
@@ -125,7 +131,8 @@ def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
             code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer] if tracer else []))
             if tracer:
                 (work / "lines.json").write_text(json.dumps(
-                    {"order": tracer.order, "lines": {k: sorted(v) for k, v in tracer.hits.items()}}))
+                    {"order": tracer.order, "lines": {k: sorted(v) for k, v in tracer.hits.items()},
+                     "uses": tracer.uses}))
             os._exit(code)
         finally:
             os._exit(99)
@@ -138,13 +145,17 @@ class _LineTracer:
 
     JAX runs a jitted function's Python only when it traces it, and a later test with the same shapes
     hits the jit cache: the caches are cleared before each test so that every test that needs a line
-    runs it here.
+    runs it here. A module- or session-scoped fixture is set up once, inside the first test that
+    asks for it: the lines it runs are credited to "<fixture NAME>", and so to every test that uses
+    the fixture (`uses`: each test's fixtures), not to that first test only.
     """
 
     def __init__(self, path: Path):
         self.path, self.current = os.path.realpath(path), "<import>"
         self.hits: dict[str, set[str]] = {}
         self.order: list[str] = []
+        self.uses: dict[str, list[str]] = {}
+        self._outer: list[str] = []
         self._ours: dict[str, bool] = {}
         sys.settrace(self._call)
         threading.settrace(self._call)
@@ -166,17 +177,31 @@ class _LineTracer:
         jax.clear_caches()
         self.current = item.nodeid
         self.order.append(item.nodeid)
+        self.uses[item.nodeid] = list(item.fixturenames)
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_fixture_setup(self, fixturedef, request):  # noqa: ANN001, ANN201
+        shared = fixturedef.scope != "function"
+        if shared:
+            self._outer.append(self.current)
+            self.current = f"<fixture {fixturedef.argname}>"
+        yield
+        if shared:
+            self.current = self._outer.pop()
 
     def pytest_runtest_logfinish(self, nodeid, location):  # noqa: ANN001, ANN201
         self.current = "<import>"
 
 
-def _selected(m: Mutant, lines: dict[str, list[str]], order: list[str], everything: list[str]) -> list[str]:
-    """The tests that ran the mutant's lines, in file order; all of them for code run at import."""
+def _selected(m: Mutant, lines: dict[str, list[str]], order: list[str], everything: list[str],
+              uses: dict[str, list[str]]) -> list[str]:
+    """The tests that ran the mutant's lines, or use a shared fixture that ran them, in file order;
+    all of them for code run at import."""
     tests = {t for line in range(m.line, m.end + 1) for t in lines.get(str(line), [])}
     if "<import>" in tests:
         return everything
-    return [t for t in order if t in tests]
+    fixtures = {t[len("<fixture "):-1] for t in tests if t.startswith("<fixture ")}
+    return [t for t in order if t in tests or fixtures.intersection(uses.get(t, ()))]
 
 
 def _outcome(status: int | None) -> str:
@@ -230,18 +255,18 @@ def _record(h: str, m: Mutant, outcome: str, secs: float, n_tests: int | list) -
     print(f"  {m.index:4d} L{m.line:<4d} {outcome:9s} {secs:5.1f}s {n:3d} tests  {m.desc}", flush=True)
 
 
-def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str], float] | None:
+def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str], float, dict] | None:
     """Which test runs which line of `module` (cached per module and tests version), the tests in
-    order, and the seconds the traced run took; None if the tests fail unmutated."""
+    order, the seconds the traced run took, and each test's fixtures; None if the tests fail unmutated."""
     tests_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((ROOT / "tests").rglob("*.py"))))
-    cache = STATE / f"lines-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
+    cache = STATE / f"lines2-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
     if not cache.exists():
         outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace=module)
         if outcome != "survived":
             return None
         cache.write_text(json.dumps({**json.loads((work / "lines.json").read_text()), "seconds": secs}))
     got = json.loads(cache.read_text())
-    return got["lines"], got["order"], got["seconds"]
+    return got["lines"], got["order"], got["seconds"], got["uses"]
 
 
 def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_factor: float) -> None:
@@ -256,7 +281,7 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
     covered = _coverage(module, works[0])
     if covered is None:
         sys.exit(f"{module}: its tests fail before any mutation (see {works[0] / 'pytest.log'}); fix them first")
-    lines, order, base = covered
+    lines, order, base, uses = covered
     timeout = max(60.0, timeout_factor * base)
     print(f"  unmutated tests (traced): {base:.0f}s; timeout {timeout:.0f}s", flush=True)
     original = (ROOT / module).read_text()
@@ -266,7 +291,7 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
         while todo or running:
             while todo and free:
                 m = todo.pop(0)
-                tests = _selected(m, lines, order, MODULES[module])
+                tests = _selected(m, lines, order, MODULES[module], uses)
                 if not tests:  # no test runs this line: it survives without a run
                     _record(h, m, "survived", 0.0, [])
                     continue
