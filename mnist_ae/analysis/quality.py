@@ -21,7 +21,6 @@ _scores = jax.jit(jax.vmap(code_quality.scores, in_axes=(0, None, None, None, No
 _trustworthiness = jax.jit(jax.vmap(code_quality.trustworthiness))
 
 TRUST_POINTS = 3000
-TRUST_NEIGHBORS = 5
 SILHOUETTE_POINTS = 5000
 TEST_FRACTION = 0.2
 NEAR_ZERO_REL = 1e-3  # |x| <= NEAR_ZERO_REL * RMS(all codes) counts as "near zero"
