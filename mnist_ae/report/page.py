@@ -38,7 +38,7 @@ border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10
 .wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
 """
 
-# Glue only: unpack plotly.js, draw each figure from its JSON when it comes near the screen (a page of
+# Glue only: unpack the 2-D plotly.js bundle (the 3-D one when a 3-D map needs it), draw each figure from its JSON when it comes near the screen (a page of
 # many maps opens fast; `drawAll()` draws the rest at once), wire the sliders, the hover thumbnails (one
 # sprite per page, positioned by the point's row) and the sortable tables.
 GLUE = """
