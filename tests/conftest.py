@@ -19,6 +19,11 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_SCRATCH / "jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 os.environ.setdefault("MNIST_AE_CACHE", str(_SCRATCH / "cache"))
+# XLA's CPU backend without LLVM optimisation passes: the suite is mostly compiling many small programs
+# (CI starts with an empty cache), which this halves; every test compares runs made under the same
+# flags, or against tolerances, never against timings.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 
 import pytest  # noqa: E402
 
