@@ -147,6 +147,7 @@ def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
     assert summary_paths(run_dir)["report.html"] == run_dir / "report.html"  # the summary points at it
     html = (run_dir / "report.html").read_text()
     assert "<script src=" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert 'id="plotly-2d"' in html and 'id="plotly-3d"' in html  # the 3-D map needs the 3-D bundle
     parsed = Parsed(html)
     assert [h for h in SECTIONS if h not in parsed.headings] == []
     assert points(titled(parsed, "PCA of 512 test codes")) == 512  # tiny(): test_limit=512, all analysed
@@ -239,6 +240,7 @@ def test_compare_marks_the_winner_and_the_differing_keys(run_dir, other_run, tmp
     from mnist_ae.report.compare import compare
 
     out = compare(f"{run_dir},{other_run.parent}/run_*", tmp_path / "compare.html")
+    assert 'id="plotly-3d"' not in out.read_text()  # no 3-D map: only the 2-D bundle is carried
     parsed = Parsed(out.read_text())
     header = next(row for row in parsed.rows if row and row[0] == "run")
     body = [row for row in parsed.rows if row and row[0] in ("run", "run_b") and len(row) == len(header)][1:]
@@ -276,6 +278,10 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path):
     assert sum(1 for f in parsed.figures.values()
                if f["layout"].get("title", {}).get("text", "") == "PCA of 512 test codes") == 4
     assert "Results" in parsed.headings
+    # each member's section shows the latent space forming, from its slice of the sweep's saved codes
+    sliders = [v for k, v in parsed.scripts.items() if k.startswith("steps")]
+    assert len(sliders) == 4
+    assert all([sum(len(c[0]) for c in frame) for frame in s["frames"]] == [128] * len(s["steps"]) for s in sliders)
     from mnist_ae.report.task import report
 
     # an exported member's own page: the latent space forming from its slice of the sweep's saved codes

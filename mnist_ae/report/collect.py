@@ -47,8 +47,13 @@ def member_codes_over_time(member_dir: Path, width: int) -> list[tuple[int, np.n
     names = member_names(sweep_dir) if Path(member_dir).parent.name == "members" else []
     if Path(member_dir).name not in names:
         return []
-    i = names.index(Path(member_dir).name)
-    return [(s, c[i][:, :width], y) for s, c, y in codes_over_time(sweep_dir)]
+    return member_slice(codes_over_time(sweep_dir), names.index(Path(member_dir).name), width)
+
+
+def member_slice(sweep_codes: list[tuple[int, np.ndarray, np.ndarray]], i: int,
+                 width: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Member `i`'s codes over time (its own `width` units) from its sweep's `codes_over_time`."""
+    return [(s, c[i][:, :width], y) for s, c, y in sweep_codes]
 
 
 def member_names(workdir: Path) -> list[str]:

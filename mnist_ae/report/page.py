@@ -38,9 +38,10 @@ border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10
 .wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
 """
 
-# Glue only: unpack the 2-D plotly.js bundle (the 3-D one when a 3-D map needs it), draw each figure from its JSON when it comes near the screen (a page of
-# many maps opens fast; `drawAll()` draws the rest at once), wire the sliders, the hover thumbnails (one
-# sprite per page, positioned by the point's row) and the sortable tables.
+# Glue only: unpack the 2-D plotly.js bundle (the 3-D one when a 3-D map needs it), draw each figure
+# from its JSON when it comes near the screen (a page of many maps opens fast; `drawAll()` draws the
+# rest at once), wire the sliders, the hover thumbnails (one sprite per page, positioned by the
+# point's row) and the sortable tables.
 GLUE = """
 async function unpack(id){
   const b64=document.getElementById(id).textContent;
@@ -157,6 +158,7 @@ class Page:
 
     def __init__(self, title: str):
         self.title, self.parts, self._ids = title, [], 0
+        self.needs_3d = False  # a figure has a 3-D trace: the page carries the 3-D bundle too
 
     def new_id(self, prefix: str) -> str:
         self._ids += 1
@@ -171,6 +173,7 @@ class Page:
         data = f' data-sprite="{sprite[0]}" data-cols="{sprite[1]}"' if sprite else ""
         if any(trace.type == "scatter3d" for trace in fig.data):
             data += ' data-lib="3d"'
+            self.needs_3d = True
         height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
         return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
                 + json_script(div_id + "-json", fig.to_json(), "fig", target=div_id))
@@ -196,11 +199,10 @@ class Page:
                 f'<span class="step">step {steps[-1]}</span></div>')
 
     def html(self) -> str:
-        body = "".join(self.parts)
-        bundles = ("2d", "3d") if 'data-lib="3d"' in body else ("2d",)
+        bundles = ("2d", "3d") if self.needs_3d else ("2d",)
         return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
                 f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>"
-                + body + '<div id="hover-thumb"></div>'
+                + "".join(self.parts) + '<div id="hover-thumb"></div>'
                 + "".join(f'<script id="plotly-{b}" type="application/octet-stream">{plotly_b64(b)}</script>'
                           for b in bundles)
                 + f"<script>{GLUE}</script></body></html>")

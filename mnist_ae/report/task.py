@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import RunData, member_names, pngs, read_records, run_data
+from mnist_ae.report.collect import (RunData, codes_over_time, member_names, member_slice, pngs, read_records,
+                                     run_data)
 
 PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[report]'"
 
@@ -77,10 +78,17 @@ def run_html(data: RunData) -> str:
 
 def sweep_members(workdir: Path, records: list[dict[str, Any]]) -> list[tuple[str, RunData | None]]:
     """Each member's data from its export (None while the sweep has not exported it yet); its codes over
-    time are its slice of the sweep's (`collect.member_codes_over_time`)."""
+    time are its slice of the sweep's, read once for all members."""
     names = member_names(workdir) or sorted({r["member"] for r in records if "member" in r})
-    return [(name, run_data(load_trained(workdir / "members" / name), name)
-             if (workdir / "members" / name / "checkpoints").is_dir() else None) for name in names]
+    sweep_codes = codes_over_time(workdir)
+
+    def member(i: int, name: str) -> RunData | None:
+        if not (workdir / "members" / name / "checkpoints").is_dir():
+            return None
+        trained = load_trained(workdir / "members" / name)
+        return run_data(trained, name, forming=member_slice(sweep_codes, i, trained.config.latent_dim))
+
+    return [(name, member(i, name)) for i, name in enumerate(names)]
 
 
 def sweep_html(workdir: Path) -> str:
