@@ -22,7 +22,8 @@ all 8 devices; and `launch`: `python launch.py` itself as 2 processes x 4 device
 
 `single` and the two `multi` processes run at the same time, then `restore`; a session fixture
 runs them once (`helpers.run_once`: one xdist worker runs them, the others wait on a file lock
-and read the results) and the tests below, marked slow, compare what they wrote.
+and read the results) and the tests marked slow compare what they wrote. The quick tests run in
+this process, on its one device, and in the `hlo` worker.
 """
 
 from __future__ import annotations
@@ -397,7 +398,161 @@ def _assert_close(a: dict, b: dict, prefix: str, **tol) -> None:
     chex.assert_trees_all_close({k: a[k] for k in keys}, {k: b[k] for k in keys}, **tol)
 
 
-# ----------------------------------------------------------------------------- tests
+# ----------------------------------------------------------------------------- quick tests, in this process
+
+# In this process JAX has one device: these are the parts that need no second device or process
+# (the launcher detection, the argument checks, the wait for process 0, the multi-process device
+# choice on fake devices), first, so that a broken one fails before the subprocess tests below.
+
+CLUSTER_VARS = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
+                "OMPI_MCA_orte_hnp_uri", "OMPI_COMM_WORLD_SIZE", "TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES",
+                "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def test_bad_device_counts_fail_with_one_line():
+    from mnist_ae import parallel
+
+    mesh = parallel.make_mesh(1)
+    parallel.check_divisible(BATCH, mesh)
+    with pytest.raises(ValueError, match=r"num_devices=10000 but \d+ \w+ device\(s\) are available"):
+        parallel.make_mesh(10_000)
+    two = type("FakeMesh", (), {"size": 2})()
+    with pytest.raises(ValueError, match=r"batch_size=63 is not divisible by the 2 devices") as e:
+        parallel.check_divisible(63, two)
+    assert "\n" not in str(e.value)
+
+
+def test_initialize_distributed_is_a_no_op_for_one_process(monkeypatch):
+    from mnist_ae import parallel
+
+    for var in CLUSTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    assert parallel.detected_cluster() is None
+    parallel.initialize_distributed()
+    assert parallel.is_main_process()
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    for var, value in (("SLURM_STEP_NODELIST", "n1"), ("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0"),
+                       ("SLURM_LOCALID", "0")):
+        monkeypatch.setenv(var, value)
+    assert parallel.detected_cluster() is None  # a one-task SLURM job stays single-process
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert parallel.detected_cluster() == "slurm"
+    with pytest.raises(ValueError, match="--num_processes / --process_id need --coordinator_address"):
+        parallel.initialize_distributed(num_processes=2, process_id=0)
+
+
+
+def test_each_launcher_is_detected_only_with_more_than_one_task(monkeypatch):
+    from mnist_ae import parallel
+
+    for var in CLUSTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n[1-2]", "SLURM_NTASKS": "2", "SLURM_PROCID": "0"}
+    for var, value in slurm.items():
+        monkeypatch.setenv(var, value)
+    assert parallel.detected_cluster() is None  # SLURM_LOCALID missing: not inside an srun step
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    assert parallel.detected_cluster() == "slurm"
+    for var in CLUSTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("OMPI_MCA_orte_hnp_uri", "123.0;tcp://10.0.0.1:5000")
+    assert parallel.detected_cluster() is None  # no world size: one process
+    for size, found in (("1", None), ("2", "openmpi")):
+        monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", size)
+        assert parallel.detected_cluster() == found
+    monkeypatch.delenv("OMPI_MCA_orte_hnp_uri")
+    for var in ("TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES"):
+        for hosts, found in (("h1", None), ("h1,", None), ("h1,h2", "tpu")):
+            monkeypatch.setenv(var, hosts)
+            assert parallel.detected_cluster() == found, (var, hosts)
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MEGASCALE_COORDINATOR_ADDRESS", "10.0.0.1:8080")
+    assert parallel.detected_cluster() == "tpu"
+
+
+def test_a_process_waits_for_the_coordinator_and_gives_up_in_one_line():
+    import socket
+
+    from mnist_ae import parallel
+
+    with socket.socket() as server:  # process 0 already listening: no wait
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        start = time.monotonic()
+        parallel.wait_for_coordinator(f"127.0.0.1:{server.getsockname()[1]}", 5.0)
+        assert time.monotonic() - start < 0.4
+    port = free_port()  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=rf"the coordinator \(process 0\) at 127.0.0.1:{port} did not answer "
+                                         r"within 0.7 s \(.+\): start process 0 first") as e:
+        parallel.wait_for_coordinator(f"127.0.0.1:{port}", 0.7)
+    assert 0.7 <= time.monotonic() - start < 3.0 and "\n" not in str(e.value)
+
+
+def test_distributed_arguments_are_checked_and_one_process_joins_nothing():
+    import jax
+
+    from mnist_ae import parallel
+
+    for n, i in ((0, 0), (2, 2), (2, -1)):
+        with pytest.raises(ValueError, match=rf"--coordinator_address needs --num_processes >= 1 and 0 <= "
+                                             rf"--process_id < num_processes \(got num_processes={n}, process_id={i}\)"):
+            parallel.initialize_distributed("127.0.0.1:1", n, i)
+    said: list[str] = []
+    parallel.initialize_distributed("127.0.0.1:1", 1, 0, say=said.append)  # a world of one: nothing to join
+    assert said == [] and not jax.distributed.is_initialized()
+    with pytest.raises(ValueError, match="need --coordinator_address"):
+        parallel.initialize_distributed(process_id=0)
+    port = free_port()  # process 1 of 2 says what it waits for, then gives up on a silent coordinator
+    with pytest.raises(ValueError, match="did not answer within 1 s"):
+        parallel.initialize_distributed(f"127.0.0.1:{port}", 2, 1, timeout_s=1, say=said.append)
+    assert said == [f"process 1 of 2: waiting up to 1 s for the coordinator (process 0) at 127.0.0.1:{port}"]
+    assert not jax.distributed.is_initialized()
+
+
+def test_every_process_gives_the_mesh_the_same_number_of_its_devices(monkeypatch):
+    """The multi-process device choice, on fake devices: 2 processes x 4, listed out of order."""
+    import dataclasses
+
+    from mnist_ae import parallel
+
+    Dev = dataclasses.make_dataclass("Dev", ["id", "process_index"], frozen=True)  # not a tuple: np.array keeps it whole
+    devices = [Dev(i, i // 4) for i in (5, 4, 7, 6, 1, 0, 3, 2)]
+    monkeypatch.setattr(parallel.jax, "device_count", lambda: 8)
+    monkeypatch.setattr(parallel.jax, "process_count", lambda: 2)
+    monkeypatch.setattr(parallel.jax, "devices", lambda: devices)
+    monkeypatch.setattr(parallel, "Mesh", lambda devs, axes: (devs.tolist(), axes))
+    assert parallel.make_mesh(4) == ([Dev(0, 0), Dev(1, 0), Dev(4, 1), Dev(5, 1)], ("data",))
+    assert parallel.make_mesh(0)[0] == [Dev(i, i // 4) for i in range(8)]
+    assert parallel.make_mesh(8)[0] == [Dev(i, i // 4) for i in range(8)]
+    with pytest.raises(ValueError, match="num_devices=3 is not divisible by the 2 processes: use a multiple of 2"):
+        parallel.make_mesh(3)
+    with pytest.raises(ValueError, match=r"num_devices=9 but 8 \w+ device\(s\) are available"):
+        parallel.make_mesh(9)
+
+
+def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
+    import jax
+    import jax.numpy as jnp
+    from jax.sharding import NamedSharding
+
+    from mnist_ae import parallel
+
+    mesh = parallel.make_mesh(1)
+    assert mesh.axis_names == ("data",) and mesh.devices.tolist() == jax.devices()[:1]
+    everywhere = NamedSharding(mesh, PartitionSpec())
+    target = parallel.replicated_abstract(lambda: {"w": jnp.ones((3, 2)), "n": jnp.zeros((), jnp.int32)}, mesh)
+    assert {k: (v.shape, v.dtype, v.sharding) for k, v in target.items()} == {
+        "w": ((3, 2), jnp.float32, everywhere), "n": ((), jnp.int32, everywhere)}
+    assert all(isinstance(v, jax.ShapeDtypeStruct) for v in target.values())
+    placed = parallel.place({"w": np.arange(6.0).reshape(3, 2), "n": np.int32(4)}, mesh)
+    assert {k: v.sharding for k, v in placed.items()} == {"w": everywhere, "n": everywhere}
+    np.testing.assert_array_equal(placed["w"], np.arange(6.0).reshape(3, 2))
+    assert int(placed["n"]) == 4
+    assert parallel.batch_sharding(mesh).spec == PartitionSpec(None, "data")  # [group, batch, ...]: the batch axis
+
+
+# ----------------------------------------------------------------------------- tests on several devices
 
 
 @pytest.mark.slow
@@ -545,39 +700,6 @@ def test_the_training_epoch_splits_every_batch_and_all_reduces_the_gradients(epo
     assert local in dot_rows and HLO_BATCH not in dot_rows, sorted(set(dot_rows))
     # the first encoder layer's forward pass, [5, 784] @ [784, 48], on every device
     assert re.search(rf"= f32\[{local},{HLO_HIDDEN[0]}\]\{{[\d,]*\}} dot\(", epoch_hlo)
-
-
-def test_bad_device_counts_fail_with_one_line():
-    from mnist_ae import parallel
-
-    mesh = parallel.make_mesh(1)
-    parallel.check_divisible(BATCH, mesh)
-    with pytest.raises(ValueError, match=r"num_devices=10000 but \d+ \w+ device\(s\) are available"):
-        parallel.make_mesh(10_000)
-    two = type("FakeMesh", (), {"size": 2})()
-    with pytest.raises(ValueError, match=r"batch_size=63 is not divisible by the 2 devices") as e:
-        parallel.check_divisible(63, two)
-    assert "\n" not in str(e.value)
-
-
-def test_initialize_distributed_is_a_no_op_for_one_process(monkeypatch):
-    from mnist_ae import parallel
-
-    for var in ("SLURM_JOB_ID", "OMPI_MCA_orte_hnp_uri", "TPU_WORKER_HOSTNAMES", "TPU_PROCESS_ADDRESSES",
-                "MEGASCALE_COORDINATOR_ADDRESS"):
-        monkeypatch.delenv(var, raising=False)
-    assert parallel.detected_cluster() is None
-    parallel.initialize_distributed()
-    assert parallel.is_main_process()
-    monkeypatch.setenv("SLURM_JOB_ID", "7")
-    for var, value in (("SLURM_STEP_NODELIST", "n1"), ("SLURM_NTASKS", "1"), ("SLURM_PROCID", "0"),
-                       ("SLURM_LOCALID", "0")):
-        monkeypatch.setenv(var, value)
-    assert parallel.detected_cluster() is None  # a one-task SLURM job stays single-process
-    monkeypatch.setenv("SLURM_NTASKS", "4")
-    assert parallel.detected_cluster() == "slurm"
-    with pytest.raises(ValueError, match="--num_processes / --process_id need --coordinator_address"):
-        parallel.initialize_distributed(num_processes=2, process_id=0)
 
 
 # ----------------------------------------------------------------------------- entry point of the workers

@@ -7,7 +7,9 @@ each function in a trampoline that flax's `nn.compact` methods do not expect; co
 the files in place and generates every operator swap (about 12 mutants per `+`), too many for
 2 shared cores. Here each mutant is one fresh `pytest -x` process on a scratch copy of the repo,
 run on the module's covering tests only, with a timeout; results are appended to
-`.mutation/results.jsonl`, so an interrupted run resumes where it stopped.
+`tools/mutation_results.jsonl` (tracked: a fresh clone resumes where the last run stopped, and
+`--report` can be rerun from it; a row is keyed by its module's source hash, so an edited module's
+mutants run again).
 
     python tools/mutation.py                      # every module (resumes)
     python tools/mutation.py mnist_ae/core/pca.py # one module
@@ -43,7 +45,7 @@ from mutants import Mutant, mutants, mutated_source
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".mutation"
-RESULTS = STATE / "results.jsonl"
+RESULTS = ROOT / "tools" / "mutation_results.jsonl"
 UNOBSERVABLE = ROOT / "tools" / "mutation_unobservable.toml"
 REPORT = ROOT / "docs" / "mutation.md"
 
@@ -51,9 +53,9 @@ REPORT = ROOT / "docs" / "mutation.md"
 # the order a run takes them: the core and the checkpoint first.
 _QUICK_ANALYSIS = ["tests/test_analysis.py", "-k", "not run_analysis and not tsne and not figures"]
 MODULES: dict[str, list[str]] = {
-    "mnist_ae/core/losses.py": ["tests/test_losses.py", "tests/test_steps.py"],
-    "mnist_ae/core/state.py": ["tests/test_steps.py", "tests/test_checkpoint.py"],
-    "mnist_ae/core/steps.py": ["tests/test_steps.py"],
+    "mnist_ae/core/losses.py": ["tests/test_losses.py", "tests/test_recon_options.py", "tests/test_steps.py"],
+    "mnist_ae/core/state.py": ["tests/test_steps.py", "tests/test_recon_options.py", "tests/test_checkpoint.py"],
+    "mnist_ae/core/steps.py": ["tests/test_steps.py", "tests/test_recon_options.py"],
     "mnist_ae/core/loop.py": ["tests/test_steps.py", "tests/test_sweep.py"],
     "mnist_ae/core/sweep.py": ["tests/test_sweep.py"],
     "mnist_ae/core/models.py": ["tests/test_models.py", "tests/test_steps.py"],
@@ -65,6 +67,9 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/analysis/quality.py": _QUICK_ANALYSIS,
     "mnist_ae/parallel.py": ["tests/test_parallel.py"],
 }
+# Modules whose quick tests run them in subprocesses (test_parallel's workers pin the device count
+# before JAX starts), where the line tracer cannot follow: each mutant runs all the module's tests.
+UNTRACED = {"mnist_ae/parallel.py"}
 PYTEST_ARGS = ["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
 
 def _source_hash(module: str) -> str:
@@ -257,14 +262,19 @@ def _record(h: str, m: Mutant, outcome: str, secs: float, n_tests: int | list) -
 
 def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str], float, dict] | None:
     """Which test runs which line of `module` (cached per module and tests version), the tests in
-    order, the seconds the traced run took, and each test's fixtures; None if the tests fail unmutated."""
-    tests_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((ROOT / "tests").rglob("*.py"))))
+    order, the seconds the traced run took, and each test's fixtures (none traced for an UNTRACED
+    module); None if the tests fail unmutated."""
+    tests_hash = hashlib.sha256(b"".join(p.read_bytes() for p in sorted((ROOT / "tests").rglob("*.py")))
+                                + json.dumps(MODULES[module]).encode())  # the files and the module's list of them
     cache = STATE / f"lines2-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
     if not cache.exists():
-        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace=module)
+        untraced = module in UNTRACED
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace="" if untraced else module)
         if outcome != "survived":
             return None
-        cache.write_text(json.dumps({**json.loads((work / "lines.json").read_text()), "seconds": secs}))
+        lines = ({"order": [], "lines": {}, "uses": {}} if untraced
+                 else json.loads((work / "lines.json").read_text()))
+        cache.write_text(json.dumps({**lines, "seconds": secs}))
     got = json.loads(cache.read_text())
     return got["lines"], got["order"], got["seconds"], got["uses"]
 
@@ -291,7 +301,7 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
         while todo or running:
             while todo and free:
                 m = todo.pop(0)
-                tests = _selected(m, lines, order, MODULES[module], uses)
+                tests = MODULES[module] if module in UNTRACED else _selected(m, lines, order, MODULES[module], uses)
                 if not tests:  # no test runs this line: it survives without a run
                     _record(h, m, "survived", 0.0, [])
                     continue
