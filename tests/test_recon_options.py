@@ -19,7 +19,7 @@ from mnist_ae.core import losses
 from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.models import Autoencoder
 from mnist_ae.core.state import make_optimizer, warmup_cosine
-from mnist_ae.core.steps import evaluate, init_state
+from mnist_ae.core.steps import evaluate, init_state, train_round
 
 from helpers import tiny
 
@@ -88,6 +88,26 @@ def test_evaluation_reports_the_error_in_both_scales_and_per_image(mnist):
     z = learner.autoencoder.apply(params["ae"], losses.to_unit_range(images), method=Autoencoder.encode)
     decoded = learner.autoencoder.apply(params["ae"], z, method=Autoencoder.decode)
     np.testing.assert_allclose(np.asarray(decoded), 2 * recon01 - 1, atol=1e-6)
+
+
+def test_a_round_logs_the_binary_cross_entropy_it_trained_on_only_for_a_sigmoid_decoder(mnist):
+    """train/recon_bce is the loss of the round's AE step, on the parameters before the update
+    (numpy BCE of the model's own logits); a tanh decoder's loss is its MSE, so it logs no BCE."""
+    x_u8 = jnp.asarray(mnist.train_images[:64])
+    x = losses.to_unit_range(x_u8)[None]  # [group of 1, batch, 28, 28]
+    y = jnp.asarray(mnist.train_labels[:64])[None]
+    for loss in ("bce", "mse"):
+        learner = build.learner(tiny(recon_loss=loss))
+        state = init_state(learner, 0)
+        _, metrics = jax.jit(functools.partial(train_round, learner))(state, x, y)
+        if loss == "mse":
+            assert "train/recon_bce" not in metrics
+            continue
+        logits = learner.autoencoder.apply(state.params["ae"], x[0], method=Autoencoder.logits)[0]
+        l64, t = np.asarray(logits, np.float64), np.asarray(x_u8, np.float64) / 255.0
+        want = np.mean(np.logaddexp(0, l64) - l64 * t)  # -t log p - (1 - t) log(1 - p), p = sigmoid(l)
+        assert float(metrics["train/recon_bce"]) == pytest.approx(want, rel=1e-5)
+        assert float(metrics["train/recon_mse"]) == pytest.approx(np.mean((2 * _numpy_sigmoid(l64) - 1 - (2 * t - 1)) ** 2), rel=1e-5)
 
 
 def _numpy_warmup_cosine(step, peak, warmup, total, end):
