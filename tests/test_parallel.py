@@ -40,7 +40,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from helpers import free_port, run_once
+from helpers import free_port, run_once, tiny
 
 EPOCHS, BATCH, TRAIN = 2, 64, 2048
 # Float tolerance of the 1-vs-8-device comparison: the gradient all-reduce sums per-device partial
@@ -550,6 +550,28 @@ def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
     np.testing.assert_array_equal(placed["w"], np.arange(6.0).reshape(3, 2))
     assert int(placed["n"]) == 4
     assert parallel.batch_sharding(mesh).spec == PartitionSpec(None, "data")  # [group, batch, ...]: the batch axis
+
+
+def test_the_training_epoch_donates_the_state_and_never_the_data(mnist):
+    """Each epoch's input state is donated (its buffers become the new state's: no second copy of the
+    parameters and optimizer states), the resident dataset never is, as every epoch reads it again."""
+    import jax
+    import jax.numpy as jnp
+
+    from mnist_ae import build, parallel
+
+    config = tiny()
+    learner, mesh = build.learner(config), parallel.make_mesh(1)
+    x, y = parallel.place((jnp.asarray(mnist.train_images[:256]), jnp.asarray(mnist.train_labels[:256])), mesh)
+    for donate in (True, False):
+        state = parallel.place(build.initial_state(config), mesh)
+        new, _ = parallel.jit_train_epoch(learner, 64, mesh, donate=donate)(state, x, y)
+        assert {leaf.is_deleted() for leaf in jax.tree.leaves(state)} == {donate}
+        assert not x.is_deleted() and not y.is_deleted()
+        assert int(new.step) == 256 // 64
+        again, _ = parallel.jit_train_epoch(learner, 64, mesh)(new, x, y)  # the data serves the next epoch too
+        assert {leaf.is_deleted() for leaf in jax.tree.leaves(new)} == {True}  # donating is the default
+        assert int(again.step) == 2 * 256 // 64
 
 
 # ----------------------------------------------------------------------------- tests on several devices
