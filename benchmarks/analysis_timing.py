@@ -5,7 +5,7 @@ with the trained models, then times: the end-of-run analysis of the default job'
 stage (raw-pixel baselines apart: they are computed once per dataset and cached), its ratio to the
 job's training time, the sweep's per-member analysis, and side by side on the same codes the two
 t-SNE backends (time, trustworthiness, 5-NN accuracy in the map) and the quality numbers on the
-device against scikit-learn's.
+device against scikit-learn's, and the exact JAX t-SNE beside them on a member map's 2,000 codes.
 
     python benchmarks/analysis_timing.py                 # everything (~5 min on a quiet 2-core CPU)
     python benchmarks/analysis_timing.py --no-compare    # only the analysis against training
@@ -45,12 +45,13 @@ def train(config, workdir: Path) -> float:
     return timed(tasks.run, config, workdir, "none", True)[1]
 
 
-def compare_tsne(codes_nl: np.ndarray, labels_n: np.ndarray) -> None:
+def compare_tsne(codes_nl: np.ndarray, labels_n: np.ndarray, backends: tuple[str, ...]) -> None:
     pick = embed.subsample_index(len(codes_nl), TRUST_POINTS, 0)
     train, test = _split(labels_n, 0)
-    print(f"\n2-D t-SNE of the same {codes_nl.shape[0]} x {codes_nl.shape[1]} codes, {embed.default_threads()} thread(s)")
+    print(f"\n2-D t-SNE of the same {codes_nl.shape[0]} x {codes_nl.shape[1]} codes, {embed.default_threads()} thread(s)"
+          " (exact: XLA's threads; its time includes compiling)")
     print(f"{'backend':<10}{'wall [s]':>10}{'CPU [s]':>10}{'trustworthiness':>17}{'5-NN in map':>13}")
-    for backend in ("opentsne", "sklearn"):
+    for backend in backends:
         cpu = time.process_time()
         map_n2, wall = timed(embed.tsne, codes_nl, 2, backend=backend)
         cpu = time.process_time() - cpu
@@ -110,7 +111,7 @@ def main() -> None:
         width = max(c.shape[1] for c in member_codes)
         codes_mnl = np.stack([np.pad(c, ((0, 0), (0, width - c.shape[1]))) for c in member_codes])
 
-        _, baseline_s = timed(pipeline._raw_quality, images, labels, {}, tsne_backend="opentsne", seed=0,
+        _, baseline_s = timed(pipeline._raw_quality, images, labels, {}, tsne_backend="auto", seed=0,
                               with_tsne=True, threads=embed.default_threads())  # cached after the first run ever
         result = pipeline.run_analysis(codes_nl, labels, images, data.class_names, Path(tmp) / "analysis")
         _, members_s = timed(analyze_members, codes_mnl, labels, [m.latent_dim for m in members],
@@ -127,7 +128,9 @@ def main() -> None:
     print(f"5-member sweep, every member analysed: {members_s:.1f} s "
           f"({members_s / sweep_s:.2f}x the sweep's training time)")
     if args.compare:
-        compare_tsne(codes_nl, labels)
+        compare_tsne(codes_nl, labels, ("opentsne", "sklearn"))
+        few = embed.subsample_index(len(codes_nl), 2000, 0)  # a sweep member's map, and the 3-D map's points
+        compare_tsne(codes_nl[few], labels[few], ("exact", "opentsne", "sklearn"))
         compare_quality(codes_nl, labels)
     print(f"1-min load after: {os.getloadavg()[0]:.1f}")
 

@@ -24,7 +24,8 @@ TASKS = {
     "analyze": "PCA, t-SNE, figures and quality numbers for the codes of a finished run",
 }
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
-TSNE_BACKENDS = {"sklearn": "sklearn", "opentsne": "openTSNE", "umap": "umap"}  # backend -> module it needs
+# backend -> the module it needs ("auto": the exact JAX t-SNE up to 3,000 points, openTSNE above)
+TSNE_BACKENDS = {"auto": "openTSNE", "exact": "jax", "opentsne": "openTSNE", "sklearn": "sklearn", "umap": "umap"}
 LR_SCHEDULES = ("constant", "warmup_cosine")
 MIN_ANALYSIS_POINTS = 100  # kNN, logistic regression on a split, trustworthiness need a few per class
 
@@ -88,7 +89,8 @@ FIELDS: dict[str, Field] = {
                             "(a sweep: every member's quality numbers and 2-D map)"),
     "latent_pictures": Field("analysis", "", True, "decoded class means, interpolations and (2-unit codes) the "
                              "manifold at the end of an autoencoder run or sweep"),
-    "tsne_backend": Field("analysis", "", "opentsne", "opentsne (FFT, ~3x faster) | sklearn | umap (umap: pip install -e '.[tsne]')"),
+    "tsne_backend": Field("analysis", "", "auto", "auto (exact up to 3,000 points, else opentsne) | exact (JAX, "
+                          "every pair) | opentsne (FFT) | sklearn | umap (umap: pip install -e '.[tsne]')"),
     "analysis_subsample": Field("analysis", "", 0, "analyse a fixed subset of N test codes (0 = all; the 3-D t-SNE "
                                  "always keeps a subset of 2000)"),
     "analyze_checkpoint": Field("analysis", "", "latest", "--task analyze: which checkpoint: latest | best "

@@ -280,19 +280,21 @@ def loo_knn5_accuracy_numpy(x_nd: np.ndarray, labels_n: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_opentsne_map_is_as_faithful_as_sklearns(digits):
-    """The default backend (openTSNE, with its faster settings) against scikit-learn's on 1,500 real
-    digits (PCA-50 of the pixels): trustworthiness and 5-NN accuracy in the map within 0.01 (below
-    ~1,000 points the kNN number alone moves by 0.01-0.02 from one map to the next)."""
+def test_the_exact_and_opentsne_maps_are_as_faithful_as_sklearns(digits):
+    """The two default backends (the exact JAX t-SNE up to 3,000 points, openTSNE with its faster
+    settings above) against scikit-learn's on 1,500 real digits (PCA-50 of the pixels):
+    trustworthiness and 5-NN accuracy in the map within 0.01 (below ~1,000 points the kNN number
+    alone moves by 0.01-0.02 from one map to the next)."""
     images, labels = digits[0][:1500], digits[1][:1500]
     codes = embed.host_pca(pixels(images), 50).projected
-    maps = {backend: embed.tsne(codes, 2, backend=backend) for backend in ("sklearn", "opentsne")}
-    assert (embed.tsne(codes[:200], 2) == embed.tsne(codes[:200], 2, backend="opentsne")).all()  # the default
+    maps = {backend: embed.tsne(codes, 2, backend=backend) for backend in ("sklearn", "opentsne", "exact")}
+    assert (embed.tsne(codes[:200], 2) == embed.tsne(codes[:200], 2, backend="exact")).all()  # the default here
     trust = {b: trustworthiness_numpy(codes, m) for b, m in maps.items()}
     knn = {b: loo_knn5_accuracy_numpy(m, labels) for b, m in maps.items()}
-    assert trust["sklearn"] > 0.95 and knn["sklearn"] > 0.8  # a faithful reference, not two equally broken maps
-    assert abs(trust["opentsne"] - trust["sklearn"]) <= 0.01
-    assert abs(knn["opentsne"] - knn["sklearn"]) <= 0.01
+    assert trust["sklearn"] > 0.95 and knn["sklearn"] > 0.8  # a faithful reference, not equally broken maps
+    for backend in ("opentsne", "exact"):
+        assert abs(trust[backend] - trust["sklearn"]) <= 0.01, backend
+        assert abs(knn[backend] - knn["sklearn"]) <= 0.01, backend
 
 
 def test_tsne_backend_errors(monkeypatch, digits):

@@ -16,14 +16,14 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mnist_ae.analysis import figures
-from mnist_ae.analysis.embed import default_threads, subsample_index, tsne
+from mnist_ae.analysis.embed import default_threads, member_maps, resolved_backend, subsample_index
 from mnist_ae.analysis.quality import member_quality
 
 MEMBER_MAP_POINTS = 2000  # a t-SNE per member: a fifth of the points of the single run's map
 
 
 def analyze_members(codes_mnl: np.ndarray, labels_n: np.ndarray, widths: Sequence[int], names: Sequence[str],
-                    class_names: Sequence[str], outdir: Path, *, tsne_backend: str = "opentsne", seed: int = 0,
+                    class_names: Sequence[str], outdir: Path, *, tsne_backend: str = "auto", seed: int = 0,
                     threads: int | None = None) -> list[dict[str, float]]:
     """Quality numbers per member (empty for a member whose codes are not finite, e.g. diverged) for
     codes [M, N, L] whose member m uses its first widths[m] units; writes member_maps.png and
@@ -36,8 +36,8 @@ def analyze_members(codes_mnl: np.ndarray, labels_n: np.ndarray, widths: Sequenc
     index = subsample_index(codes_mnl.shape[1], MEMBER_MAP_POINTS, seed)
     timings_s: dict[str, float] = {}
     with threadpool_limits(threads):
-        maps_mn2 = np.stack([tsne(codes_mnl[m][index, :widths[m]], 2, seed=seed, backend=tsne_backend, threads=threads)
-                             for m in healthy]) if healthy else np.zeros((0, len(index), 2), np.float32)
+        maps_mn2 = member_maps(codes_mnl[healthy][:, index], [widths[m] for m in healthy], seed=seed,
+                               backend=tsne_backend, threads=threads) if healthy else np.zeros((0, len(index), 2), np.float32)
     timings_s["tsne_2d"] = round(time.perf_counter() - start, 3)
     numbers = member_quality(codes_mnl[healthy], labels_n, maps_mn2=maps_mn2, probe_accuracies=[None] * len(healthy),
                              seed=seed, tsne_index=index, widths=[widths[m] for m in healthy]) if healthy else []
@@ -52,7 +52,8 @@ def analyze_members(codes_mnl: np.ndarray, labels_n: np.ndarray, widths: Sequenc
                   for i, m in enumerate(healthy)]
         figures.scatter_2d_panels(panels, labels_n[index], class_names, outdir / "member_maps.png")
     timings_s["total"] = round(time.perf_counter() - start, 3)
-    settings = {"n_points": codes_mnl.shape[1], "map_points": len(index), "tsne_backend": tsne_backend, "seed": seed,
+    settings = {"n_points": codes_mnl.shape[1], "map_points": len(index),
+                "tsne_backend": resolved_backend(tsne_backend, len(index)), "seed": seed,
                 "threads": threads}
     record = {"members": dict(zip(names, per_member)), "settings": settings, "timings_s": timings_s}
     (outdir / "members.json").write_text(json.dumps(record, indent=2) + "\n")

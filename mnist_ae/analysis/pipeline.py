@@ -23,7 +23,8 @@ from threadpoolctl import threadpool_limits
 
 from mnist_ae import baselines
 from mnist_ae.analysis import figures, tables
-from mnist_ae.analysis.embed import TSNE_3D_POINTS, default_threads, host_pca, subsample_index, tsne
+from mnist_ae.analysis.embed import (TSNE_3D_POINTS, default_threads, host_pca, resolved_backend, subsample_index,
+                                     tsne)
 from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
                                        dimension_stats, outliers, quality_numbers)
 from mnist_ae.config import MIN_ANALYSIS_POINTS
@@ -85,7 +86,7 @@ def run_analysis(
     *,
     probe_accuracy: float | None = None,
     probe_confusion: np.ndarray | None = None,
-    tsne_backend: str = "opentsne",
+    tsne_backend: str = "auto",
     subsample: int = 0,
     seed: int = 0,
     with_tsne: bool = True,
@@ -147,6 +148,8 @@ def run_analysis(
             "n_points": n, "latent_dims": l, "seed": seed, "subsample": subsample,
             "threads": threads,
             "tsne_backend": tsne_backend if with_tsne else None,
+            "tsne_maps": {"2d": resolved_backend(tsne_backend, n), "3d": resolved_backend(tsne_backend, len(index_3d))}
+            if with_tsne else None,
             "tsne_3d_points": len(index_3d) if with_tsne else None,
             "trustworthiness_points": min(n, TRUST_POINTS) if with_tsne else None,
             "silhouette_points": min(n, SILHOUETTE_POINTS),
@@ -265,11 +268,13 @@ def _write_figures(
     if tsne_n2 is not None and tsne_n3 is not None:
         axis = "UMAP" if backend == "umap" else "t-SNE"
         pngs["tsne_2d"] = figures.scatter_2d(
-            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {backend})", outdir / "tsne_2d.png", axis,
+            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {resolved_backend(backend, n)})",
+            outdir / "tsne_2d.png", axis,
         )
         pngs["tsne_3d"] = figures.scatter_3d(
             tsne_n3, labels_n[index_3d], class_names,
-            f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {backend})", outdir / "tsne_3d.png", axis,
+            f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {resolved_backend(backend, len(index_3d))})",
+            outdir / "tsne_3d.png", axis,
         )
     far = outliers(codes_nl, labels_n)
     pngs["outliers"] = figures.digit_grid(

@@ -1,0 +1,111 @@
+"""The exact t-SNE in JAX (`mnist_ae.core.tsne`) against the definitions, written out here in numpy or
+as a plain KL divergence that JAX differentiates, and a sweep's maps in one call against one map
+per member. Its map quality against scikit-learn's is in test_analysis.py (with the other backends)."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_ae.analysis import embed
+from mnist_ae.core import tsne as exact
+from mnist_ae.data import load_dataset
+
+
+@pytest.fixture(scope="module")
+def codes() -> np.ndarray:
+    """300 real digits as 20-dim points (a fixed random projection of the pixels: structure, not noise)."""
+    images = load_dataset("mnist").test_images[:300].reshape(300, -1).astype(np.float32) / 255.0
+    return images @ np.random.default_rng(0).normal(size=(784, 20)).astype(np.float32) / 10.0
+
+
+def test_each_points_affinities_have_the_asked_perplexity_over_its_nearest_neighbours(codes):
+    """P(j|i) is Gaussian in the squared distance over i's 3 x perplexity + 1 nearest neighbours with
+    2^entropy = perplexity, and P is (P(j|i) + P(i|j)) / 2N: recovered from P by hand in numpy."""
+    perplexity, n = 10.0, len(codes)
+    p_nn = np.asarray(exact.affinities(jnp.asarray(codes), perplexity), np.float64)
+    chex.assert_shape(p_nn, (n, n))
+    np.testing.assert_allclose(p_nn, p_nn.T, atol=1e-9)
+    assert p_nn.sum() == pytest.approx(1.0, abs=1e-5) and np.all(np.diag(p_nn) == 0) and np.all(p_nn >= 0)
+    d2_nn = np.square(codes[:, None, :].astype(np.float64) - codes[None, :, :]).sum(-1)
+    np.fill_diagonal(d2_nn, np.inf)
+    k = int(3 * perplexity + 1)
+    nearest_nk = np.argsort(d2_nn, axis=1)[:, :k]
+    # the conditional distributions, one bisection per row in numpy, then symmetrised
+    cond_nn = np.zeros((n, n))
+    for i in range(n):
+        d2 = d2_nn[i, nearest_nk[i]] - d2_nn[i, nearest_nk[i]].min()
+        lo, hi = -50.0, 50.0  # log of the precision
+        for _ in range(100):
+            w = np.exp(-d2 * np.exp((lo + hi) / 2))
+            p = w / w.sum()
+            entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
+            lo, hi = ((lo + hi) / 2, hi) if entropy > np.log(perplexity) else (lo, (lo + hi) / 2)
+        cond_nn[i, nearest_nk[i]] = p
+        assert np.exp(entropy) == pytest.approx(perplexity, rel=1e-3)
+    np.testing.assert_allclose(p_nn, (cond_nn + cond_nn.T) / (2 * n), rtol=1e-3, atol=1e-8)
+
+
+def test_the_gradient_is_that_of_the_kl_divergence_to_the_student_t_map():
+    """kl_gradient against JAX's derivative of KL(P || Q) written out from its definition; early
+    exaggeration a scales P in the attraction only, so with a = 12 the objective is
+    -sum(a P log num) + log(sum num), num = 1 / (1 + |y_i - y_j|^2) (the KL for a = 1, up to a constant)."""
+    rng = np.random.default_rng(1)
+    a_nn = rng.uniform(size=(40, 40))
+    a_nn = a_nn + a_nn.T
+    np.fill_diagonal(a_nn, 0)
+    p_nn = jnp.asarray(a_nn / a_nn.sum(), jnp.float32)
+    y_nd = jnp.asarray(rng.normal(size=(40, 2)), jnp.float32)
+    off = ~jnp.eye(40, dtype=bool)
+
+    def num(y: jax.Array) -> jax.Array:
+        return jnp.where(off, 1.0 / (1.0 + jnp.sum(jnp.square(y[:, None, :] - y[None, :, :]), -1)), 0.0)
+
+    def kl(y: jax.Array) -> jax.Array:
+        q = num(y) / num(y).sum()
+        return jnp.sum(jnp.where(off, p_nn * jnp.log(p_nn / jnp.where(off, q, 1.0)), 0.0))
+
+    def exaggerated(y: jax.Array) -> jax.Array:
+        return -jnp.sum(jnp.where(off, 12.0 * p_nn * jnp.log(jnp.where(off, num(y), 1.0)), 0.0)) + jnp.log(num(y).sum())
+
+    np.testing.assert_allclose(exact.kl_gradient(p_nn, y_nd, 1.0), jax.grad(kl)(y_nd), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(exact.kl_gradient(p_nn, y_nd, 12.0), jax.grad(exaggerated)(y_nd), rtol=2e-4, atol=1e-6)
+
+
+def neighbour_overlap(x_nl: np.ndarray, y_nd: np.ndarray) -> float:
+    """The mean share of each point's 5 nearest map neighbours that are among its 30 nearest in `x_nl`."""
+    d_x, d_y = (np.square(a[:, None] - a[None]).sum(-1) for a in (x_nl, y_nd))
+    np.fill_diagonal(d_x, np.inf)
+    np.fill_diagonal(d_y, np.inf)
+    near_x, near_y = np.argsort(d_x, 1)[:, :30], np.argsort(d_y, 1)[:, :5]
+    return float(np.mean([len(set(near_y[i]) & set(near_x[i])) / 5 for i in range(len(x_nl))]))
+
+
+def test_a_map_keeps_neighbours_together_and_codes_without_variation_start_at_random(codes):
+    y_n2 = np.asarray(exact.tsne(jnp.asarray(codes), jax.random.PRNGKey(0)))
+    chex.assert_shape(y_n2, (300, 2))
+    chex.assert_tree_all_finite(y_n2)
+    assert neighbour_overlap(codes, y_n2) > 0.8
+    one_unit = np.asarray(exact.tsne(jnp.asarray(codes[:, :1]), jax.random.PRNGKey(0)))  # fewer features than dims
+    chex.assert_tree_all_finite(one_unit)
+    assert np.std(one_unit[:, 1]) > 0  # a 2-D map, not a line
+
+
+def test_a_sweeps_maps_in_one_call_map_each_members_own_units(codes):
+    """Members of widths 3 and 20 in one [M, N, widest] array, the narrow member's unused units holding
+    unrelated numbers (as a sweep's masked units may): its map follows its 3 units and ignores the
+    rest, and each map is as faithful as that member's map of its own units alone. (Not equal to it:
+    t-SNE amplifies the rounding differences of another compiled program.)"""
+    garbage = np.random.default_rng(2).normal(size=(200, 17)).astype(np.float32)
+    codes_mnl = np.stack([np.concatenate([codes[:200, :3], garbage], 1), codes[:200]])
+    maps = embed.member_maps(codes_mnl, [3, 20], seed=0)
+    chex.assert_shape(maps, (2, 200, 2))
+    assert neighbour_overlap(garbage, maps[0]) < 0.3 < 0.7 < neighbour_overlap(codes[:200, :3], maps[0])
+    for m, width in enumerate((3, 20)):
+        alone = embed.tsne(codes[:200, :width], 2, seed=0)
+        assert abs(neighbour_overlap(codes[:200, :width], maps[m]) - neighbour_overlap(codes[:200, :width], alone)) < 0.05
+    assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS) == "exact"
+    assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS + 1) == "opentsne"
