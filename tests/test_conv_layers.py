@@ -78,6 +78,10 @@ def test_layers_refuse_shapes_with_no_output():
     for shape in ((1, 1, 3, 1), (1, 3, 1, 1)):  # one side cropped to exactly nothing: (1 - 1) * 2 + 2 - 2 * 1 = 0
         with pytest.raises(ValueError, match="to nothing"):
             jax.eval_shape(lambda x: ConvTranspose(1, 2, 2, padding=1).init(jax.random.PRNGKey(0), x), jnp.zeros(shape))
+    # one pixel is still an output: (1 - 1) * 1 + 3 - 2 * 1 = 1 on each side
+    one = jax.eval_shape(lambda x: ConvTranspose(1, 3, 1, padding=1).init_with_output(jax.random.PRNGKey(0), x)[0],
+                         jnp.zeros((1, 1, 1, 1)))
+    assert one.shape == (1, 1, 1, 1)
 
 
 def test_conv_defaults_to_stride_1_and_no_padding():

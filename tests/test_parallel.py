@@ -420,6 +420,8 @@ def test_bad_device_counts_fail_with_one_line():
     with pytest.raises(ValueError, match=r"batch_size=63 is not divisible by the 2 devices") as e:
         parallel.check_divisible(63, two)
     assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"batch_size=63 is not divisible by the 2 devices"):
+        parallel.jit_train_epoch(None, 63, two)  # refused before anything is traced
 
 
 def test_initialize_distributed_is_a_no_op_for_one_process(monkeypatch):
@@ -489,6 +491,45 @@ def test_a_process_waits_for_the_coordinator_and_gives_up_in_one_line():
     assert 0.7 <= time.monotonic() - start < 3.0 and "\n" not in str(e.value)
 
 
+def test_each_process_joins_with_its_arguments_and_only_process_zero_never_waits(monkeypatch):
+    """jax.distributed.initialize itself replaced by a recorder: what each process passes it, and
+    that process 0 (the coordinator) does not wait for a coordinator first."""
+    from mnist_ae import parallel
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(parallel.jax.distributed, "initialize", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(parallel.jax.distributed, "is_initialized", lambda: False)
+    address = f"127.0.0.1:{free_port()}"  # nothing listens: a process that waited would fail here
+    said: list[str] = []
+    parallel.initialize_distributed(address, 2, 0, timeout_s=7, say=said.append)
+    assert calls == [((address,), {"num_processes": 2, "process_id": 0, "initialization_timeout": 7})]
+    assert said == [f"process 0 of 2: waiting up to 7 s for the other 1 process(es) to join at {address}"]
+    for var in CLUSTER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    parallel.initialize_distributed()  # no launcher: nothing
+    assert len(calls) == 1
+    for var, value in (("OMPI_MCA_orte_hnp_uri", "1.0;tcp://10.0.0.1:5000"), ("OMPI_COMM_WORLD_SIZE", "4")):
+        monkeypatch.setenv(var, value)
+    parallel.initialize_distributed()  # under mpirun: JAX reads its arguments from the environment
+    assert calls[1] == ((), {})
+
+
+def test_a_waiting_process_asks_twice_a_second(monkeypatch):
+    """The wait for process 0 polls every 0.5 s, it does not spin (a counted, always refused connect)."""
+    from mnist_ae import parallel
+
+    attempts: list[float] = []
+
+    def refuse(address, timeout):
+        attempts.append(time.monotonic())
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(parallel.socket, "create_connection", refuse)
+    with pytest.raises(ValueError, match=r"did not answer within 1.2 s \(Connection refused\)"):
+        parallel.wait_for_coordinator("10.0.0.1:1234", 1.2)
+    assert 3 <= len(attempts) <= 5 and min(np.diff(attempts)) >= 0.45
+
+
 def test_distributed_arguments_are_checked_and_one_process_joins_nothing():
     import jax
 
@@ -501,8 +542,10 @@ def test_distributed_arguments_are_checked_and_one_process_joins_nothing():
     said: list[str] = []
     parallel.initialize_distributed("127.0.0.1:1", 1, 0, say=said.append)  # a world of one: nothing to join
     assert said == [] and not jax.distributed.is_initialized()
-    with pytest.raises(ValueError, match="need --coordinator_address"):
-        parallel.initialize_distributed(process_id=0)
+    for args in ({"process_id": 0}, {"num_processes": 2}):
+        with pytest.raises(ValueError, match="need --coordinator_address"):
+            parallel.initialize_distributed(**args)
+    parallel.initialize_distributed(num_processes=1)  # a world of one needs no coordinator either
     port = free_port()  # process 1 of 2 says what it waits for, then gives up on a silent coordinator
     with pytest.raises(ValueError, match="did not answer within 1 s"):
         parallel.initialize_distributed(f"127.0.0.1:{port}", 2, 1, timeout_s=1, say=said.append)
@@ -523,7 +566,7 @@ def test_every_process_gives_the_mesh_the_same_number_of_its_devices(monkeypatch
     monkeypatch.setattr(parallel.jax, "devices", lambda: devices)
     monkeypatch.setattr(parallel, "Mesh", lambda devs, axes: (devs.tolist(), axes))
     assert parallel.make_mesh(4) == ([Dev(0, 0), Dev(1, 0), Dev(4, 1), Dev(5, 1)], ("data",))
-    assert parallel.make_mesh(0)[0] == [Dev(i, i // 4) for i in range(8)]
+    assert parallel.make_mesh(0)[0] == parallel.make_mesh()[0] == [Dev(i, i // 4) for i in range(8)]
     assert parallel.make_mesh(8)[0] == [Dev(i, i // 4) for i in range(8)]
     with pytest.raises(ValueError, match="num_devices=3 is not divisible by the 2 processes: use a multiple of 2"):
         parallel.make_mesh(3)
