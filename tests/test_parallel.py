@@ -595,6 +595,27 @@ def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
     assert parallel.batch_sharding(mesh).spec == PartitionSpec(None, "data")  # [group, batch, ...]: the batch axis
 
 
+def test_in_a_multi_process_run_each_process_hands_over_its_full_copy(monkeypatch):
+    """`place` where no process holds the replicated arrays whole (faked: the mesh's sharding made
+    not fully addressable, and jax.make_array_from_process_local_data recorded): a leaf already placed
+    stays as it is, every other leaf goes over as this process's full copy."""
+    import jax.numpy as jnp
+
+    from mnist_ae import parallel
+
+    placed = jnp.ones(3)
+    spread = placed.sharding  # stands for the replicated sharding of a mesh spanning several processes
+    monkeypatch.setattr(type(spread), "is_fully_addressable", property(lambda self: False))
+    monkeypatch.setattr(parallel, "replicated", lambda mesh: spread)
+    made: list = []
+    monkeypatch.setattr(parallel.jax, "make_array_from_process_local_data",
+                        lambda sharding, a: made.append((sharding, a)) or f"global {a.shape}")
+    out = parallel.place({"placed": placed, "host": np.arange(4), "scalar": 5}, mesh=None)
+    assert out["placed"] is placed and (out["host"], out["scalar"]) == ("global (4,)", "global ()")
+    assert [s for s, _ in made] == [spread, spread]
+    np.testing.assert_array_equal(made[0][1], np.arange(4))
+
+
 def test_the_training_epoch_donates_the_state_and_never_the_data(mnist):
     """Each epoch's input state is donated (its buffers become the new state's: no second copy of the
     parameters and optimizer states), the resident dataset never is, as every epoch reads it again."""
