@@ -111,7 +111,7 @@ def main() -> None:
         width = max(c.shape[1] for c in member_codes)
         codes_mnl = np.stack([np.pad(c, ((0, 0), (0, width - c.shape[1]))) for c in member_codes])
 
-        _, baseline_s = timed(pipeline._raw_quality, images, labels, {}, tsne_backend="auto", seed=0,
+        _, baseline_s = timed(pipeline._raw_quality, images, labels, pipeline.StageTimes(), tsne_backend="auto", seed=0,
                               with_tsne=True, threads=embed.default_threads())  # cached after the first run ever
         result = pipeline.run_analysis(codes_nl, labels, images, data.class_names, Path(tmp) / "analysis")
         _, members_s = timed(analyze_members, codes_mnl, labels, [m.latent_dim for m in members],
