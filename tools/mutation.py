@@ -369,10 +369,11 @@ def report(modules: list[str]) -> str:
         mutation = r["desc"].replace("|", "\\|")
         lines.append(f"| `{r['module']}` | {r['line']} | `{r['where']}` | `{mutation}` | "
                      f"{why or ('**no test runs this line**' if r.get('tests') == 0 else '**not explained yet: a missing test?**')} |")
-    lines += ["", "## Survivors of the run killed by tests added after it", "",
-              "Checked by writing the mutant into a copy of the tree and running the test (it failed); "
-              "the next `--retest-survivors` records them as killed.", "", "| mutant | killed by |", "|---|---|"]
-    lines += [f"| `{k}` | `{t}` |".replace("||", "\\|\\|") for k, t in late.items()]
+    if late:
+        lines += ["", "## Survivors of the run killed by tests added after it", "",
+                  "Checked by writing the mutant into a copy of the tree and running the test (it failed); "
+                  "the next `--retest-survivors` records them as killed.", "", "| mutant | killed by |", "|---|---|"]
+        lines += [f"| `{k}` | `{t}` |".replace("||", "\\|\\|") for k, t in late.items()]
     return "\n".join(lines) + "\n"
 
 
