@@ -85,11 +85,11 @@ def neighbour_overlap(x_nl: np.ndarray, y_nd: np.ndarray) -> float:
 
 
 def test_a_map_keeps_neighbours_together_and_codes_without_variation_start_at_random(codes):
-    y_n2 = np.asarray(exact.tsne(jnp.asarray(codes), jax.random.PRNGKey(0)))
+    y_n2 = np.asarray(jax.jit(exact.tsne)(jnp.asarray(codes), jax.random.PRNGKey(0)))
     chex.assert_shape(y_n2, (300, 2))
     chex.assert_tree_all_finite(y_n2)
     assert neighbour_overlap(codes, y_n2) > 0.8
-    one_unit = np.asarray(exact.tsne(jnp.asarray(codes[:, :1]), jax.random.PRNGKey(0)))  # fewer features than dims
+    one_unit = np.asarray(jax.jit(exact.tsne)(jnp.asarray(codes[:, :1]), jax.random.PRNGKey(0)))  # fewer features than dims
     chex.assert_tree_all_finite(one_unit)
     assert np.std(one_unit[:, 1]) > 0  # a 2-D map, not a line
 

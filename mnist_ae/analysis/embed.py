@@ -25,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from mnist_ae.config import TSNE_BACKENDS
 from mnist_ae.core.pca import PCAResult, pca
+from mnist_ae.core.tsne import tsne as exact_tsne
 
 TSNE_3D_POINTS = 2000
 EXACT_MAX_POINTS = 3000  # "auto": the exact JAX t-SNE up to here (O(N^2): 36 MB per [N, N] array at 3,000)
@@ -38,6 +39,14 @@ SKLEARN_ANGLE = 0.7
 
 # One XLA compile per input shape instead of one per primitive in eager mode (~3x faster here).
 _pca = jax.jit(pca, static_argnums=1)
+# The exact t-SNE runs 500 iterations of O(N^2) elementwise work: always compiled with XLA's full backend
+# optimisation (3, the default), even in a process that turns it down to save compile time (the test
+# suite does: a map of 2,000 points then took 11.6 s instead of 2.6 s).
+_OPTIMISED = {"xla_backend_optimization_level": 3}
+_exact_tsne = jax.jit(exact_tsne, static_argnames=("dims", "perplexity", "n_iter"), compiler_options=_OPTIMISED)
+_exact_member_maps = jax.jit(
+    lambda codes_mnl, key: jax.lax.map(lambda x_nl: exact_tsne(x_nl, key, dims=2), codes_mnl),
+    compiler_options=_OPTIMISED)
 
 
 def host_pca(x_nl: np.ndarray, k: int) -> PCAResult:
@@ -83,14 +92,9 @@ def member_maps(codes_mnl: np.ndarray, widths: Sequence[int], *, seed: int = 0, 
     if resolved_backend(backend, codes_mnl.shape[1]) != "exact":
         return np.stack([tsne(codes_mnl[m, :, :widths[m]], 2, seed=seed, backend=backend, threads=threads)
                          for m in range(len(codes_mnl))])
-    from mnist_ae.core.tsne import tsne as exact_tsne  # noqa: PLC0415
-
     used_ml = np.arange(codes_mnl.shape[2])[None, :] < np.asarray(widths)[:, None]
     zeroed_mnl = jnp.asarray(np.where(used_ml[:, None, :], codes_mnl, 0.0))  # unused units: no distance, no PCA axis
-    perplexity = float(min(30.0, (codes_mnl.shape[1] - 1) / 3))
-    key = jax.random.PRNGKey(seed)
-    return np.asarray(jax.lax.map(lambda x_nl: exact_tsne(x_nl, key, dims=2, perplexity=perplexity), zeroed_mnl),
-                      np.float32)
+    return np.asarray(_exact_member_maps(zeroed_mnl, jax.random.PRNGKey(seed)), np.float32)
 
 
 def _optional_module(module: str, backend: str) -> ModuleType:
@@ -129,10 +133,8 @@ def tsne(
     threads = threads or default_threads()
     backend = resolved_backend(backend, len(x_nl))
     if backend == "exact":
-        from mnist_ae.core.tsne import tsne as exact_tsne  # noqa: PLC0415
-
-        return np.asarray(exact_tsne(jnp.asarray(x_nl), jax.random.PRNGKey(seed), dims=dims, perplexity=perplexity,
-                                     n_iter=max_iter), np.float32)
+        return np.asarray(_exact_tsne(jnp.asarray(x_nl), jax.random.PRNGKey(seed), dims=dims, perplexity=perplexity,
+                                      n_iter=max_iter), np.float32)
     init = "pca" if x_nl.shape[1] >= dims else "random"  # PCA init needs as many input dims as output
     if backend == "sklearn":
         model = TSNE(

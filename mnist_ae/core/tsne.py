@@ -12,8 +12,6 @@ projection scaled to a standard deviation of 1e-4 along its first axis as the st
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 
@@ -66,10 +64,10 @@ def kl_gradient(p_nn: jax.Array, y_nd: jax.Array, exaggeration: jax.Array | floa
     return 4.0 * (w_nn.sum(axis=1, keepdims=True) * y_nd - w_nn @ y_nd)  # sum_j w_ij (y_i - y_j)
 
 
-@functools.partial(jax.jit, static_argnames=("dims", "perplexity", "n_iter"))
 def tsne(x_nl: jax.Array, key: jax.Array, *, dims: int = 2, perplexity: float = 30.0,
          n_iter: int = 500) -> jax.Array:
     """The t-SNE map [N, dims] of `x_nl` [N, L]; `n_iter` counts the exaggeration iterations too.
+    `dims`, `perplexity` and `n_iter` are static under jit.
 
     Starts from PCA when the points have at least `dims` features that vary, else from a random
     layout of the same scale (`key`; e.g. 1-unit codes, or a member's unused units zeroed).
