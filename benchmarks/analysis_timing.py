@@ -30,8 +30,8 @@ from sklearn.preprocessing import StandardScaler
 
 from mnist_ae import build, tasks
 from mnist_ae.analysis import embed, pipeline
-from mnist_ae.analysis.members import analyze_members
-from mnist_ae.analysis.quality import SILHOUETTE_POINTS, TRUST_POINTS, _split, member_quality
+from mnist_ae.analysis.members import MEMBER_MAP_POINTS, analyze_members
+from mnist_ae.analysis.quality import SILHOUETTE_POINTS, TRUST_POINTS, _split
 from mnist_ae.api import load
 from mnist_ae.config import base_config
 from mnist_ae.core import code_quality
@@ -129,7 +129,7 @@ def main() -> None:
           f"({members_s / sweep_s:.2f}x the sweep's training time)")
     if args.compare:
         compare_tsne(codes_nl, labels, ("opentsne", "sklearn"))
-        few = embed.subsample_index(len(codes_nl), 2000, 0)  # a sweep member's map, and the 3-D map's points
+        few = embed.subsample_index(len(codes_nl), MEMBER_MAP_POINTS, 0)  # as many as a sweep member's map
         compare_tsne(codes_nl[few], labels[few], ("exact", "opentsne", "sklearn"))
         compare_quality(codes_nl, labels)
     print(f"1-min load after: {os.getloadavg()[0]:.1f}")
