@@ -35,6 +35,19 @@ def mnist() -> Dataset:
     return load_dataset("mnist")
 
 
+# The modules that take longest (worker seconds, cold cache, 2 cores), longest first. Under
+# `--dist loadfile --no-loadscope-reorder` (pyproject's addopts) each module runs whole on one xdist
+# worker, so its module- and session-scoped runs happen once and no worker waits on another's; started
+# longest first, the short modules fill in around them instead of one long module ending the session.
+LONGEST_FIRST = ("test_parallel", "test_faults", "test_tensorboard_browser", "test_benchmarks", "test_sweep",
+                 "test_analysis", "test_report", "test_analyze", "test_steps", "test_checkpoint")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__ if item.module else "", len(rank)))  # stable
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield

@@ -86,7 +86,9 @@ def _setup():
     return config, task, state_np, ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
 
 
-SWEEP = dict(latent_dims=(4, 8), seeds=(0,), learning_rates=(1e-2,), epochs=1, test_limit=1000)
+# The member analysis stays on (its codes fetch is a collective: the stop-18 hang); the report, host-side
+# on process 0 only and tested elsewhere, is off.
+SWEEP = dict(latent_dims=(4, 8), seeds=(0,), learning_rates=(1e-2,), epochs=1, test_limit=500, report_at_end=False)
 
 
 def _sweep(workdir: Path, out: Path, name: str) -> None:
@@ -323,7 +325,8 @@ def _start(worker: str, out: Path, devices: int, *args: int) -> tuple[subprocess
 
 LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", "--config.train_limit=2048",
                 "--config.test_limit=1000", "--config.hidden=64,32", "--config.latent_dim=8", "--config.batch_size=64",
-                "--config.epochs=1", "--config.analyze_at_end=False", "--config.histogram_every_epochs=1"]
+                "--config.epochs=1", "--config.analyze_at_end=False", "--config.report_at_end=False",
+                "--config.histogram_every_epochs=1"]
 
 
 def _start_launch(out: Path, port: int, process_id: int) -> tuple[subprocess.Popen, Path]:

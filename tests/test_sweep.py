@@ -40,11 +40,23 @@ def test_members_are_the_product_and_states_are_stacked():
     chex.assert_trees_all_equal(kernel[0, :, 2:], jnp.zeros((32, 3)))
 
 
+def test_each_members_initial_state_is_its_single_runs_padded():
+    """Members initialised per group (a latent size and rate, vmapped over seeds) come back in member
+    order, each bit for bit the state its own single run starts from (seeds past 2**31 included)."""
+    config = sweep_config(seeds=(0, 2**31 + 7), learning_rates=(1e-2, 3e-3))
+    setup = build.sweep_setup(config)
+    states = jax.jit(lambda: setup.initial_states(config))()
+    for i, member in enumerate(setup.members):
+        single = jax.jit(lambda member=member: build.initial_state(build.member_config(config, member)))()
+        chex.assert_trees_all_equal(sweep.slice_to(sweep.unstack(states, i), single), single)
+
+
 def test_sliced_member_is_the_unpadded_model(slice_):
     config = sweep_config()
     member = build.Member(2, 1, 1e-2)
     wide_task = build.learner(config, latent_dim=5)
-    wide = build.sweep_setup(config).member_state(config, member)
+    setup = build.sweep_setup(config)
+    wide = sweep.unstack(setup.initial_states(config), setup.members.index(member))
     small_task = build.learner(build.member_config(config, member))
     small = sweep.slice_to(wide, init_state(small_task, 0))
     x = slice_[0][:16].astype(jnp.float32) / 127.5 - 1

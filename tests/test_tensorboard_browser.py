@@ -30,7 +30,9 @@ TENSORBOARD = Path(sys.executable).parent / "tensorboard"  # what `pip install -
 
 
 def _default_run(out: Path) -> dict:
-    """experiments/reconstruction.py (the README's first command) with epochs=1; nothing else changed."""
+    """experiments/reconstruction.py (the README's first command) with epochs=1 and its end-of-run
+    analysis on the first 2,000 test digits (the projector's own count) instead of 10,000: the same
+    TensorBoard tabs, 40 s less analysis."""
     import importlib.util
 
     from mnist_ae import tasks
@@ -39,7 +41,7 @@ def _default_run(out: Path) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config()
-    config.epochs = 1
+    config.epochs, config.test_limit = 1, config.projector_points
     final = tasks.run(config, out / "run", log_framework="tensorboard", quiet=True)
     return {"test/recon_mse": final["test/recon_mse"]}
 

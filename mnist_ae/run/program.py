@@ -122,5 +122,5 @@ def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
         reconstruct_fn=_jit(jax.vmap(functools.partial(reconstruct, learner), in_axes=(0, None, 0)), mesh),
         decode_fn=_jit(functools.partial(decode, learner), mesh),
         extra_args=(parallel.place(setup.masks_ml, mesh),))
-    state = parallel.place(setup.initial_states(config), mesh)
+    state = _jit(lambda: setup.initial_states(config), mesh)()
     return program, state
