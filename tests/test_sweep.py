@@ -30,7 +30,8 @@ def test_members_are_the_product_and_states_are_stacked():
     members = build.members(config)
     assert [(m.latent_dim, m.seed, m.learning_rate) for m in members][:3] == [(2, 0, 1e-2), (2, 0, 3e-3), (2, 1, 1e-2)]
     assert len(members) == 8
-    states = build.sweep_setup(config).initial_states(config)
+    setup = build.sweep_setup(config)
+    states = jax.jit(lambda: setup.initial_states(config))()
     kernel = states.params["ae"]["params"]["encoder"]["Dense_2"]["kernel"]
     chex.assert_shape(kernel, (8, 32, 5))
     chex.assert_shape(states.rng, (8, 2))
@@ -42,8 +43,9 @@ def test_members_are_the_product_and_states_are_stacked():
 
 def test_each_members_initial_state_is_its_single_runs_padded():
     """Members initialised per group (a latent size and rate, vmapped over seeds) come back in member
-    order, each bit for bit the state its own single run starts from (seeds past 2**31 included)."""
-    config = sweep_config(seeds=(0, 2**31 + 7), learning_rates=(1e-2, 3e-3))
+    order, each bit for bit the state its own single run starts from (seeds past 2**31 included).
+    Seeds before rates in member order, so the two groups interleave."""
+    config = sweep_config(latent_dims=(5,), seeds=(0, 2**31 + 7), learning_rates=(1e-2, 3e-3))
     setup = build.sweep_setup(config)
     states = jax.jit(lambda: setup.initial_states(config))()
     for i, member in enumerate(setup.members):
@@ -56,7 +58,7 @@ def test_sliced_member_is_the_unpadded_model(slice_):
     member = build.Member(2, 1, 1e-2)
     wide_task = build.learner(config, latent_dim=5)
     setup = build.sweep_setup(config)
-    wide = sweep.unstack(setup.initial_states(config), setup.members.index(member))
+    wide = sweep.unstack(jax.jit(lambda: setup.initial_states(config))(), setup.members.index(member))
     small_task = build.learner(build.member_config(config, member))
     small = sweep.slice_to(wide, init_state(small_task, 0))
     x = slice_[0][:16].astype(jnp.float32) / 127.5 - 1
@@ -112,7 +114,7 @@ def _sweep_and_single(config, slice_, i: int):
     def epoch(states):
         return sweep.sweep_epoch(setup.learner, states, *slice_, setup.masks_ml, config.batch_size)
 
-    states = setup.initial_states(config)
+    states = jax.jit(lambda: setup.initial_states(config))()
     for _ in range(2):
         states, per_round = epoch(states)
     chex.assert_shape(per_round["train/recon_mse"], (len(setup.members), slice_[0].shape[0] // config.batch_size))
@@ -177,7 +179,7 @@ def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path
     tasks.train_sweep(sweep_config(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
     tasks.train_sweep(sweep_config(epochs=2), tmp_path / "b", log_framework="none", quiet=True)
     config = sweep_config()
-    template = build.sweep_setup(config).initial_states(config)
+    template = jax.eval_shape(lambda: build.sweep_setup(config).initial_states(config))
     a = Checkpointer(tmp_path / "a" / "checkpoints", 3).restore(template)
     b = Checkpointer(tmp_path / "b" / "checkpoints", 3).restore(template)
     chex.assert_trees_all_close(a.params, b.params, atol=1e-6)
@@ -243,7 +245,7 @@ def test_a_diverging_member_is_frozen_while_the_others_train_on(slice_):
     as they were, metrics NaN after round 0); the three others take all 4 rounds."""
     config = sweep_config()
     setup = build.sweep_setup(config)
-    states = setup.initial_states(config)
+    states = jax.jit(lambda: setup.initial_states(config))()
     opt = states.opt_states["ae"]
     lr = opt.hyperparams["learning_rate"].at[0].set(jnp.inf)
     sick = states.replace(opt_states={**states.opt_states,
