@@ -47,6 +47,31 @@ def test_each_points_affinities_have_the_asked_perplexity_over_its_nearest_neigh
         cond_nn[i, nearest_nk[i]] = p
         assert np.exp(entropy) == pytest.approx(perplexity, rel=1e-3)
     np.testing.assert_allclose(p_nn, (cond_nn + cond_nn.T) / (2 * n), rtol=1e-3, atol=1e-8)
+    assert np.all(p_nn[(cond_nn + cond_nn.T) == 0] == 0)  # no mass beyond the 3 x perplexity + 1 nearest
+
+
+def test_fewer_points_than_neighbours_use_every_other_point_and_a_perplexity_they_can_reach(codes):
+    """12 points, perplexity 5: each point's distribution spans the 11 others (not 3 x 5 + 1); a map
+    asked for perplexity 30 on 30 points is the map at (30 - 1) / 3, the most 30 points allow."""
+    p_nn = np.asarray(exact.affinities(jnp.asarray(codes[:12]), 5.0))
+    assert np.all((p_nn > 0) == ~np.eye(12, dtype=bool))
+    chex.assert_trees_all_close(p_nn.sum(), 1.0, atol=1e-5)
+    run = jax.jit(exact.tsne, static_argnames=("perplexity", "n_iter"))
+    key = jax.random.PRNGKey(0)
+    chex.assert_trees_all_equal(run(jnp.asarray(codes[:30]), key, perplexity=30.0, n_iter=20),
+                                run(jnp.asarray(codes[:30]), key, perplexity=29 / 3, n_iter=20))
+    assert not np.allclose(run(jnp.asarray(codes[:30]), key, perplexity=30.0, n_iter=20),
+                           run(jnp.asarray(codes[:30]), key, perplexity=28 / 3, n_iter=20))
+
+
+def test_the_map_starts_from_pca_at_any_scale_and_its_rate_is_scikit_learns_auto_rate(codes):
+    """Perplexity-calibrated affinities and a start rescaled to std 1e-4 make the first step the same
+    for codes a thousand times smaller (a random start would not be); the rate is max(N / 48, 50)."""
+    run = jax.jit(exact.tsne, static_argnames="n_iter")
+    key = jax.random.PRNGKey(0)
+    big, small = (np.asarray(run(jnp.asarray(c), key, n_iter=1)) for c in (codes, codes * 1e-3))
+    np.testing.assert_allclose(small, big, rtol=1e-3, atol=1e-3 * np.abs(big).max())
+    assert (exact.learning_rate(1000), exact.learning_rate(4800)) == (50.0, 100.0)
 
 
 def test_the_gradient_is_that_of_the_kl_divergence_to_the_student_t_map():

@@ -66,6 +66,8 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/core/pca.py": _QUICK_ANALYSIS,
     "mnist_ae/analysis/quality.py": _QUICK_ANALYSIS,
     "mnist_ae/parallel.py": ["tests/test_parallel.py"],
+    "mnist_ae/core/tsne.py": ["tests/test_tsne.py",
+                              "tests/test_analysis.py::test_the_exact_and_opentsne_maps_are_as_faithful_as_sklearns"],
 }
 # Modules whose quick tests run them in subprocesses (test_parallel's workers pin the device count
 # before JAX starts), where the line tracer cannot follow: each mutant runs all the module's tests.

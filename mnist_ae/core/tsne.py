@@ -64,6 +64,11 @@ def kl_gradient(p_nn: jax.Array, y_nd: jax.Array, exaggeration: jax.Array | floa
     return 4.0 * (w_nn.sum(axis=1, keepdims=True) * y_nd - w_nn @ y_nd)  # sum_j w_ij (y_i - y_j)
 
 
+def learning_rate(n: int) -> float:
+    """scikit-learn's "auto" rate for N points (Belkina et al. 2019): N / exaggeration / 4, at least 50."""
+    return max(n / EXAGGERATION / 4.0, 50.0)
+
+
 def tsne(x_nl: jax.Array, key: jax.Array, *, dims: int = 2, perplexity: float = 30.0,
          n_iter: int = 500) -> jax.Array:
     """The t-SNE map [N, dims] of `x_nl` [N, L]; `n_iter` counts the exaggeration iterations too.
@@ -80,14 +85,14 @@ def tsne(x_nl: jax.Array, key: jax.Array, *, dims: int = 2, perplexity: float = 
     varies = jnp.all(jnp.std(start_nd, axis=0) > 1e-12)
     start_nd = jnp.where(varies, start_nd, jax.random.normal(key, (n, dims)))
     y_nd = start_nd / jnp.std(start_nd[:, 0]) * 1e-4
-    learning_rate = max(n / EXAGGERATION / 4.0, 50.0)
+    rate = learning_rate(n)
 
     def step(carry: tuple[jax.Array, ...], i: jax.Array) -> tuple[tuple[jax.Array, ...], None]:
         y_nd, update_nd, gains_nd = carry
         early = i < EXAGGERATION_ITERS
         grad_nd = kl_gradient(p_nn, y_nd, jnp.where(early, EXAGGERATION, 1.0))
         gains_nd = jnp.maximum(jnp.where(update_nd * grad_nd < 0.0, gains_nd + 0.2, gains_nd * 0.8), 0.01)
-        update_nd = jnp.where(early, 0.5, 0.8) * update_nd - learning_rate * gains_nd * grad_nd
+        update_nd = jnp.where(early, 0.5, 0.8) * update_nd - rate * gains_nd * grad_nd
         return (y_nd + update_nd, update_nd, gains_nd), None
 
     zeros_nd = jnp.zeros_like(y_nd)
