@@ -25,6 +25,15 @@ def slice_(mnist):
     return jnp.asarray(mnist.train_images[:2048]), jnp.asarray(mnist.train_labels[:2048])
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished 2-epoch sweep with its member analysis, shared by the tests that read a sweep's
+    outputs: (config, workdir, finals)."""
+    config = sweep_config(epochs=2, test_limit=300, analyze_at_end=True)
+    workdir = tmp_path_factory.mktemp("sweep")
+    return config, workdir, tasks.train_sweep(config, workdir, log_framework="none", quiet=True)
+
+
 def test_members_are_the_product_and_states_are_stacked():
     config = sweep_config(learning_rates=(1e-2, 3e-3))
     members = build.members(config)
@@ -174,30 +183,28 @@ def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
 
 
 @pytest.mark.slow
-def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path):
-    tasks.train_sweep(sweep_config(epochs=2), tmp_path / "a", log_framework="none", quiet=True)
+def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path, finished):
+    config, workdir, _ = finished  # straight through its 2 epochs
     tasks.train_sweep(sweep_config(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
     tasks.train_sweep(sweep_config(epochs=2), tmp_path / "b", log_framework="none", quiet=True)
-    config = sweep_config()
     template = jax.eval_shape(lambda: build.sweep_setup(config).initial_states(config))
-    a = Checkpointer(tmp_path / "a" / "checkpoints", 3).restore(template)
+    a = Checkpointer(workdir / "checkpoints", 3).restore(template)
     b = Checkpointer(tmp_path / "b" / "checkpoints", 3).restore(template)
     chex.assert_trees_all_close(a.params, b.params, atol=1e-6)
     np.testing.assert_array_equal(b.step, [64] * 4)  # 2 epochs x 32 rounds, every member, across the resume
-    records = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    records = read_jsonl(workdir / "metrics.jsonl")
     evals = [r for r in records if "test/recon_mse" in r]
     assert {r["member"] for r in evals} == {m.name for m in build.members(config)}
     assert all({"latent_dim", "seed", "learning_rate", "step", "epoch"} <= r.keys() for r in evals)
-    assert (tmp_path / "a" / "comparison.png").stat().st_size > 0
-    table = (tmp_path / "a" / "sweep_results.md").read_text()
+    assert (workdir / "comparison.png").stat().st_size > 0
+    table = (workdir / "sweep_results.md").read_text()
     assert "| 2 |" in table and "| 5 |" in table
 
 
-def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
-    config = sweep_config(epochs=1, test_limit=300)
-    finals = tasks.train_sweep(config, tmp_path, log_framework="none", quiet=True)
+def test_exported_member_is_a_standalone_reconstruction_run(finished):
+    config, workdir, finals = finished
     member = build.members(config)[0]  # latent 2, seed 0
-    member_dir = tmp_path / "members" / member.name
+    member_dir = workdir / "members" / member.name
     saved = Checkpointer(member_dir / "checkpoints", 1).saved_config()
     assert (saved["task"], saved["latent_dim"], saved["seed"]) == ("reconstruction", 2, 0)
     single_config = build.member_config(config, member)
@@ -212,8 +219,7 @@ def test_exported_member_is_a_standalone_reconstruction_run(tmp_path):
     assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
 
 
-@pytest.mark.slow
-def test_every_member_is_analysed_in_the_sweep_table(tmp_path):
+def test_every_member_is_analysed_in_the_sweep_table(finished):
     """analyze_at_end in a sweep: each member's kNN, linear-probe, silhouette and trustworthiness numbers
     in its finals and in the results table, the kNN and silhouette equal to numpy's on the member's own
     codes (encoded again from its exported checkpoint), and all members' 2-D maps in one figure."""
@@ -221,23 +227,24 @@ def test_every_member_is_analysed_in_the_sweep_table(tmp_path):
     from mnist_ae.data import load_dataset
     from test_analysis import knn5_accuracy_numpy, silhouette_numpy
 
-    config = sweep_config(epochs=1, test_limit=300, seeds=(0,), analyze_at_end=True)
-    finals = tasks.train_sweep(config, tmp_path, log_framework="none", quiet=True)
+    config, workdir, finals = finished
     ds = load_dataset("mnist")
     images, labels = ds.test_images[:300], ds.test_labels[:300].astype(np.int64)
-    table = (tmp_path / "sweep_results.md").read_text().splitlines()
+    table = (workdir / "sweep_results.md").read_text().splitlines()
     assert table[0].endswith("| kNN accuracy | linear-probe accuracy | silhouette | trustworthiness |")
     for member, final in zip(build.members(config), finals):
-        codes = load(tmp_path / "members" / member.name).encode(images)
+        codes = load(workdir / "members" / member.name).encode(images)
         chex.assert_shape(codes, (300, member.latent_dim))
         assert final["analysis/knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, 0), abs=1e-6)
         assert final["analysis/silhouette"] == pytest.approx(silhouette_numpy(codes, labels), abs=1e-4)
         assert 0.5 < final["analysis/trustworthiness"] <= 1 and 0 < final["analysis/logreg_accuracy"] <= 1
-        row = next(line for line in table if line.startswith(f"| {member.latent_dim} |"))
-        cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert cells[-4:] == [f"{final[f'analysis/{k}']:.4f}" for k in
-                              ("knn5_accuracy", "logreg_accuracy", "silhouette", "trustworthiness")]
-    assert (tmp_path / "analysis" / "member_maps.png").stat().st_size > 0
+    keys = [f"analysis/{k}" for k in ("knn5_accuracy", "logreg_accuracy", "silhouette", "trustworthiness")]
+    for latent in config.latent_dims:  # a row per latent size: mean +- std over its two seeds
+        row = next(line for line in table if line.startswith(f"| {latent} |"))
+        seeds = [f for m, f in zip(build.members(config), finals) if m.latent_dim == latent]
+        assert [cell.strip() for cell in row.strip("|").split("|")][-4:] == [
+            f"{np.mean([f[k] for f in seeds]):.4f} +- {np.std([f[k] for f in seeds]):.4f}" for k in keys]
+    assert (workdir / "analysis" / "member_maps.png").stat().st_size > 0
 
 
 def test_a_diverging_member_is_frozen_while_the_others_train_on(slice_):
