@@ -31,14 +31,14 @@ def lr_multiplier(config: ml_collections.ConfigDict) -> Schedule | None:
 
 def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None) -> Learner:
     """The static learner of `config`; `latent_dim` overrides the config's (sweeps use the widest)."""
-    optimizer = make_optimizer(config.learning_rate, config.weight_decay, lr_multiplier(config))
+    optimizer = make_optimizer(config.learning_rate, config.weight_decay, lr_multiplier(config), config.adam_b2)
     schedule = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
                     eval_batch_size=config.eval_batch_size)
     if config.task == "classification":
         return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
     ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init,
-                          OUTPUTS[config.recon_loss], config.activation)
-    probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay)
+                          OUTPUTS[config.recon_loss], config.activation, config.norm)
+    probe_optimizer = make_optimizer(config.probe_learning_rate, config.weight_decay, b2=config.adam_b2)
     return Learner(ae, make_classifier(config.probe_hidden, config.init),
                    {"ae": optimizer, "probe": probe_optimizer}, **schedule)
 

@@ -59,6 +59,8 @@ FIELDS: dict[str, Field] = {
     "init": Field("model", "state", "torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
     "activation": Field("model", "state", "relu", "relu | gelu: the MLP autoencoder's hidden layers (the conv "
                         "model and the probe keep relu)"),
+    "norm": Field("model", "state", "none", "none | layer: a LayerNorm between each hidden Dense and its activation "
+                  "in the MLP autoencoder (the probe and the classifier keep none)"),
     "recon_loss": Field("model", "state", "mse", "mse (tanh output, MSE on pixels in [-1, 1], the reference recipe) | "
                         "bce (sigmoid output, binary cross-entropy on pixels in [0, 1])"),
     "probe_hidden": Field("model", "state", (64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
@@ -70,6 +72,7 @@ FIELDS: dict[str, Field] = {
     "lr_end_factor": Field("optimisation", "state", 0.0, "warmup_cosine: the final rate as a fraction of the peak"),
     "probe_learning_rate": Field("optimisation", "state", 1e-3, "AdamW learning rate of the probe"),
     "weight_decay": Field("optimisation", "state", 1e-5, "AdamW weight decay (both optimizers)"),
+    "adam_b2": Field("optimisation", "state", 0.999, "AdamW's second-moment decay (both optimizers)"),
     "batch_size": Field("optimisation", "state", 256, "global batch size"),
     "epochs": Field("optimisation", "", 5, "training epochs"),
     "ae_steps": Field("optimisation", "state", 1, "autoencoder updates per round (each on its own batch)"),
@@ -177,12 +180,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
     from mnist_ae.core.losses import OUTPUTS  # noqa: PLC0415
-    from mnist_ae.core.models import ACTIVATIONS  # noqa: PLC0415
+    from mnist_ae.core.models import ACTIVATIONS, NORMS  # noqa: PLC0415
 
     _check(config.recon_loss in OUTPUTS, f"recon_loss={config.recon_loss!r}: use {' or '.join(OUTPUTS)}")
     _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {' or '.join(ACTIVATIONS)}")
     _check(config.model == "mlp" or config.activation == "relu",
            f"activation={config.activation} applies to the MLP only: the conv model is the reference's, use relu")
+    _check(config.norm in NORMS, f"norm={config.norm!r}: use {' or '.join(NORMS)}")
+    _check(config.model == "mlp" or config.norm == "none",
+           f"norm={config.norm} applies to the MLP only: the conv model is the reference's, use none")
+    _check(_finite_number(config.adam_b2) and 0 <= config.adam_b2 < 1,
+           f"adam_b2={config.adam_b2!r}: must be a number in [0, 1), e.g. 0.95")
     _check(config.lr_schedule in LR_SCHEDULES,
            f"lr_schedule={config.lr_schedule!r}: use {' or '.join(LR_SCHEDULES)}")
     _check(isinstance(config.lr_warmup_steps, int) and config.lr_warmup_steps >= 0,

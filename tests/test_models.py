@@ -41,14 +41,15 @@ def test_the_deep_autoencoder_experiment_is_the_papers_network():
     from helpers import experiment_config
 
     widths = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
-    expected = sum(a * b + b for a, b in zip(widths, widths[1:]))
-    assert expected == 1_418_280 + 1_419_034
+    dense = sum(a * b + b for a, b in zip(widths, widths[1:]))
+    assert dense == 1_418_280 + 1_419_034
+    layer_norms = 2 * 2 * (1000 + 500 + 250)  # a scale and a bias per unit of the six hidden layers
     config = experiment_config("deep_autoencoder")
     learner = build.learner(config)
     state = jax.eval_shape(lambda: build.initial_state(config))
-    assert count(state.params["ae"]) == expected
+    assert count(state.params["ae"]) == dense + layer_norms
     ae = learner.autoencoder
-    assert (ae.output, ae.encoder.activation) == ("sigmoid", "gelu")
+    assert (ae.output, ae.encoder.activation, ae.encoder.norm, ae.decoder.norm) == ("sigmoid", "gelu", "layer", "layer")
     assert config.lr_schedule == "warmup_cosine"
 
 
@@ -96,6 +97,34 @@ def test_mlp_autoencoder_is_the_reference_network_written_in_numpy():
     saturated = np.abs(a) > 20
     assert saturated.mean() > 0.5 and (a[saturated] > 0).any() and (a[saturated] < 0).any()
     np.testing.assert_array_equal(out[saturated], np.sign(a[saturated]))
+
+
+def test_layer_norm_autoencoder_written_in_numpy():
+    """norm="layer": Dense, LayerNorm (eps 1e-6, its own scale and bias), ReLU in every hidden layer
+    of both halves; the code and the output layer stay linear. Scales and biases are drawn at random
+    so that a LayerNorm without them, or in the wrong place, cannot match."""
+    ae = make_autoencoder("mlp", (32, 16), 4, "torch", norm="layer")
+    params = ae.init(jax.random.PRNGKey(0), X_BHW)
+    leaves, treedef = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
+    params = jax.tree.unflatten(treedef, [leaf + 0.5 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)])
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    x = np.asarray(jax.random.uniform(jax.random.PRNGKey(1), (5, 28, 28), minval=-1, maxval=1))
+
+    def hidden(h, mlp, i):
+        a = h @ mlp[f"Dense_{i}"]["kernel"] + mlp[f"Dense_{i}"]["bias"]
+        a = (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + 1e-6)
+        return np.maximum(a * mlp[f"LayerNorm_{i}"]["scale"] + mlp[f"LayerNorm_{i}"]["bias"], 0)
+
+    enc, dec = p["encoder"], p["decoder"]["mlp"]
+    h = hidden(hidden(x.reshape(5, 784), enc, 0), enc, 1)
+    z = h @ enc["Dense_2"]["kernel"] + enc["Dense_2"]["bias"]
+    h = hidden(hidden(z, dec, 0), dec, 1)
+    logits = (h @ dec["Dense_2"]["kernel"] + dec["Dense_2"]["bias"]).reshape(5, 28, 28)
+    recon, z_model = ae.apply(params, jnp.asarray(x))
+    np.testing.assert_allclose(z_model, z, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(recon, np.tanh(logits), rtol=1e-4, atol=1e-4)
+    assert set(p["encoder"]) == {"Dense_0", "Dense_1", "Dense_2", "LayerNorm_0", "LayerNorm_1"}
 
 
 def test_torch_init_is_uniform_within_one_over_sqrt_fan_in():

@@ -15,6 +15,7 @@ import optax
 import pytest
 
 from mnist_ae import build
+from mnist_ae.config import total_rounds
 from mnist_ae.core import losses
 from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.models import Autoencoder
@@ -153,3 +154,28 @@ def test_scheduled_optimizer_is_adamw_with_the_scheduled_rate():
         a, b = optax.apply_updates(a, ua), optax.apply_updates(b, ub)
         chex.assert_trees_all_close(a, b, rtol=1e-6)
     assert not np.allclose(a["w"], params["w"])
+
+
+@pytest.mark.parametrize("schedule", ["constant", "warmup_cosine"])
+def test_adam_b2_sets_both_optimizers_second_moment_decay(schedule):
+    """`adam_b2` against plain optax AdamW with that b2: the autoencoder's and the probe's updates
+    equal it, and differ from the default b2's (so the key is not ignored)."""
+    config = tiny(adam_b2=0.5, lr_schedule=schedule, lr_warmup_steps=2, weight_decay=1e-2)
+    learner = build.learner(config)
+    rate = (optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, 2, total_rounds(config), 0.0)
+            if schedule == "warmup_cosine" else config.learning_rate)
+    cases = {"ae": optax.adamw(rate, b2=0.5, weight_decay=1e-2),
+             "probe": optax.adamw(config.probe_learning_rate, b2=0.5, weight_decay=1e-2)}
+    default_b2 = optax.adamw(rate, weight_decay=1e-2)
+    params = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4)}
+    for part, theirs in cases.items():
+        ours = learner.optimizers[part]
+        a, b, c = params, params, params
+        sa, sb, sc = ours.init(params), theirs.init(params), default_b2.init(params)
+        for i in range(6):
+            grads = {"w": jnp.sin(jnp.arange(12.0).reshape(3, 4) * (i + 1))}
+            (ua, sa), (ub, sb), (uc, sc) = ours.update(grads, sa, a), theirs.update(grads, sb, b), default_b2.update(grads, sc, c)
+            a, b, c = optax.apply_updates(a, ua), optax.apply_updates(b, ub), optax.apply_updates(c, uc)
+        chex.assert_trees_all_close(a, b, rtol=1e-6)
+        if part == "ae":
+            assert not np.allclose(a["w"], c["w"], rtol=1e-4)

@@ -25,6 +25,7 @@ NUM_CLASSES = 10
 CONV_CODE_SHAPE = (2, 2, 64)
 CONV_CODE_DIM = math.prod(CONV_CODE_SHAPE)
 ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
+NORMS = ("none", "layer")
 
 
 def _uniform(bound: float) -> Initializer:
@@ -48,18 +49,26 @@ def layer_init(init: str, fan_in: int) -> dict[str, Initializer]:
 
 
 class MLP(nn.Module):
-    """Flatten, then Dense-activation for each hidden width, then a linear output layer."""
+    """Flatten, then Dense-(LayerNorm)-activation for each hidden width, then a linear output layer.
+
+    `norm="layer"` puts a LayerNorm between each hidden Dense and its activation: it lets the
+    six-layer deep autoencoder train much faster per epoch (see the README's deep-AE table).
+    """
 
     hidden: Sequence[int]
     out: int
     init_scheme: str = "torch"
     activation: str = "relu"
+    norm: str = "none"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         h_bd = x.reshape(x.shape[0], -1)
         for width in self.hidden:
-            h_bd = ACTIVATIONS[self.activation](nn.Dense(width, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd))
+            h_bd = nn.Dense(width, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd)
+            if self.norm == "layer":
+                h_bd = nn.LayerNorm()(h_bd)
+            h_bd = ACTIVATIONS[self.activation](h_bd)
         return nn.Dense(self.out, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd)
 
 
@@ -69,10 +78,12 @@ class MLPDecoder(nn.Module):
     hidden: Sequence[int]
     init_scheme: str = "torch"
     activation: str = "relu"
+    norm: str = "none"
 
     @nn.compact
     def __call__(self, z_bl: jax.Array) -> jax.Array:
-        out_bp = MLP(tuple(reversed(self.hidden)), NUM_PIXELS, self.init_scheme, self.activation, name="mlp")(z_bl)
+        out_bp = MLP(tuple(reversed(self.hidden)), NUM_PIXELS, self.init_scheme, self.activation, self.norm,
+                     name="mlp")(z_bl)
         return out_bp.reshape(-1, *IMAGE_SHAPE)
 
 
@@ -144,12 +155,12 @@ def code_dim(model: str, latent_dim: int) -> int:
 
 
 def make_autoencoder(model: str, hidden: Sequence[int], latent_dim: int, init: str,
-                     output: str = "tanh", activation: str = "relu") -> Autoencoder:
-    """`activation` applies to the MLP's hidden layers (the conv model is the reference's, ReLU)."""
+                     output: str = "tanh", activation: str = "relu", norm: str = "none") -> Autoencoder:
+    """`activation` and `norm` apply to the MLP's hidden layers (the conv model is the reference's)."""
     if model == "conv":
         return Autoencoder(ConvEncoder(init), ConvDecoder(init), output)
-    return Autoencoder(MLP(tuple(hidden), latent_dim, init, activation),
-                       MLPDecoder(tuple(hidden), init, activation), output)
+    return Autoencoder(MLP(tuple(hidden), latent_dim, init, activation, norm),
+                       MLPDecoder(tuple(hidden), init, activation, norm), output)
 
 
 def make_classifier(hidden: Sequence[int], init: str) -> MLP:

@@ -34,24 +34,25 @@ Schedule = Callable[[jax.Array], jax.Array]
 
 
 def make_optimizer(learning_rate: float, weight_decay: float,
-                   lr_multiplier: Schedule | None = None) -> optax.GradientTransformation:
+                   lr_multiplier: Schedule | None = None, b2: float = 0.999) -> optax.GradientTransformation:
     """AdamW with the learning rate kept in the optimizer state.
 
     Injected hyperparameters are arrays in the state, so a sweep can vmap over learning rates
     and the logger can read the rate actually used. With `lr_multiplier` (a schedule of the step
     peaking at 1), the step's rate is `learning_rate * lr_multiplier(step)`: the peak stays a value
-    in the state (vmappable) and only the schedule's shape is static.
+    in the state (vmappable) and only the schedule's shape is static. `b2` (the second-moment decay)
+    is in the state of the constant rate's optimizer, as it always was, and static in the scheduled
+    one, which never held it: either way earlier checkpoints keep their structure.
     """
     if lr_multiplier is None:
-        return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate,
-                                                     weight_decay=weight_decay)
-    return optax.inject_hyperparams(_scheduled_adamw)(learning_rate=learning_rate, weight_decay=weight_decay,
-                                                      lr_multiplier=lr_multiplier)
+        return optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate, weight_decay=weight_decay, b2=b2)
+    return optax.inject_hyperparams(_scheduled_adamw, static_args="b2")(
+        learning_rate=learning_rate, weight_decay=weight_decay, lr_multiplier=lr_multiplier, b2=b2)
 
 
 def _scheduled_adamw(learning_rate: jax.Array, weight_decay: jax.Array,
-                     lr_multiplier: jax.Array) -> optax.GradientTransformation:
-    return optax.adamw(learning_rate * lr_multiplier, weight_decay=weight_decay)
+                     lr_multiplier: jax.Array, b2: float) -> optax.GradientTransformation:
+    return optax.adamw(learning_rate * lr_multiplier, b2=b2, weight_decay=weight_decay)
 
 
 def warmup_cosine(warmup_steps: int, total_steps: int, end_factor: float) -> Schedule:
