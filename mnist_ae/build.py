@@ -33,7 +33,7 @@ def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None)
     """The static learner of `config`; `latent_dim` overrides the config's (sweeps use the widest)."""
     optimizer = make_optimizer(config.learning_rate, config.weight_decay, lr_multiplier(config), config.adam_b2)
     schedule = dict(ae_steps=config.ae_steps, probe_steps=config.probe_steps,
-                    eval_batch_size=config.eval_batch_size)
+                    eval_batch_size=config.eval_batch_size, augment_shift=config.augment_shift)
     if config.task == "classification":
         return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
     ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init,

@@ -75,6 +75,8 @@ FIELDS: dict[str, Field] = {
     "adam_b2": Field("optimisation", "state", 0.999, "AdamW's second-moment decay (both optimizers)"),
     "batch_size": Field("optimisation", "state", 256, "global batch size"),
     "epochs": Field("optimisation", "", 5, "training epochs"),
+    "augment_shift": Field("optimisation", "state", 0, "shift each training digit by a random whole number of "
+                           "pixels in [-N, N] along each axis, fresh each round (0 = none; the test set is never shifted)"),
     "ae_steps": Field("optimisation", "state", 1, "autoencoder updates per round (each on its own batch)"),
     "probe_steps": Field("optimisation", "state", 1, "probe updates per round, on the round's codes with the AE frozen"),
     "eval_every_epochs": Field("logging", "", 1, "evaluate on the whole test set every N epochs (and at step 0)"),
@@ -212,6 +214,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  "keep_checkpoints", "grid_digits"):
         _check(isinstance(config[name], int) and config[name] >= 1,
                f"{name}={config[name]!r}: must be a positive integer")
+    _check(isinstance(config.augment_shift, int) and 0 <= config.augment_shift <= 7,
+           f"augment_shift={config.augment_shift!r}: give a whole number of pixels in [0, 7], e.g. 1")
     for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample", "report_codes",
                  "histogram_every_epochs", "projector_every_evals"):
         _check(isinstance(config[name], int) and config[name] >= 0,

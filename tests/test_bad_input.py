@@ -40,6 +40,8 @@ def _config(**overrides):
     (dict(activation="tanh"), "activation='tanh': use relu or gelu"),
     (dict(model="conv", activation="gelu"), "activation=gelu applies to the MLP only"),
     (dict(norm="batch"), "norm='batch': use none or layer"),
+    (dict(augment_shift=8), "augment_shift=8: give a whole number of pixels in [0, 7]"),
+    (dict(augment_shift=-1), "augment_shift=-1: give a whole number of pixels in [0, 7]"),
     (dict(model="conv", norm="layer"), "norm=layer applies to the MLP only"),
     (dict(adam_b2=1.0), "adam_b2=1.0: must be a number in [0, 1)"),
     (dict(adam_b2=float("nan")), "adam_b2=nan: must be a number in [0, 1)"),

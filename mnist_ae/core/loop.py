@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from mnist_ae.core import losses
+from mnist_ae.core import augment, losses
 from mnist_ae.core.steps import Metrics, Learner, train_round
 from mnist_ae.core.state import TrainState
 
@@ -47,6 +47,9 @@ def train_epoch(learner: Learner, state: TrainState, images_nhw: jax.Array, labe
     def body(state: TrainState, xs: tuple[jax.Array, jax.Array]) -> tuple[TrainState, Metrics]:
         idx_gb, round_index = xs
         x_gbhw = losses.to_unit_range(images_nhw[idx_gb])
+        if learner.augment_shift:
+            x_gbhw = augment.random_shift(augment.round_key(state.rng, state.epoch, round_index), x_gbhw,
+                                          learner.augment_shift)
         y_gb = labels_n[idx_gb].astype(jnp.int32)
         if batch_constraint is not None:
             x_gbhw, y_gb = batch_constraint(x_gbhw), batch_constraint(y_gb)

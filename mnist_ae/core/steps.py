@@ -26,7 +26,8 @@ class Learner:
     """What is trained, as static Python objects (closed over, never traced).
 
     With an autoencoder: parts "ae" and "probe" (`head` is the probe on the code). Without one:
-    the part "classifier" (`head` is the supervised classifier on pixels).
+    the part "classifier" (`head` is the supervised classifier on pixels). `augment_shift`: each
+    training digit moves by up to this many pixels, fresh each round (`core.augment`).
     """
 
     autoencoder: Autoencoder | None
@@ -35,6 +36,7 @@ class Learner:
     ae_steps: int = 1
     probe_steps: int = 1
     eval_batch_size: int = 1000
+    augment_shift: int = 0
 
     @property
     def is_autoencoder(self) -> bool:

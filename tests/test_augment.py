@@ -1,0 +1,68 @@
+"""Random digit shifts: each image moved by its own whole offset (checked against numpy), every
+offset in range drawn, and the scanned epoch training on exactly the shifted batches."""
+
+from __future__ import annotations
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnist_ae import build
+from mnist_ae.core import augment, losses
+from mnist_ae.core.loop import epoch_indices, rounds_per_epoch, train_epoch
+from mnist_ae.core.steps import init_state
+
+from helpers import tiny
+
+
+def _numpy_shift(x_hw: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
+    out = np.full_like(x_hw, fill)
+    h, w = x_hw.shape
+    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = x_hw[max(-dy, 0):h - max(dy, 0),
+                                                                      max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
+def test_each_image_moves_by_one_offset_in_range_and_every_offset_is_drawn():
+    """Random float images, so exactly one numpy shift can match each output; over 400 images all
+    25 offsets of max_shift=2 occur, and nothing is moved further."""
+    x_bhw = np.asarray(jax.random.uniform(jax.random.PRNGKey(0), (400, 9, 7)), np.float32)
+    out = np.asarray(augment.random_shift(jax.random.PRNGKey(1), jnp.asarray(x_bhw), 2, fill=-1.0))
+    offsets = list(itertools.product(range(-3, 4), repeat=2))
+    seen = set()
+    for x_hw, o_hw in zip(x_bhw, out):
+        matches = [d for d in offsets if np.array_equal(_numpy_shift(x_hw, *d, -1.0), o_hw)]
+        assert len(matches) == 1 and max(map(abs, matches[0])) <= 2, matches
+        seen.add(matches[0])
+    assert seen == set(itertools.product(range(-2, 3), repeat=2))
+    # the same key shifts the same way; leading axes are examples, as in a round's [g, b, h, w] batch
+    again = augment.random_shift(jax.random.PRNGKey(1), jnp.asarray(x_bhw).reshape(4, 100, 9, 7), 2, fill=-1.0)
+    np.testing.assert_array_equal(np.asarray(again).reshape(400, 9, 7), out)
+
+
+def test_the_epoch_trains_on_each_rounds_batch_shifted_by_its_round_key(mnist):
+    """With a rate of 1e-30 the parameters never move, so each round's logged train MSE is the
+    initial model's error on the batch it was given: the shuffled batch shifted with the key of
+    (run key, epoch, round). Unshifted batches give other numbers, so the shift is not skipped."""
+    images, labels = jnp.asarray(mnist.train_images[:1024]), jnp.asarray(mnist.train_labels[:1024])
+    config = tiny(augment_shift=2, learning_rate=1e-30, probe_learning_rate=1e-30, train_limit=1024)
+    learner = build.learner(config)
+    state = init_state(learner, 3)
+    state = state.replace(epoch=jnp.asarray(4, jnp.int32))
+    _, metrics = jax.jit(lambda s: train_epoch(learner, s, images, labels, config.batch_size))(state)
+    rounds = rounds_per_epoch(learner, 1024, config.batch_size)
+    idx_rgb = epoch_indices(state.rng, state.epoch, 1024, rounds, 1, config.batch_size)
+    ae, params = learner.autoencoder, state.params["ae"]
+    shifted, plain = [], []
+    for r in range(rounds):
+        x_bhw = losses.to_unit_range(images[idx_rgb[r, 0]])
+        x_shifted = augment.random_shift(augment.round_key(state.rng, state.epoch, r), x_bhw, 2)
+        shifted.append(float(losses.mse(ae.apply(params, x_shifted)[0], x_shifted)))
+        plain.append(float(losses.mse(ae.apply(params, x_bhw)[0], x_bhw)))
+    np.testing.assert_allclose(metrics["train/recon_mse"], shifted, rtol=1e-5)
+    assert not np.allclose(metrics["train/recon_mse"], plain, rtol=1e-4)
+    # rounds and epochs draw different shifts
+    keys = {tuple(np.asarray(augment.round_key(state.rng, e, r))) for e in (4, 5) for r in range(3)}
+    assert len(keys) == 6
