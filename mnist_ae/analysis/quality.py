@@ -107,10 +107,7 @@ def member_quality(
     silhouette_rows = subsample_index(n, SILHOUETTE_POINTS, seed)
     device = jax.device_get(_scores(x_mnl, y_n, train, test, silhouette_rows, int(y_n.max()) + 1))
     if maps_mn2 is not None:
-        rows = np.arange(n) if tsne_index is None else np.asarray(tsne_index)
-        pick = subsample_index(len(rows), TRUST_POINTS, seed)
-        device["trustworthiness"] = jax.device_get(
-            _trustworthiness(x_mnl[:, rows[pick]], np.asarray(maps_mn2, np.float32)[:, pick]))
+        device["trustworthiness"] = map_trustworthiness(x_mnl, maps_mn2, seed=seed, tsne_index=tsne_index)
     numbers = []
     for m, probe_accuracy in enumerate(probe_accuracies):
         width = widths[m] if widths is not None else x_mnl.shape[2]
@@ -120,6 +117,16 @@ def member_quality(
             member["probe_accuracy"] = float(probe_accuracy)
         numbers.append(member)
     return numbers
+
+
+def map_trustworthiness(codes_mnl: np.ndarray, maps_mn2: np.ndarray, *, seed: int = 0,
+                        tsne_index: np.ndarray | None = None) -> np.ndarray:
+    """Trustworthiness [M] of each member's 2-D map [M, P, 2] w.r.t. its codes [M, N, L] (n_neighbors=5),
+    on TRUST_POINTS seeded points; the maps embed the rows `tsne_index` of the codes (default: all)."""
+    x_mnl = np.asarray(codes_mnl, dtype=np.float32)
+    rows = np.arange(x_mnl.shape[1]) if tsne_index is None else np.asarray(tsne_index)
+    pick = subsample_index(len(rows), TRUST_POINTS, seed)
+    return jax.device_get(_trustworthiness(x_mnl[:, rows[pick]], np.asarray(maps_mn2, np.float32)[:, pick]))
 
 
 def confused_pairs(
