@@ -186,6 +186,15 @@ def test_trustworthiness_is_of_the_rows_the_map_embeds(raw_scored):
     assert numbers["trustworthiness"] == pytest.approx(trustworthiness_numpy(x_nd[rows], map_n2), abs=1e-6)
 
 
+def test_a_map_of_every_row_is_scored_against_every_row(raw_scored):
+    """Without `tsne_index` (the end-of-run analysis: the 2-D map embeds all codes), the map's rows are
+    the codes' rows, all 1,000 of them here."""
+    x_nd, _, rows, map_n2, _ = raw_scored
+    codes_nl = x_nd[rows]
+    trust = quality.map_trustworthiness(codes_nl[None], map_n2[None], seed=RAW_SEED)
+    assert trust.shape == (1,) and float(trust[0]) == pytest.approx(trustworthiness_numpy(codes_nl, map_n2), abs=1e-6)
+
+
 def test_dead_dims_are_the_blank_border_pixels(raw_scored):
     x_nd, _, _, _, numbers = raw_scored
     near_zero_d = np.mean(np.abs(x_nd) <= 1e-3 * np.sqrt(np.mean(x_nd.astype(np.float64) ** 2)), axis=0)
