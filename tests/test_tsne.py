@@ -134,3 +134,39 @@ def test_a_sweeps_maps_in_one_call_map_each_members_own_units(codes):
         assert abs(neighbour_overlap(codes[:200, :width], maps[m]) - neighbour_overlap(codes[:200, :width], alone)) < 0.05
     assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS) == "exact"
     assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS + 1) == "opentsne"
+
+
+def test_the_exaggeration_phase_lasts_the_asked_iterations(codes):
+    """12 iterations all exaggerated (momentum 0.5) are the same map whether the phase is asked for 12
+    or 250 iterations; asked for 7, the last 5 run without exaggeration and the map differs. The
+    default phase is scikit-learn's 250."""
+    run = jax.jit(exact.tsne, static_argnames=("n_iter", "exaggeration_iters"))
+    key, x = jax.random.PRNGKey(0), jnp.asarray(codes[:100])
+    whole = run(x, key, n_iter=12, exaggeration_iters=12)
+    chex.assert_trees_all_equal(whole, run(x, key, n_iter=12, exaggeration_iters=250))
+    assert not np.allclose(whole, run(x, key, n_iter=12, exaggeration_iters=7), atol=1e-6)
+    assert exact.EXAGGERATION_ITERS == 250
+    chex.assert_trees_all_equal(run(x, key, n_iter=12), whole)
+
+
+def test_a_map_in_the_background_is_the_map_drawn_here(codes):
+    """`embed.background_map`: openTSNE's map in a child process (no GIL shared with the analysis) and
+    the exact one in a thread equal `embed.tsne`'s, with the seconds each took."""
+    for backend in ("opentsne", "exact"):
+        with embed.background_map(codes[:200], 2, seed=3, backend=backend, threads=1) as job:
+            map_n2, seconds = job.result()
+        chex.assert_trees_all_equal(map_n2, embed.tsne(codes[:200], 2, seed=3, backend=backend, threads=1))
+        assert seconds > 0
+    assert isinstance(embed.background_map(codes[:200], 2, backend="opentsne", threads=1), embed.MapProcess)
+
+
+def test_a_failed_map_process_is_one_line_and_a_running_one_is_stopped_with_its_files(codes):
+    with embed.MapProcess(codes[:200], 2, seed=0, perplexity=30.0, max_iter=250, exaggeration_iter=100,
+                          threads=1, n_jobs=2) as job:
+        with pytest.raises(RuntimeError, match=r"^the t-SNE map's process failed: TypeError: .*n_jobs[^\n]*$"):
+            job.result()
+    with embed.MapProcess(np.tile(codes, (20, 1)), 2, seed=0, perplexity=30.0, max_iter=250, exaggeration_iter=100,
+                          threads=1) as job:
+        folder = job.path
+        assert folder.is_dir()
+    assert job.child.returncode is not None and not folder.exists()

@@ -14,8 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,8 +23,8 @@ from threadpoolctl import threadpool_limits
 
 from mnist_ae import baselines
 from mnist_ae.analysis import figures, tables
-from mnist_ae.analysis.embed import (TSNE_3D_POINTS, default_threads, host_pca, resolved_backend, subsample_index,
-                                     tsne)
+from mnist_ae.analysis.embed import (MAP_EXAGGERATION_ITERS, MAP_ITERS, TSNE_3D_POINTS, background_map, default_threads,
+                                     host_pca, resolved_backend, subsample_index, tsne)
 from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
                                        dimension_stats, map_trustworthiness, outliers, quality_numbers)
 from mnist_ae.config import MIN_ANALYSIS_POINTS
@@ -74,6 +73,10 @@ def _timed(timings_s: StageTimes, stage: str) -> Iterator[None]:
     yield
     seconds = time.perf_counter() - start
     timings_s[stage] = round(timings_s.get(stage, 0.0) + seconds, 3)
+    _say(timings_s, stage, seconds)
+
+
+def _say(timings_s: StageTimes, stage: str, seconds: float) -> None:
     if timings_s.say is not None:
         timings_s.say(f"  analysis: {stage} ... {seconds:.1f} s")
 
@@ -122,23 +125,38 @@ def run_analysis(
     threads = threads or default_threads()
     index_3d = subsample_index(n, tsne_3d_points or n, seed)
     timings_s = StageTimes(say)
-    with threadpool_limits(threads):
+    # The 2-D map of every code is the longest stage (openTSNE's FFT on all 10,000): it is drawn in the
+    # background (`embed.background_map`) while this thread does every other stage and figure.
+    with threadpool_limits(threads), (background_map(codes_nl, 2, seed=seed, backend=tsne_backend, threads=threads)
+                                      if with_tsne else nullcontext()) as map_2d:
         scored = _embed_and_score(
             codes_nl, labels_n, images_nhw, timings_s, probe_accuracy=probe_accuracy,
             tsne_backend=tsne_backend, seed=seed, with_tsne=with_tsne, raw_baseline=raw_baseline,
             index_3d=index_3d, threads=threads,
         )
+        with _timed(timings_s, "figures_tables"):
+            pngs = _write_figures(outdir, codes_nl, labels_n, images_nhw, class_names, scored, index_3d, tsne_backend,
+                                  keep)
+            stats = tables.write_stats(dimension_stats(codes_nl), outdir)
+        if map_2d is not None:
+            tsne_n2, seconds = map_2d.result()
+            timings_s["tsne_2d"] = round(seconds, 3)
+            _say(timings_s, "tsne_2d", seconds)
+            scored = _with_map(scored, codes_nl, tsne_n2, timings_s, seed)
+            with _timed(timings_s, "figure_tsne_2d"):
+                pngs["tsne_2d"] = figures.scatter_2d(
+                    scored.coords_2d["tsne"], labels_n, class_names,
+                    f"t-SNE of codes ({n} points, {resolved_backend(tsne_backend, n)})", outdir / "tsne_2d.png",
+                    "UMAP" if tsne_backend == "umap" else "t-SNE",
+                )
     pairs = confused_pairs(probe_confusion, class_names) if probe_confusion is not None else None
-    with _timed(timings_s, "figures_tables"):
-        pngs = _write_figures(outdir, codes_nl, labels_n, images_nhw, class_names, scored, index_3d, tsne_backend,
-                              keep)
-        markdown = {
-            "quality": tables.quality_table(scored.codes_quality, scored.raw_quality),
-            "stats": tables.write_stats(dimension_stats(codes_nl), outdir),
-            "confused_pairs": tables.confused_pairs_table(pairs),
-        }
-        (outdir / "quality.md").write_text(markdown["quality"])
-        (outdir / "confused_pairs.md").write_text(markdown["confused_pairs"])
+    markdown = {
+        "quality": tables.quality_table(scored.codes_quality, scored.raw_quality),
+        "stats": stats,
+        "confused_pairs": tables.confused_pairs_table(pairs),
+    }
+    (outdir / "quality.md").write_text(markdown["quality"])
+    (outdir / "confused_pairs.md").write_text(markdown["confused_pairs"])
     timings_s["total"] = round(time.perf_counter() - start, 3)
     metrics = {
         "codes": scored.codes_quality,
@@ -187,39 +205,30 @@ def _embed_and_score(
     index_3d: np.ndarray,
     threads: int,
 ) -> _Scored:
-    """The compute stages of run_analysis, each timed into timings_s."""
+    """The compute stages of run_analysis but the 2-D map (a worker thread's), each timed into timings_s."""
     with _timed(timings_s, "pca"):
         pca_n3 = host_pca(codes_nl, 3).projected
     # A 1-unit code has one principal axis: its 2-D view is that axis against a zero column.
     coords_2d = {"pca": np.pad(pca_n3[:, :2], ((0, 0), (0, 2 - min(2, pca_n3.shape[1]))))}
     tsne_n3 = None
-    # The 2-D map of every code is the longest stage (openTSNE's FFT on all 10,000). A worker thread
-    # draws it while this one does the other stages: openTSNE's loops and XLA's both run outside
-    # the GIL, so with the default half of the cores for the map the rest gets the other half.
-    with ThreadPoolExecutor(1) as worker:
-        map_2d = worker.submit(_timed_call, timings_s, "tsne_2d", tsne, codes_nl, 2, seed=seed, backend=tsne_backend,
-                               threads=threads) if with_tsne else None
-        if with_tsne:
-            with _timed(timings_s, "tsne_3d"):
-                tsne_n3 = tsne(codes_nl[index_3d], 3, seed=seed, backend=tsne_backend, threads=threads)
-        with _timed(timings_s, "quality_codes"):
-            codes_quality = quality_numbers(codes_nl, labels_n, tsne_2d=None, probe_accuracy=probe_accuracy, seed=seed)
-        raw_quality = _raw_quality(images_nhw, labels_n, timings_s, tsne_backend=tsne_backend, seed=seed,
-                                   with_tsne=with_tsne, threads=threads) if raw_baseline else {}
-        if map_2d is not None:
-            coords_2d["tsne"] = map_2d.result()
-            with _timed(timings_s, "trustworthiness"):
-                trust = float(map_trustworthiness(codes_nl[None], coords_2d["tsne"][None], seed=seed)[0])
-            # the same place in the numbers (and quality.md's rows) as when it was computed with them
-            numbers = list(codes_quality.items())
-            at = [k for k, _ in numbers].index("dead_dims")
-            codes_quality = dict(numbers[:at] + [("trustworthiness", trust)] + numbers[at:])
+    if with_tsne:
+        with _timed(timings_s, "tsne_3d"):
+            tsne_n3 = tsne(codes_nl[index_3d], 3, seed=seed, backend=tsne_backend, threads=threads)
+    with _timed(timings_s, "quality_codes"):
+        codes_quality = quality_numbers(codes_nl, labels_n, tsne_2d=None, probe_accuracy=probe_accuracy, seed=seed)
+    raw_quality = _raw_quality(images_nhw, labels_n, timings_s, tsne_backend=tsne_backend, seed=seed,
+                               with_tsne=with_tsne, threads=threads) if raw_baseline else {}
     return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
 
 
-def _timed_call(timings_s: StageTimes, stage: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    with _timed(timings_s, stage):
-        return fn(*args, **kwargs)
+def _with_map(scored: _Scored, codes_nl: np.ndarray, tsne_n2: np.ndarray, timings_s: StageTimes, seed: int) -> _Scored:
+    """`scored` with the 2-D map and its trustworthiness, in the numbers where quality.md lists it (before dead_dims)."""
+    with _timed(timings_s, "trustworthiness"):
+        trust = float(map_trustworthiness(codes_nl[None], tsne_n2[None], seed=seed)[0])
+    numbers = list(scored.codes_quality.items())
+    at = [k for k, _ in numbers].index("dead_dims")
+    return scored._replace(coords_2d={**scored.coords_2d, "tsne": tsne_n2},
+                           codes_quality=dict(numbers[:at] + [("trustworthiness", trust)] + numbers[at:]))
 
 
 def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: StageTimes, *, tsne_backend: str,
@@ -233,7 +242,7 @@ def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: StageT
     key = hashlib.blake2b(images_nhw.tobytes(), digest_size=16)
     key.update(labels_n.astype(np.int64).tobytes())
     key.update(json.dumps([tsne_backend if with_tsne else None, seed, TRUST_POINTS, RAW_PCA_DIMS,
-                           "device numbers"]).encode())
+                           "device numbers", MAP_EXAGGERATION_ITERS, MAP_ITERS]).encode())
     path = baselines.cache_dir() / f"raw_quality_{key.hexdigest()}.json"
     try:
         return json.loads(path.read_text())
@@ -266,10 +275,10 @@ def _write_figures(
     backend: str,
     test_index_n: np.ndarray,
 ) -> dict[str, Path]:
-    """All PNGs of run_analysis; subsample sizes go into the titles, and the outlier captions
+    """The PNGs of run_analysis but the 2-D map's (drawn while it is computed); subsample sizes go into the titles, and the outlier captions
     name each digit's index in the test set (`test_index_n`: analysed row -> test index)."""
     n = len(codes_nl)
-    pca_n3, tsne_n2, tsne_n3 = scored.pca_n3, scored.coords_2d.get("tsne"), scored.tsne_n3
+    pca_n3, tsne_n3 = scored.pca_n3, scored.tsne_n3
     pngs = {
         "pca_2d": figures.scatter_2d(
             scored.coords_2d["pca"], labels_n, class_names, f"PCA of codes ({n} points)", outdir / "pca_2d.png", "PC",
@@ -281,16 +290,11 @@ def _write_figures(
         pngs["pca_3d"] = figures.scatter_3d(
             pca_n3, labels_n, class_names, f"PCA 3-D of codes ({n} points)", outdir / "pca_3d.png", "PC"
         )
-    if tsne_n2 is not None and tsne_n3 is not None:
-        axis = "UMAP" if backend == "umap" else "t-SNE"
-        pngs["tsne_2d"] = figures.scatter_2d(
-            tsne_n2, labels_n, class_names, f"t-SNE of codes ({n} points, {resolved_backend(backend, n)})",
-            outdir / "tsne_2d.png", axis,
-        )
+    if tsne_n3 is not None:
         pngs["tsne_3d"] = figures.scatter_3d(
             tsne_n3, labels_n[index_3d], class_names,
             f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {resolved_backend(backend, len(index_3d))})",
-            outdir / "tsne_3d.png", axis,
+            outdir / "tsne_3d.png", "UMAP" if backend == "umap" else "t-SNE",
         )
     far = outliers(codes_nl, labels_n)
     pngs["outliers"] = figures.digit_grid(

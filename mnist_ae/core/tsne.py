@@ -6,7 +6,7 @@ it beats the Barnes-Hut tree on the CPU, needs no host round trip per member, an
 force. The method is scikit-learn's (van der Maaten's): each point's Gaussian bandwidth found by
 bisection at the given perplexity over its 3 x perplexity + 1 nearest neighbours, the affinities
 symmetrised; KL gradient descent with early exaggeration 12 and momentum 0.5 for the first 250
-iterations, then momentum 0.8; per-coordinate gains; learning rate max(N / 12 / 4, 50); the PCA
+iterations (by default), then momentum 0.8; per-coordinate gains; learning rate max(N / 12 / 4, 50); the PCA
 projection scaled to a standard deviation of 1e-4 along its first axis as the start.
 """
 
@@ -70,9 +70,9 @@ def learning_rate(n: int) -> float:
 
 
 def tsne(x_nl: jax.Array, key: jax.Array, *, dims: int = 2, perplexity: float = 30.0,
-         n_iter: int = 500) -> jax.Array:
-    """The t-SNE map [N, dims] of `x_nl` [N, L]; `n_iter` counts the exaggeration iterations too.
-    `dims`, `perplexity` and `n_iter` are static under jit.
+         n_iter: int = 500, exaggeration_iters: int = EXAGGERATION_ITERS) -> jax.Array:
+    """The t-SNE map [N, dims] of `x_nl` [N, L]; `n_iter` counts the first `exaggeration_iters` (the
+    early-exaggeration phase) too. `dims`, `perplexity`, `n_iter` and `exaggeration_iters` are static under jit.
 
     Starts from PCA when the points have at least `dims` features that vary, else from a random
     layout of the same scale (`key`; e.g. 1-unit codes, or a member's unused units zeroed).
@@ -89,7 +89,7 @@ def tsne(x_nl: jax.Array, key: jax.Array, *, dims: int = 2, perplexity: float = 
 
     def step(carry: tuple[jax.Array, ...], i: jax.Array) -> tuple[tuple[jax.Array, ...], None]:
         y_nd, update_nd, gains_nd = carry
-        early = i < EXAGGERATION_ITERS
+        early = i < exaggeration_iters
         grad_nd = kl_gradient(p_nn, y_nd, jnp.where(early, EXAGGERATION, 1.0))
         gains_nd = jnp.maximum(jnp.where(update_nd * grad_nd < 0.0, gains_nd + 0.2, gains_nd * 0.8), 0.01)
         update_nd = jnp.where(early, 0.5, 0.8) * update_nd - rate * gains_nd * grad_nd
