@@ -234,6 +234,23 @@ def _main(config_given: bool) -> None:
                            f"(marked in {workdir / 'sweep_results.md'}); the others finished")
 
 
+# The exceptions that end a command with one line besides UsageError / ConfigError (exit status 2) and
+# SomeDiverged: a user's mistake found later (status 2), a run that stopped (status 1), a signal (its own
+# status). Looked up among the modules already imported when one is raised, so that the mistakes caught
+# before any compute (most of them) are reported without importing JAX or orbax: about 2.5 s less.
+USER_ERRORS = ("mnist_ae.data.DataError", "mnist_ae.writers.combinators.WriterError", "mnist_ae.run.lifecycle.WorkdirBusy",
+               "mnist_ae.report.ReportError")
+RUN_ERRORS = ("mnist_ae.run.driver.TrainingDiverged", "mnist_ae.checkpoint.CheckpointError")
+INTERRUPTED = "mnist_ae.run.lifecycle.Interrupted"
+
+
+def _loaded(*names: str) -> tuple[type[BaseException], ...]:
+    """The classes `module.Class` among `names` whose module is imported (an exception of a class whose
+    module was never imported cannot have been raised)."""
+    modules = [(sys.modules.get(name.rpartition(".")[0]), name.rpartition(".")[2]) for name in names]
+    return tuple(getattr(module, cls) for module, cls in modules if module is not None)
+
+
 def main() -> None:
     argv = sys.argv
     if "--help" in argv or "-h" in argv:
@@ -242,13 +259,6 @@ def main() -> None:
     if "--config.help" in argv:
         print("config keys (override with --config.KEY=VALUE):\n" + help_text())
         return
-    from mnist_ae.data import DataError  # noqa: PLC0415
-    from mnist_ae.report import ReportError  # noqa: PLC0415
-    from mnist_ae.checkpoint import CheckpointError  # noqa: PLC0415
-    from mnist_ae.run.driver import TrainingDiverged  # noqa: PLC0415
-    from mnist_ae.run.lifecycle import Interrupted, WorkdirBusy  # noqa: PLC0415
-    from mnist_ae.writers import WriterError  # noqa: PLC0415
-
     try:
         config_given = any(_flag_value(argv, name) is not None for name in ("config", "config.task"))
         argv = prepare_argv(argv)
@@ -260,15 +270,12 @@ def main() -> None:
             _page_task(flags.FLAGS.task)
             return
         _main(config_given)
-    except (UsageError, ConfigError, DataError, WriterError, WorkdirBusy, ReportError) as e:
+    except (UsageError, ConfigError, SomeDiverged, *_loaded(*USER_ERRORS, *RUN_ERRORS, INTERRUPTED)) as e:
+        if isinstance(e, _loaded(INTERRUPTED)):
+            sys.stderr.write(f"{e}\n")
+            sys.exit(e.exit_code)
         sys.stderr.write(f"error: {e}\n")
-        sys.exit(2)
-    except (TrainingDiverged, CheckpointError, SomeDiverged) as e:
-        sys.stderr.write(f"error: {e}\n")
-        sys.exit(1)
-    except Interrupted as e:
-        sys.stderr.write(f"{e}\n")
-        sys.exit(e.exit_code)
+        sys.exit(1 if isinstance(e, (SomeDiverged, *_loaded(*RUN_ERRORS))) else 2)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted at once (second signal); the last committed checkpoint is kept: "
                          "rerun the same command to resume\n")
