@@ -42,7 +42,8 @@ from jax.sharding import PartitionSpec
 
 from helpers import free_port, run_once, tiny
 
-EPOCHS, BATCH, TRAIN = 2, 64, 2048
+# 32 rounds: each round of the 2-process runs waits on gloo's all-reduce over localhost (~0.5 s here)
+EPOCHS, BATCH, TRAIN = 2, 64, 1024
 # Float tolerance of the 1-vs-8-device comparison: the gradient all-reduce sums per-device partial
 # sums, so reductions are reordered; after 64 AdamW steps at lr 1e-2 the largest parameter
 # difference measured is ~3e-5 (relative L2 difference per leaf ~5e-6).
@@ -70,7 +71,7 @@ def _config():
 
 
 def _setup():
-    """Config, task, the initial state as numpy (placed afresh per mesh) and 2048 real digits."""
+    """Config, task, the initial state as numpy (placed afresh per mesh) and TRAIN real digits."""
     import jax
 
     from mnist_ae import build
@@ -324,7 +325,7 @@ def _start(worker: str, out: Path, devices: int, *args: int) -> tuple[subprocess
     return _spawn(log, devices, [__file__, worker, str(out), *map(str, args)])
 
 
-LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", "--config.train_limit=2048",
+LAUNCH_FLAGS = ["--task", "reconstruction", "--log_framework", "tensorboard", f"--config.train_limit={TRAIN}",
                 "--config.test_limit=1000", "--config.hidden=64,32", "--config.latent_dim=8", "--config.batch_size=64",
                 "--config.epochs=1", "--config.analyze_at_end=False", "--config.report_at_end=False",
                 "--config.histogram_every_epochs=1"]
@@ -702,7 +703,8 @@ def test_only_process_zero_logs_and_the_checkpoint_is_written_once(runs):
     out = _needs(runs, "single", "multi0", "multi1")
     workdir = out / "multi_run"
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["step"], r["process"]) for r in records] == [(32, 0.0), (64, 0.0)]
+    rounds = TRAIN // BATCH
+    assert [(r["step"], r["process"]) for r in records] == [(rounds, 0.0), (2 * rounds, 0.0)]
     assert (workdir / "tb").is_dir()
     steps = sorted(p.name for p in (workdir / "checkpoints").iterdir())
     assert steps == [str(EPOCHS)]
@@ -753,7 +755,7 @@ def test_launch_py_on_two_processes_logs_once_and_only_process_zero_prints(runs)
     steps = [(r["step"], tuple(sorted(r))) for r in scalars]
     assert len(steps) == len(set(steps))
     assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]
-    assert sorted(p.name for p in (workdir / "reconstructions").iterdir()) == ["step_0000000.png", "step_0000032.png"]
+    assert sorted(p.name for p in (workdir / "reconstructions").iterdir()) == ["step_0000000.png", f"step_{TRAIN // BATCH:07d}.png"]
     assert len(list((workdir / "tb").rglob("projector_config.pbtxt"))) == 1
     first, second = ((out / f"launch_{i}.log").read_text() for i in (0, 1))
     assert "final metrics" in first and "test/recon_mse" in first
