@@ -41,6 +41,22 @@ def test_launch_writes_metrics_and_checkpoints(tmp_path):
     assert len(list((tmp_path / "reconstructions").glob("step_*.png"))) == 3
 
 
+@pytest.mark.parametrize("task, status, message", [
+    ("reconstruction", 1, "diverged"),  # TrainingDiverged, raised where JAX runs
+    ("sweep", 1, "1 of 2 sweep members diverged"),  # SomeDiverged, after the sweep finished
+])
+def test_a_run_that_stops_is_one_line_with_status_1(tmp_path, task, status, message):
+    """The errors raised after the heavy imports are told from a crash by their classes, which the CLI
+    looks up only among the modules already imported (so a refusal before them imports no JAX)."""
+    sweep = ["--config.latent_dims=4", "--config.seeds=0", "--config.learning_rates=1e-2,1e30"] if task == "sweep" else []
+    result = launch("--task", task, "--workdir", str(tmp_path / "run"), "--log_framework", "none", *TINY,
+                    "--config.learning_rate=1e30", "--config.epochs=1", *sweep)
+    assert result.returncode == status, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--task", "bogus"], "unknown task 'bogus'"),
     (["--config.latnt_dim=3"], "did you mean 'latent_dim'"),
@@ -146,3 +162,13 @@ def test_the_command_keeps_compiled_programs_in_the_users_cache_unless_told_othe
     out = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [expected.format(cache=tmp_path), "0.1"]
+
+
+def test_a_command_refused_before_any_compute_imports_neither_jax_nor_orbax():
+    """Refusals come in well under a second: the CLI never imports JAX or orbax to report them."""
+    probe = ("import sys; sys.argv = ['launch.py', '--task', 'bogus']\n"
+             "from mnist_ae.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'jax' in sys.modules, 'orbax.checkpoint' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["2", "False", "False"], result.stderr
+    assert result.stderr.startswith("error: unknown task 'bogus'")
