@@ -19,7 +19,6 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 
 DPI = 100
 MAX_PANEL_DIMS = 64  # histogram panels / heatmap rows beyond this make figures slow and unreadable
@@ -156,55 +155,65 @@ def correlation_heatmap(codes_nl: np.ndarray, path: Path) -> Path:
 
 
 def histogram_grid(codes_nl: np.ndarray, path: Path, bins: int = 40) -> Path:
-    """One histogram panel per code dim (capped at MAX_PANEL_DIMS, stated in the title)."""
-    x_nl, shown = _capped(np.asarray(codes_nl))
+    """One histogram panel per code dim (capped at MAX_PANEL_DIMS, stated in the title), each scaled to
+    its own range and peak, with the range's ends written under it.
+
+    All panels share one Axes: 64 Axes with their ticks took 2.2 s to build and draw, one takes 0.3 s.
+    """
+    x_nl, shown = _capped(np.asarray(codes_nl, np.float64))
     l = x_nl.shape[1]
     cols = int(np.ceil(np.sqrt(l)))
     rows = int(np.ceil(l / cols))
     height = 1.2 * rows + 0.5
     with style():
         fig = Figure(figsize=(1.6 * cols, height))
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for d, ax in enumerate(axes.flat):
-            if d >= l:
-                ax.set_axis_off()
-                continue
+        ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.6 / height))
+        for d in range(l):
+            row, col = divmod(d, cols)
+            x0, y0 = col * (1 + _PANEL_GAP[0]), -row * (1 + _PANEL_GAP[1])  # the panel's lower left corner
             counts, edges = np.histogram(x_nl[:, d], bins=bins)
-            ax.stairs(counts, edges, fill=True, color="tab:blue")  # far cheaper than ax.hist
-            ax.set_title(f"d{d}", fontsize=7, pad=2)
-            ax.yaxis.set_visible(False)  # not drawn at all (empty ticks still cost a draw per panel)
-            ax.xaxis.set_major_locator(MaxNLocator(3))  # tick drawing dominates render time
-            ax.tick_params(axis="x", labelsize=6, length=2, pad=1)
-            ax.spines["left"].set_visible(False)
+            span = edges[-1] - edges[0]
+            ax.stairs(y0 + counts / max(counts.max(), 1), x0 + (edges - edges[0]) / span, baseline=y0, fill=True,
+                      color="tab:blue")
+            ax.text(x0 + 0.5, y0 + 1.05, f"d{d}", ha="center", va="bottom", fontsize=7)
+            for at, value, align in ((x0, edges[0], "left"), (x0 + 1, edges[-1], "right")):
+                ax.text(at, y0 - 0.04, f"{value:.3g}", ha=align, va="top", fontsize=6, color="0.3")
+        ax.set_xlim(-0.05, cols * (1 + _PANEL_GAP[0]) - _PANEL_GAP[0] + 0.05)
+        ax.set_ylim(-(rows - 1) * (1 + _PANEL_GAP[1]) - 0.3, 1.25)
+        ax.set_axis_off()
         fig.suptitle(f"Code value histograms ({shown})")
-        # Fixed margins (room for the title): tight_layout on 64 axes costs ~1 s.
-        fig.subplots_adjust(
-            left=0.02, right=0.98, bottom=0.25 / height, top=1 - 0.55 / height,
-            hspace=0.6, wspace=0.15,
-        )
         return _save(fig, path, tight=False)
+
+
+_PANEL_GAP = (0.18, 0.45)  # between histogram panels, in panel widths / heights
 
 
 def digit_grid(
     images_nhw: np.ndarray, titles: Sequence[str], path: Path, title: str = ""
 ) -> Path:
-    """Grid of images (e.g. outlying digits) with one short caption each."""
+    """Grid of images (e.g. outlying digits) with one short caption each, drawn as one image (one
+    Axes per digit took 0.9 s for 25 of them)."""
+    images_nhw = np.asarray(images_nhw)
     n = len(images_nhw)
     cols = int(np.ceil(np.sqrt(max(n, 1))))
     rows = int(np.ceil(max(n, 1) / cols))
+    h, w = images_nhw.shape[1:3] if n else (28, 28)
+    cell_h, cell_w = h + h // 2, w + w // 4  # room for the caption above, a gap beside
+    canvas = np.zeros((rows * cell_h, cols * cell_w))
+    for i, image in enumerate(images_nhw):
+        top, left = (i // cols) * cell_h + h // 2, (i % cols) * cell_w + w // 8
+        canvas[top:top + h, left:left + w] = image
     height = 1.45 * rows + 0.4
     with style():
         fig = Figure(figsize=(1.3 * cols, height))
         fig.suptitle(title)
-        axes = fig.subplots(rows, cols, squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.set_axis_off()
-            if i < n:
-                ax.imshow(images_nhw[i], cmap="gray_r", interpolation="nearest")
-                ax.set_title(titles[i], fontsize=7, pad=2)
-        fig.subplots_adjust(
-            left=0.02, right=0.98, bottom=0.02, top=1 - 0.5 / height, hspace=0.35, wspace=0.05
-        )
+        ax = fig.add_axes((0.02, 0.02, 0.96, 1 - 0.5 / height))
+        vmax = images_nhw.max() if n else 1
+        ax.imshow(canvas, cmap="gray_r", interpolation="nearest", vmin=min(0, images_nhw.min() if n else 0), vmax=vmax)
+        for i, caption in enumerate(titles[:n]):
+            ax.text((i % cols) * cell_w + cell_w / 2 - 0.5, (i // cols) * cell_h + h // 2 - 1.5, caption,
+                    ha="center", va="bottom", fontsize=7)
+        ax.set_axis_off()
         return _save(fig, path, tight=False)
 
 

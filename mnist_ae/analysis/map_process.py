@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-# Exact neighbours (10k x 64 brute force is quicker than its Annoy index: 9 CPU-s less) and a grid
+# Exact neighbours (openTSNE's ball tree: on 10k x 64 codes 9 CPU-s quicker than its Annoy index; a numpy
+# brute force measured no quicker, 1.9 s against 2.3, as the 10k x 10k distances are memory-bound) and a grid
 # cell per 2 units of map instead of 1 (half the FFT work); quality unchanged (`embed`'s docstring).
 OPENTSNE_SETTINGS = {"neighbors": "exact", "ints_in_interval": 2}
 
