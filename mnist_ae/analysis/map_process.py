@@ -52,7 +52,10 @@ class MapProcess:
         self.path = Path(self._folder.name)
         np.save(self.path / "x.npy", np.ascontiguousarray(x_nl, dtype=np.float32))
         threads = str(settings["threads"])
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        # this package's folder first on the child's path: it imports the same code, installed or not
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self.child = subprocess.Popen(
             [sys.executable, "-m", __name__, str(self.path), json.dumps({"dims": dims, **settings})],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
