@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from mnist_ae.analysis.map_process import MapProcess, opentsne_map
 from mnist_ae.config import TSNE_BACKENDS
 from mnist_ae.core.pca import PCAResult, pca
+from mnist_ae.core.tsne import EXAGGERATION_ITERS as SKLEARN_EXAGGERATION_ITERS
 from mnist_ae.core.tsne import tsne as exact_tsne
 
 TSNE_3D_POINTS = 2000
@@ -187,7 +188,7 @@ def tsne(
         from sklearn.manifold import TSNE  # noqa: PLC0415  (scikit-learn's import takes 3 s: only when chosen)
 
         model = TSNE(
-            n_components=dims, perplexity=perplexity, max_iter=250 + max_iter - exaggeration_iter, init=init,
+            n_components=dims, perplexity=perplexity, max_iter=SKLEARN_EXAGGERATION_ITERS + max_iter - exaggeration_iter, init=init,
             learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
         )
         with threadpool_limits(threads):

@@ -99,7 +99,7 @@ def scatter_2d_panels(
             )
             ax.set_title(title)
             ax.set_xticks([])
-            ax.yaxis.set_visible(False)  # not drawn at all (empty ticks still cost a draw per panel)
+            ax.set_yticks([])
             ax.set_xlabel(f"{axis} 1")
             ax.set_ylabel(f"{axis} 2")
         _class_legend(axes[-1], class_names)

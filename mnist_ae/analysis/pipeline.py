@@ -147,8 +147,7 @@ def run_analysis(
                 pngs["tsne_2d"] = figures.scatter_2d(
                     scored.coords_2d["tsne"], labels_n, class_names,
                     f"t-SNE of codes ({n} points, {resolved_backend(tsne_backend, n)})", outdir / "tsne_2d.png",
-                    "UMAP" if tsne_backend == "umap" else "t-SNE",
-                )
+                    _map_axis(tsne_backend))
     pairs = confused_pairs(probe_confusion, class_names) if probe_confusion is not None else None
     markdown = {
         "quality": tables.quality_table(scored.codes_quality, scored.raw_quality),
@@ -205,7 +204,7 @@ def _embed_and_score(
     index_3d: np.ndarray,
     threads: int,
 ) -> _Scored:
-    """The compute stages of run_analysis but the 2-D map (a worker thread's), each timed into timings_s."""
+    """The compute stages of run_analysis but the 2-D map (drawn in the background), each timed into timings_s."""
     with _timed(timings_s, "pca"):
         pca_n3 = host_pca(codes_nl, 3).projected
     # A 1-unit code has one principal axis: its 2-D view is that axis against a zero column.
@@ -219,6 +218,10 @@ def _embed_and_score(
     raw_quality = _raw_quality(images_nhw, labels_n, timings_s, tsne_backend=tsne_backend, seed=seed,
                                with_tsne=with_tsne, threads=threads) if raw_baseline else {}
     return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
+
+
+def _map_axis(backend: str) -> str:
+    return "UMAP" if backend == "umap" else "t-SNE"
 
 
 def _with_map(scored: _Scored, codes_nl: np.ndarray, tsne_n2: np.ndarray, timings_s: StageTimes, seed: int) -> _Scored:
@@ -294,7 +297,7 @@ def _write_figures(
         pngs["tsne_3d"] = figures.scatter_3d(
             tsne_n3, labels_n[index_3d], class_names,
             f"t-SNE 3-D of codes ({len(index_3d)} of {n} points, {resolved_backend(backend, len(index_3d))})",
-            outdir / "tsne_3d.png", "UMAP" if backend == "umap" else "t-SNE",
+            outdir / "tsne_3d.png", _map_axis(backend),
         )
     far = outliers(codes_nl, labels_n)
     pngs["outliers"] = figures.digit_grid(
