@@ -633,8 +633,9 @@ def test_the_training_epoch_donates_the_state_and_never_the_data(mnist):
     config = tiny()
     learner, mesh = build.learner(config), parallel.make_mesh(1)
     x, y = parallel.place((jnp.asarray(mnist.train_images[:256]), jnp.asarray(mnist.train_labels[:256])), mesh)
+    initial = jax.device_get(jax.jit(lambda: build.initial_state(config))())  # host copy: one compile, placed twice
     for donate in (True, False):
-        state = parallel.place(build.initial_state(config), mesh)
+        state = parallel.place(initial, mesh)
         new, _ = parallel.jit_train_epoch(learner, 64, mesh, donate=donate)(state, x, y)
         assert {leaf.is_deleted() for leaf in jax.tree.leaves(state)} == {donate}
         assert not x.is_deleted() and not y.is_deleted()
