@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mnist_ae.analysis.map_process import MapProcess, opentsne_map
+from mnist_ae.analysis.map_process import MapProcess, opentsne_map, start_layout
 from mnist_ae.config import TSNE_BACKENDS
 from mnist_ae.core.pca import PCAResult, pca
 from mnist_ae.core.tsne import EXAGGERATION_ITERS as SKLEARN_EXAGGERATION_ITERS
@@ -183,13 +183,12 @@ def tsne(
     if backend == "exact":
         return np.asarray(_exact_tsne(jnp.asarray(x_nl), jax.random.PRNGKey(seed), dims=dims, perplexity=perplexity,
                                       n_iter=max_iter, exaggeration_iters=exaggeration_iter), np.float32)
-    init = "pca" if x_nl.shape[1] >= dims else "random"  # PCA init needs as many input dims as output
     if backend == "sklearn":
         from sklearn.manifold import TSNE  # noqa: PLC0415  (scikit-learn's import takes 3 s: only when chosen)
 
         model = TSNE(
-            n_components=dims, perplexity=perplexity, max_iter=SKLEARN_EXAGGERATION_ITERS + max_iter - exaggeration_iter, init=init,
-            learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
+            n_components=dims, perplexity=perplexity, max_iter=SKLEARN_EXAGGERATION_ITERS + max_iter - exaggeration_iter,
+            init=start_layout(x_nl, dims), learning_rate="auto", angle=SKLEARN_ANGLE, random_state=seed,
         )
         with threadpool_limits(threads):
             return model.fit_transform(x_nl).astype(np.float32)

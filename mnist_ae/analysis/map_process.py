@@ -25,6 +25,11 @@ import numpy as np
 OPENTSNE_SETTINGS = {"neighbors": "exact", "ints_in_interval": 2}
 
 
+def start_layout(x_nl: np.ndarray, dims: int) -> str:
+    """openTSNE's and scikit-learn's start: PCA, which needs as many input dims as map dims, else random."""
+    return "pca" if x_nl.shape[1] >= dims else "random"
+
+
 def opentsne_map(x_nl: np.ndarray, dims: int, *, seed: int, perplexity: float, max_iter: int,
                  exaggeration_iter: int, threads: int) -> np.ndarray:
     """openTSNE's map [N, dims] of `x_nl` [N, L]: FFT in 2-D, Barnes-Hut in 3-D; `max_iter` counts the
@@ -33,7 +38,7 @@ def opentsne_map(x_nl: np.ndarray, dims: int, *, seed: int, perplexity: float, m
 
     embedding = openTSNE.TSNE(
         n_components=dims, perplexity=perplexity, early_exaggeration_iter=exaggeration_iter,
-        initialization="pca" if x_nl.shape[1] >= dims else "random", n_iter=max_iter - exaggeration_iter,
+        initialization=start_layout(x_nl, dims), n_iter=max_iter - exaggeration_iter,
         random_state=seed, n_jobs=threads,
         # FFT in 2-D from 10,000 points on (openTSNE's own rule); its fixed grid costs more below, and far more in 3-D
         negative_gradient_method="auto" if dims == 2 else "bh",
