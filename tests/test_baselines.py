@@ -53,14 +53,15 @@ def test_pca_at_30_units_is_the_published_13_87(cache):
 
 
 def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them(cache, monkeypatch, tmp_path):
-    from mnist_ae.analysis import pipeline
+    from mnist_ae.analysis import pipeline, raw_baseline
 
     ds = load_dataset("mnist")
     images, labels = ds.test_images[:300], ds.test_labels[:300]
     codes = images.reshape(300, -1)[:, ::49].astype(np.float32)  # any codes: 16 columns of pixels
     calls = []
     real = pipeline.quality_numbers
-    monkeypatch.setattr(pipeline, "quality_numbers", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
+    for module in (pipeline, raw_baseline):  # the codes' numbers, the raw pixels' numbers
+        monkeypatch.setattr(module, "quality_numbers", lambda *a, **k: calls.append(a[0].shape) or real(*a, **k))
     run = lambda imgs: pipeline.run_analysis(codes, labels, imgs, [str(d) for d in range(10)],  # noqa: E731
                                              tmp_path / "out", with_tsne=False)
     first = run(images)

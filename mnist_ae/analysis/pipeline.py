@@ -3,14 +3,12 @@
 Runs on host arrays after the codes have been pulled from the device once. The expensive stages
 run on fixed, seeded subsamples, all recorded in metrics.json under "settings" and stated in the
 figure titles: the 3-D t-SNE (`embed.TSNE_3D_POINTS`), trustworthiness and silhouette (see
-`quality`), and the raw-pixel baseline t-SNE, which runs only on the trustworthiness subsample
-after PCA to RAW_PCA_DIMS dims (the TensorBoard projector's own raw-MNIST recipe); the raw-pixel
-kNN, logistic regression, silhouette and PCA variance use all 784 pixels.
+`quality`), and the raw-pixel baseline's t-SNE (`raw_baseline`, cached across runs).
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,15 +19,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mnist_ae import baselines
 from mnist_ae.analysis import figures, tables
-from mnist_ae.analysis.embed import (MAP_EXAGGERATION_ITERS, MAP_ITERS, TSNE_3D_POINTS, background_map, default_threads,
-                                     host_pca, resolved_backend, subsample_index, tsne)
+from mnist_ae.analysis.embed import (TSNE_3D_POINTS, background_map, default_threads, host_pca, resolved_backend,
+                                     subsample_index, tsne)
 from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
                                        dimension_stats, map_trustworthiness, outliers, quality_numbers)
+from mnist_ae.analysis.raw_baseline import RAW_PCA_DIMS
+from mnist_ae.analysis.raw_baseline import raw_quality as raw_baseline_numbers
 from mnist_ae.config import MIN_ANALYSIS_POINTS
-
-RAW_PCA_DIMS = 50
 
 
 class AnalysisResult(NamedTuple):
@@ -71,12 +68,12 @@ def _timed(timings_s: StageTimes, stage: str) -> Iterator[None]:
     """Adds the wall time of the block to timings_s[stage] (rounded to ms) and says it in one line."""
     start = time.perf_counter()
     yield
-    seconds = time.perf_counter() - start
+    _record(timings_s, stage, time.perf_counter() - start)
+
+
+def _record(timings_s: StageTimes, stage: str, seconds: float) -> None:
+    """Adds `seconds` to timings_s[stage] (rounded to ms) and says them in one line."""
     timings_s[stage] = round(timings_s.get(stage, 0.0) + seconds, 3)
-    _say(timings_s, stage, seconds)
-
-
-def _say(timings_s: StageTimes, stage: str, seconds: float) -> None:
     if timings_s.say is not None:
         timings_s.say(f"  analysis: {stage} ... {seconds:.1f} s")
 
@@ -140,8 +137,7 @@ def run_analysis(
             stats = tables.write_stats(dimension_stats(codes_nl), outdir)
         if map_2d is not None:
             tsne_n2, seconds = map_2d.result()
-            timings_s["tsne_2d"] = round(seconds, 3)
-            _say(timings_s, "tsne_2d", seconds)
+            _record(timings_s, "tsne_2d", seconds)
             scored = _with_map(scored, codes_nl, tsne_n2, timings_s, seed)
             with _timed(timings_s, "figure_tsne_2d"):
                 pngs["tsne_2d"] = figures.scatter_2d(
@@ -215,8 +211,8 @@ def _embed_and_score(
             tsne_n3 = tsne(codes_nl[index_3d], 3, seed=seed, backend=tsne_backend, threads=threads)
     with _timed(timings_s, "quality_codes"):
         codes_quality = quality_numbers(codes_nl, labels_n, tsne_2d=None, probe_accuracy=probe_accuracy, seed=seed)
-    raw_quality = _raw_quality(images_nhw, labels_n, timings_s, tsne_backend=tsne_backend, seed=seed,
-                               with_tsne=with_tsne, threads=threads) if raw_baseline else {}
+    raw_quality = raw_baseline_numbers(images_nhw, labels_n, tsne_backend=tsne_backend, seed=seed, with_tsne=with_tsne,
+                                       threads=threads, timed=functools.partial(_timed, timings_s)) if raw_baseline else {}
     return _Scored(pca_n3, coords_2d, tsne_n3, codes_quality, raw_quality)
 
 
@@ -232,39 +228,6 @@ def _with_map(scored: _Scored, codes_nl: np.ndarray, tsne_n2: np.ndarray, timing
     at = [k for k, _ in numbers].index("dead_dims")
     return scored._replace(coords_2d={**scored.coords_2d, "tsne": tsne_n2},
                            codes_quality=dict(numbers[:at] + [("trustworthiness", trust)] + numbers[at:]))
-
-
-def _raw_quality(images_nhw: np.ndarray, labels_n: np.ndarray, timings_s: StageTimes, *, tsne_backend: str,
-                 seed: int, with_tsne: bool, threads: int) -> dict[str, float]:
-    """The same quality numbers for raw pixels, the baseline the codes are read against.
-
-    The pixels never change between runs, so the numbers are cached in the user's cache dir, keyed
-    by a hash of the pixels, labels and every setting that enters them: computed once per dataset,
-    subset and settings (a t-SNE of 3,000 images, kNN and logistic regression on 784 dimensions:
-    about 10 s), then read by every run, sweep and `--task analyze`."""
-    key = hashlib.blake2b(images_nhw.tobytes(), digest_size=16)
-    key.update(labels_n.astype(np.int64).tobytes())
-    key.update(json.dumps([tsne_backend if with_tsne else None, seed, TRUST_POINTS, RAW_PCA_DIMS,
-                           "device numbers", MAP_EXAGGERATION_ITERS, MAP_ITERS]).encode())
-    path = baselines.cache_dir() / f"raw_quality_{key.hexdigest()}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    n = len(images_nhw)
-    raw_nd = images_nhw.reshape(n, -1).astype(np.float32) / 255.0
-    # Same points as the codes' trustworthiness subsample, so the two numbers compare.
-    trust_index = subsample_index(n, TRUST_POINTS, seed)
-    raw_tsne = None
-    if with_tsne:
-        with _timed(timings_s, "tsne_raw_2d"):
-            reduced_nk = host_pca(raw_nd[trust_index], RAW_PCA_DIMS).projected
-            raw_tsne = tsne(reduced_nk, 2, seed=seed, backend=tsne_backend, threads=threads)
-    with _timed(timings_s, "quality_raw"):
-        quality = quality_numbers(raw_nd, labels_n, tsne_2d=raw_tsne, probe_accuracy=None, seed=seed,
-                                  tsne_index=trust_index)
-    baselines.write_cache(path, quality)
-    return quality
 
 
 def _write_figures(
