@@ -2,9 +2,8 @@
 
 The device count must be fixed before JAX initialises, so every scenario runs in a subprocess
 (this file run as a script: `python tests/test_parallel.py WORKER OUT_DIR ...`) with
-`XLA_FLAGS=--xla_force_host_platform_device_count=N JAX_PLATFORMS=cpu` (plus
-`--xla_backend_optimization_level=0`, which halves XLA's CPU compile times here; every worker
-uses the same flags, so the comparisons are like for like):
+`XLA_FLAGS=--xla_force_host_platform_device_count=N JAX_PLATFORMS=cpu` (plus the suite's quick-compile
+flags from conftest.py; every worker uses the same flags, so the comparisons are like for like):
 
 - `single`: one process with 8 host devices: the same 2-epoch training on a 1-device mesh and on
   an 8-device mesh, the shardings seen inside the epoch and in the compiled HLO, and an orbax
@@ -307,8 +306,8 @@ def worker_hlo(out: Path) -> None:
 
 def _env(devices: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}  # gRPC on localhost
-    env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0", JAX_PLATFORMS="cpu",
-               PYTHONUNBUFFERED="1")
+    env.update(XLA_FLAGS=f"{os.environ['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}",
+               JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")  # the suite's compile flags (conftest.py) and N devices
     return env
 
 
@@ -789,8 +788,9 @@ def test_the_training_epoch_splits_every_batch_and_all_reduces_the_gradients(epo
     local = HLO_BATCH // HLO_DEVICES
     all_reduces = [line for line in epoch_hlo.splitlines() if " all-reduce(" in line]
     assert any(f"f32[784,{HLO_HIDDEN[0]}]" in line for line in all_reduces), all_reduces
-    gathered = re.findall(r"= u8\[(\d+),[\d,]*\]\{[\d,]*\} gather\(", epoch_hlo)
-    assert gathered and {int(rows) for rows in gathered} == {local}, gathered  # images and labels
+    shapes = [[int(d) for d in m.split(",")] for m in re.findall(r"= u8\[([\d,]+)\]\{[\d,]*\} gather\(", epoch_hlo)]
+    rows = {int(np.prod(dims[:-2] if dims[-2:] == [28, 28] else dims)) for dims in shapes}  # ([1,] rows[, 28, 28])
+    assert shapes and rows == {local}, shapes  # images and labels
     dot_rows = [int(m.group(1)) for m in re.finditer(r"= f32\[(\d+),\d+\]\{[\d,]*\} dot\(", epoch_hlo)]
     assert local in dot_rows and HLO_BATCH not in dot_rows, sorted(set(dot_rows))
     # the first encoder layer's forward pass, [5, 784] @ [784, 48], on every device

@@ -110,10 +110,15 @@ def neighbour_overlap(x_nl: np.ndarray, y_nd: np.ndarray) -> float:
 
 
 def test_a_map_keeps_neighbours_together_and_codes_without_variation_start_at_random(codes):
+    """As many map neighbours are true neighbours as in scikit-learn's exact t-SNE of the same codes
+    (0.805), to 0.03: the compiled program's rounding alone moves this number by about 0.02."""
+    from sklearn.manifold import TSNE
+
     y_n2 = np.asarray(jax.jit(exact.tsne)(jnp.asarray(codes), jax.random.PRNGKey(0)))
     chex.assert_shape(y_n2, (300, 2))
     chex.assert_tree_all_finite(y_n2)
-    assert neighbour_overlap(codes, y_n2) > 0.8
+    reference = TSNE(2, method="exact", init="pca", random_state=0).fit_transform(codes.astype(np.float64))
+    assert neighbour_overlap(codes, y_n2) > neighbour_overlap(codes, reference) - 0.03
     one_unit = np.asarray(jax.jit(exact.tsne)(jnp.asarray(codes[:, :1]), jax.random.PRNGKey(0)))  # fewer features than dims
     chex.assert_tree_all_finite(one_unit)
     assert np.std(one_unit[:, 1]) > 0  # a 2-D map, not a line
