@@ -45,10 +45,9 @@ SKLEARN_ANGLE = 0.7
 # One XLA compile per input shape instead of one per primitive in eager mode (~3x faster here).
 _pca = jax.jit(pca, static_argnums=1)
 # The exact t-SNE runs hundreds of iterations of O(N^2) elementwise work: always compiled with XLA's full backend
-# optimisation (3, the default) and its fusion emitters (on by default), even in a process that turns them off to
-# save compile time (the test suite does: a map of 2,000 points then took 11.6 s instead of 2.6 s without the
-# optimisation, 1.8 s instead of 1.0 s without the emitters).
-_OPTIMISED = {"xla_backend_optimization_level": 3, "xla_cpu_use_fusion_emitters": True}
+# optimisation (3, the default), even in a process that turns it down to save compile time (the test
+# suite does: a map of 2,000 points then took 11.6 s instead of 2.6 s).
+_OPTIMISED = {"xla_backend_optimization_level": 3}
 _exact_tsne = jax.jit(exact_tsne, static_argnames=("dims", "perplexity", "n_iter", "exaggeration_iters"),
                       compiler_options=_OPTIMISED)
 _exact_member_maps = jax.jit(
