@@ -43,9 +43,10 @@ def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None)
                    {"ae": optimizer, "probe": probe_optimizer}, **schedule)
 
 
-def initial_state(config: ml_collections.ConfigDict) -> TrainState:
-    """The single run's initial state (call it under `jax.jit` or `jax.eval_shape`)."""
-    return init_state(learner(config), config.seed)
+def initial_state(config: ml_collections.ConfigDict, seed: int | jax.Array | None = None) -> TrainState:
+    """The single run's initial state (call it under `jax.jit` or `jax.eval_shape`); `seed` (default
+    the config's) may be a traced uint32, so that runs differing only in their seed share the program."""
+    return init_state(learner(config), config.seed if seed is None else seed)
 
 
 @dataclasses.dataclass(frozen=True)

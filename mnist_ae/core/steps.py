@@ -57,8 +57,9 @@ def init_params(learner: Learner, key: jax.Array) -> dict[str, Params]:
     return {"ae": ae_params, "probe": learner.head.init(k_clf, z_bl)}
 
 
-def init_state(learner: Learner, seed: int) -> TrainState:
-    """Parameters from the seed's first key, the data order from its second."""
+def init_state(learner: Learner, seed: int | jax.Array) -> TrainState:
+    """Parameters from the seed's first key, the data order from its second. A traced uint32 seed gives
+    the same bits as the Python int, and one program for every seed."""
     k_params, k_data = jax.random.split(jax.random.PRNGKey(seed))
     return new_state(init_params(learner, k_params), learner.optimizers, k_data)
 

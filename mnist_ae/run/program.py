@@ -110,8 +110,10 @@ def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
         encode_fn=_jit(functools.partial(encode, learner), mesh),
         reconstruct_fn=_jit(functools.partial(reconstruct, learner), mesh),
         decode_fn=_jit(functools.partial(decode, learner), mesh))
-    # Compiled init: one program instead of dozens of eagerly compiled small ops.
-    state = _jit(lambda: build.initial_state(config), mesh, compiler_options=_QUICK_COMPILE)()
+    # Compiled init: one program instead of dozens of eagerly compiled small ops; the seed is its argument,
+    # so another seed's run loads it from the persistent compilation cache.
+    state = _jit(lambda seed: build.initial_state(config, seed), mesh,
+                 compiler_options=_QUICK_COMPILE)(np.uint32(config.seed))
     return program, state
 
 
