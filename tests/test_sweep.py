@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae import build, tasks
+from mnist_ae import build, parallel, tasks
 from mnist_ae.core import sweep
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.models import Autoencoder
 from mnist_ae.core.steps import init_state
+from mnist_ae.run import program
 
 from helpers import read_jsonl, tiny_sweep as sweep_config
 
@@ -60,6 +61,20 @@ def test_each_members_initial_state_is_its_single_runs_padded():
     for i, member in enumerate(setup.members):
         single = jax.jit(lambda member=member: build.initial_state(build.member_config(config, member)))()
         chex.assert_trees_all_equal(sweep.slice_to(sweep.unstack(states, i), single), single)
+
+
+def test_the_programs_start_each_run_and_sweep_member_from_its_seeds_init_state():
+    """What runs really start from (run/program.py compiles the init on its own options, with the seed
+    as its argument): a single run's state is bit for bit `init_state` of its Python seed, past 2**31
+    too, and each sweep member's is its single run's."""
+    config = sweep_config(latent_dims=(5,), seeds=(0, 2**31 + 7), learning_rates=(1e-2,))
+    mesh = parallel.make_mesh(1)
+    _, stacked = program.sweep_program(config, mesh)
+    for i, member in enumerate(build.members(config)):
+        single_config = build.member_config(config, member)
+        _, single = program.single_program(single_config, mesh)
+        chex.assert_trees_all_equal(single, jax.jit(lambda: init_state(build.learner(single_config), member.seed))())
+        chex.assert_trees_all_equal(sweep.unstack(stacked, i), single)
 
 
 def test_sliced_member_is_the_unpadded_model(slice_):
