@@ -44,6 +44,23 @@ def test_training_curves_draw_every_logged_point_unsmoothed(tmp_path, drawn):
     assert lines == {"train": [[4, 0.25], [8, 0.125], [12, 1 / 12]], "test": [[0, 0.5], [12, 0.38]]}
 
 
+def test_digit_rows_put_each_rows_digits_in_its_cells_under_their_labels(tmp_path, drawn):
+    rng = np.random.default_rng(0)
+    rows = [(f"row {r}", rng.uniform(-1, 1, size=(3, 28, 28))) for r in range(2)]
+    figures.digit_rows(rows, tmp_path / "rows.png", "title", ["a", "b", "c"])
+    (ax,) = drawn[0].axes
+    (image,) = ax.get_images()
+    canvas, step = np.ma.getdata(image.get_array()), 28 + figures._DIGIT_GAP
+    for r, (_, images) in enumerate(rows):
+        for c in range(3):
+            np.testing.assert_array_equal(canvas[r * step:r * step + 28, c * step:c * step + 28], images[c])
+    assert np.isnan(canvas[28:step]).all() and np.isnan(canvas[:, 28:step]).all()  # the gaps: no digit
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["row 0", "row 1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    np.testing.assert_allclose(ax.get_yticks(), [13.5, step + 13.5])  # each label at its row's middle
+    assert Image.open(tmp_path / "rows.png").size[0] > 3 * 28
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("figures")

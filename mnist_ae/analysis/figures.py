@@ -220,23 +220,35 @@ def digit_grid(
 def digit_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = "",
                col_labels: Sequence[str] = ()) -> Path:
     """One labelled row of digits ([cols, H, W] in [-1, 1]) per (label, images): decoded class means,
-    interpolations, a sweep's reconstructions; white strokes on black, as the data."""
-    cols = len(rows[0][1])
+    interpolations, a sweep's reconstructions; white strokes on black, as the data.
+
+    Drawn as one image on one Axes, the labels as its ticks: an Axes per digit took 1.3 to 1.6 s for 5
+    rows of 8 (every run's interpolations), this takes a tenth of that.
+    """
+    images_rchw = np.stack([np.asarray(images, np.float64) for _, images in rows])
+    n_rows, cols, h, w = images_rchw.shape
+    canvas = np.full((n_rows * (h + _DIGIT_GAP) - _DIGIT_GAP, cols * (w + _DIGIT_GAP) - _DIGIT_GAP), np.nan)
+    for r in range(n_rows):
+        for c in range(cols):
+            top, left = r * (h + _DIGIT_GAP), c * (w + _DIGIT_GAP)
+            canvas[top:top + h, left:left + w] = images_rchw[r, c]
     with style():
-        fig = Figure(figsize=(0.8 * cols + 1.6, 0.85 * len(rows) + (0.7 if title or col_labels else 0.2)))
+        fig = Figure(figsize=(0.8 * cols + 1.6, 0.85 * n_rows + (0.7 if title or col_labels else 0.2)))
         if title:
             fig.suptitle(title)
-        axes = fig.subplots(len(rows), cols, squeeze=False)
-        for r, (label, images) in enumerate(rows):
-            for c in range(cols):
-                axes[r, c].imshow(images[c], cmap="gray", vmin=-1, vmax=1, interpolation="nearest")
-                axes[r, c].set_xticks([])
-                axes[r, c].set_yticks([])
-                if r == 0 and col_labels:
-                    axes[r, c].set_title(col_labels[c], fontsize=8)
-            axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-        fig.tight_layout(pad=0.3)
-        return _save(fig, path, tight=False)
+        ax = fig.add_subplot()
+        ax.imshow(canvas, cmap=mpl.colormaps["gray"].with_extremes(bad="white"), vmin=-1, vmax=1,
+                  interpolation="nearest")
+        ax.set_yticks((np.arange(n_rows) * (h + _DIGIT_GAP) + (h - 1) / 2), [label for label, _ in rows], fontsize=8)
+        ax.set_xticks((np.arange(cols) * (w + _DIGIT_GAP) + (w - 1) / 2) if col_labels else [], list(col_labels),
+                      fontsize=8)
+        ax.tick_params(length=0, top=bool(col_labels), labeltop=bool(col_labels), bottom=False, labelbottom=False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        return _save(fig, path)
+
+
+_DIGIT_GAP = 3  # pixels of white between the digits of `digit_rows`
 
 
 def line_plot(

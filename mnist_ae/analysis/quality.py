@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from mnist_ae.analysis.embed import subsample_index
 from mnist_ae.core import code_quality
@@ -55,6 +54,10 @@ def _split(labels_n: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     Stratified whenever sklearn can (>= 2 per class, a test slot per class): tiny slices can't.
     """
+    # Imported here: scikit-learn takes 2 s to import, and the report (which imports this module for
+    # its tables) runs in every job, with or without the analysis.
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
+
     class_counts = np.unique(labels_n, return_counts=True)[1]
     can_stratify = class_counts.min() >= 2 and len(labels_n) * TEST_FRACTION >= len(class_counts)
     return train_test_split(np.arange(len(labels_n)), test_size=TEST_FRACTION, random_state=seed,
