@@ -140,32 +140,3 @@ def test_analyze_refuses_a_run_with_too_few_test_digits_before_any_work(tmp_path
     save_run(tmp_path, tiny(test_limit=50))  # trained without the end-of-run analysis
     with pytest.raises(ConfigError, match=r"would see 50 test codes \(test_limit=50"):
         run_config(tmp_path, analyze_cli())
-
-
-def test_a_runs_2d_map_is_drawn_by_the_process_started_when_its_last_epoch_ended(tmp_path, monkeypatch):
-    """openTSNE's child is started as the last epoch ends (it imports openTSNE while the run evaluates,
-    checkpoints and draws its figures) and then draws the analysis' 2-D map: one child, one job."""
-    from mnist_ae import tasks
-    from mnist_ae.analysis import task
-    from mnist_ae.run import hooks
-
-    events = []
-
-    class Recorded(task.MapProcess):
-        def __init__(self, threads: int):
-            events.append("child started")
-            super().__init__(threads)
-
-        def start(self, x_nl, dims, **settings):
-            events.append(f"job: {len(x_nl)} codes in {dims}-D")
-            return super().start(x_nl, dims, **settings)
-
-    figures = hooks._figures
-    monkeypatch.setattr(task, "MapProcess", Recorded)
-    monkeypatch.setattr(hooks, "_figures", lambda run, state: (events.append("figures"), figures(run, state)))
-    final = tasks.train_and_evaluate(tiny(epochs=1, test_limit=300, analyze_at_end=True, tsne_backend="opentsne"),
-                                     tmp_path, "none", quiet=True)
-    assert events == ["child started", "figures", "job: 300 codes in 2-D"]
-    metrics = json.loads((tmp_path / "analysis" / "metrics.json").read_text())
-    assert metrics["settings"]["tsne_maps"]["2d"] == "opentsne" and metrics["timings_s"]["tsne_2d"] > 0
-    assert 0.5 < final["analysis/trustworthiness"] <= 1

@@ -155,38 +155,23 @@ def test_the_exaggeration_phase_lasts_the_asked_iterations(codes):
 
 
 def test_a_map_in_the_background_is_the_map_drawn_here(codes):
-    """`embed.background_map`: openTSNE's map in a child process (no GIL shared with the analysis), also
-    in one started before the codes came, and the exact one in a thread equal `embed.tsne`'s, with the
-    seconds each took. A process started for a map another backend draws is stopped."""
-    for backend, early in (("opentsne", None), ("opentsne", embed.MapProcess(1)), ("exact", None)):
-        with embed.background_map(codes[:200], 2, seed=3, backend=backend, threads=1, process=early) as job:
+    """`embed.background_map`: openTSNE's map in a child process (no GIL shared with the analysis) and
+    the exact one in a thread equal `embed.tsne`'s, with the seconds each took."""
+    for backend in ("opentsne", "exact"):
+        with embed.background_map(codes[:200], 2, seed=3, backend=backend, threads=1) as job:
             map_n2, seconds = job.result()
-        assert isinstance(job, embed.MapProcess) == (backend == "opentsne") and (early is None or job is early)
+        assert isinstance(job, embed.MapProcess) == (backend == "opentsne")
         chex.assert_trees_all_equal(map_n2, embed.tsne(codes[:200], 2, seed=3, backend=backend, threads=1))
         assert seconds > 0
-    early = embed.MapProcess(1)
-    with embed.background_map(codes[:200], 2, seed=3, backend="exact", threads=1, process=early):
-        assert early.child.returncode is not None and not early.path.exists()
 
 
 def test_a_failed_map_process_is_one_line_and_a_running_one_is_stopped_with_its_files(codes):
-    with embed.MapProcess(1).start(codes[:200], 2, seed=0, perplexity=30.0, max_iter=250, exaggeration_iter=100,
-                                   n_jobs=2) as job:
+    with embed.MapProcess(codes[:200], 2, seed=0, perplexity=30.0, max_iter=250, exaggeration_iter=100,
+                          threads=1, n_jobs=2) as job:
         with pytest.raises(RuntimeError, match=r"^the t-SNE map's process failed: TypeError: .*n_jobs[^\n]*$"):
             job.result()
-    for job in (embed.MapProcess(1).start(np.tile(codes, (20, 1)), 2, seed=0, perplexity=30.0, max_iter=250,
-                                          exaggeration_iter=100),
-                embed.MapProcess(1)):  # mapping, or waiting for a job that never comes
-        with job:
-            folder = job.path
-            assert folder.is_dir() and job.child.poll() is None
-        assert job.child.returncode is not None and not folder.exists()
-
-
-def test_a_map_process_whose_parent_sends_nothing_exits_by_itself():
-    """The child a run starts early waits on its input: when the run goes without sending a job (an
-    error, or killed), the input ends and the child exits instead of lingering."""
-    job = embed.MapProcess(1)
-    job.child.stdin.close()
-    assert job.child.wait(timeout=60) == 0
-    job.close()
+    with embed.MapProcess(np.tile(codes, (20, 1)), 2, seed=0, perplexity=30.0, max_iter=250, exaggeration_iter=100,
+                          threads=1) as job:
+        folder = job.path
+        assert folder.is_dir()
+    assert job.child.returncode is not None and not folder.exists()

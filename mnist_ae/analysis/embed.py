@@ -127,17 +127,14 @@ class _ThreadMap:
 
 
 def background_map(x_nl: np.ndarray, dims: int, *, seed: int = 0, backend: str = "auto",
-                   threads: int | None = None, process: MapProcess | None = None) -> MapProcess | _ThreadMap:
+                   threads: int | None = None) -> MapProcess | _ThreadMap:
     """`tsne(x_nl, dims, ...)` started now and drawn while the caller goes on; `.result()` gives
     (the map, its seconds). openTSNE's runs in a child process (its optimiser would wait on the GIL
-    beside the caller's Python: `map_process`), `process` if one was started already (its threads
-    then), the others in a thread."""
+    beside the caller's Python: `map_process`), the others in a thread."""
     threads = threads or default_threads()
     if resolved_backend(backend, len(x_nl)) == "opentsne":
-        return (process or MapProcess(threads)).start(x_nl, dims, seed=seed, perplexity=_perplexity(len(x_nl)),
-                                                      max_iter=MAP_ITERS, exaggeration_iter=MAP_EXAGGERATION_ITERS)
-    if process is not None:
-        process.close()
+        return MapProcess(x_nl, dims, seed=seed, perplexity=_perplexity(len(x_nl)), max_iter=MAP_ITERS,
+                          exaggeration_iter=MAP_EXAGGERATION_ITERS, threads=threads)
     return _ThreadMap(x_nl, dims, seed=seed, backend=backend, threads=threads)
 
 

@@ -3,13 +3,12 @@
 A worker thread shares the GIL with the analysis' Python work (matplotlib's drawing, JAX's tracing),
 and openTSNE's optimiser takes it back hundreds of times per map: measured on the default job's
 10,000 codes (2026-12-01), the 2-D map took 82.7 s beside a busy Python thread, 16.1 s with a 0.2 ms
-switch interval, and about 8 s alone. A process shares nothing but two files and a line of settings.
-This module imports only numpy and openTSNE, so the child loads nothing else.
+switch interval, and about 8 s alone. A process shares nothing but two files. This module imports
+only numpy and openTSNE, so the child starts in about a second.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -49,73 +48,45 @@ def opentsne_map(x_nl: np.ndarray, dims: int, *, seed: int, perplexity: float, m
 
 
 class MapProcess:
-    """`opentsne_map(x_nl, dims, **settings)` in a child process. The child starts first and imports
-    openTSNE (about 2 s, with scikit-learn), then waits for its job: `start(x_nl, dims, **settings)`
-    sends it, `result()` waits for the map. A run starts it before its end-of-run work, so the import
-    overlaps that work (`run.hooks`). As a context manager, a child still running when the block ends
-    (an error, or no job sent) is killed and the exchange folder `path` removed; a child whose parent
-    dies reads the end of its input and exits."""
+    """`opentsne_map(x_nl, dims, **settings)` in a child process, started at once; `result()` waits for
+    it. As a context manager, a child still running when the block ends (an error in it) is killed, and
+    the exchange folder `path` removed."""
 
-    def __init__(self, threads: int):
+    def __init__(self, x_nl: np.ndarray, dims: int, **settings: float | int):
         self._folder = tempfile.TemporaryDirectory(prefix="mnist_ae_map_")
         self.path = Path(self._folder.name)
-        self.threads = threads
+        np.save(self.path / "x.npy", np.ascontiguousarray(x_nl, dtype=np.float32))
+        threads = str(settings["threads"])
         # this package's folder first on the child's path: it imports the same code, installed or not
         package_root = str(Path(__file__).resolve().parents[2])
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
-               "MKL_NUM_THREADS": str(threads),
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.child = subprocess.Popen([sys.executable, "-m", __name__, str(self.path)], env=env,
-                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      text=True)
-
-    def start(self, x_nl: np.ndarray, dims: int, **settings: float | int) -> MapProcess:
-        """Sends the job: the map of `x_nl` [N, L] in `dims` dims, with `opentsne_map`'s settings (its
-        `threads` are this process' own)."""
-        np.save(self.path / "x.npy", np.ascontiguousarray(x_nl, dtype=np.float32))
-        try:
-            self.child.stdin.write(json.dumps({"dims": dims, **settings, "threads": self.threads}) + "\n")
-            self.child.stdin.close()
-        except BrokenPipeError:
-            pass  # the child is gone: result() says why
-        return self
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self.path), json.dumps({"dims": dims, **settings})],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def result(self) -> tuple[np.ndarray, float]:
         """(the map [N, dims], the child's seconds); RuntimeError with the child's last line if it failed."""
-        err = self.child.stderr.read()  # to its end: the child has exited or is about to
-        self.child.wait()
-        if self.child.returncode != 0 or not (self.path / "map.npz").is_file():
+        _, err = self.child.communicate()
+        if self.child.returncode != 0:
             lines = err.strip().splitlines() or [f"exit status {self.child.returncode}"]
             raise RuntimeError(f"the t-SNE map's process failed: {lines[-1]}")
         with np.load(self.path / "map.npz") as out:
             return out["map"], float(out["seconds"])
 
-    def close(self) -> None:
-        """Kills the child if it is still running (no job, or one not waited for) and removes the folder;
-        once is enough."""
-        if self.child.poll() is None:
-            self.child.kill()
-        self.child.wait()
-        self.child.stdin.close()
-        self.child.stderr.close()
-        self._folder.cleanup()
-
     def __enter__(self) -> MapProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.close()
+        if self.child.poll() is None:
+            self.child.kill()
+            self.child.communicate()
+        self._folder.cleanup()
 
 
 def main(argv: list[str]) -> None:
-    """`python -m mnist_ae.analysis.map_process FOLDER`: imports openTSNE, then reads the job's settings
-    (one JSON line) from its input and maps FOLDER/x.npy to FOLDER/map.npz; no job, no map."""
-    importlib.import_module("openTSNE")  # before the job comes: the point of starting early
-
-    line = sys.stdin.readline()
-    if not line:
-        return
-    path, settings = Path(argv[0]), json.loads(line)
+    """`python -m mnist_ae.analysis.map_process FOLDER SETTINGS_JSON`: FOLDER/x.npy -> FOLDER/map.npz."""
+    path, settings = Path(argv[0]), json.loads(argv[1])
     start_s = time.perf_counter()
     map_nd = opentsne_map(np.load(path / "x.npy"), settings.pop("dims"), **settings)
     np.savez(path / "map.npz", map=map_nd, seconds=time.perf_counter() - start_s)

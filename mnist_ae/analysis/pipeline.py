@@ -22,7 +22,6 @@ from threadpoolctl import threadpool_limits
 from mnist_ae.analysis import figures, tables
 from mnist_ae.analysis.embed import (TSNE_3D_POINTS, background_map, default_threads, host_pca, resolved_backend,
                                      subsample_index, tsne)
-from mnist_ae.analysis.map_process import MapProcess
 from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
                                        dimension_stats, map_trustworthiness, outliers, quality_numbers)
 from mnist_ae.analysis.raw_baseline import RAW_PCA_DIMS
@@ -96,15 +95,13 @@ def run_analysis(
     tsne_3d_points: int = TSNE_3D_POINTS,
     threads: int | None = None,
     say: Callable[[str], None] | None = None,
-    map_process: MapProcess | None = None,
 ) -> AnalysisResult:
     """Full embedding report for codes [N, L] of the digits images [N, 28, 28] into `outdir`.
 
     `subsample` > 0 analyses a fixed seeded subset of that many points throughout (quick
     looks during training); 0 uses all. The 3-D t-SNE runs on `tsne_3d_points` of them
     (0 = all). `threads` caps native (OpenMP/BLAS) threads, default `default_threads()`. `say` gets
-    one line per finished stage with its time. `map_process`: an openTSNE child started earlier, for the
-    2-D map (closed here if the map is another backend's).
+    one line per finished stage with its time.
     Writes pca_2d/pca_3d/tsne_2d/tsne_3d/correlation/histograms/outliers.png, stats.md/.csv,
     confused_pairs.md, quality.md, metrics.json and coords.npz (the maps' coordinates); see the
     module docstring for which stages subsample.
@@ -127,10 +124,7 @@ def run_analysis(
     timings_s = StageTimes(say)
     # The 2-D map of every code is the longest stage (openTSNE's FFT on all 10,000): it is drawn in the
     # background (`embed.background_map`) while this thread does every other stage and figure.
-    if map_process is not None and not with_tsne:
-        map_process.close()
-    with threadpool_limits(threads), (background_map(codes_nl, 2, seed=seed, backend=tsne_backend, threads=threads,
-                                                     process=map_process)
+    with threadpool_limits(threads), (background_map(codes_nl, 2, seed=seed, backend=tsne_backend, threads=threads)
                                       if with_tsne else nullcontext()) as map_2d:
         scored = _embed_and_score(
             codes_nl, labels_n, images_nhw, timings_s, probe_accuracy=probe_accuracy,

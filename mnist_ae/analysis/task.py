@@ -19,8 +19,6 @@ import numpy as np
 
 from mnist_ae import build, monitoring, parallel, render
 from mnist_ae.analysis import ANALYSIS_PHASE
-from mnist_ae.analysis.embed import default_threads, resolved_backend
-from mnist_ae.analysis.map_process import MapProcess
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
@@ -60,27 +58,17 @@ def analysis_dir(workdir: Path, n_codes: int, subsample: int) -> Path:
     return workdir / ("analysis" if subsample in (0, None) or subsample >= n_codes else f"analysis_subsample{subsample}")
 
 
-def early_map_process(config: ml_collections.ConfigDict, n_codes: int) -> MapProcess | None:
-    """openTSNE's child for the analysis of `n_codes` codes, started now if it will draw the 2-D map: it
-    imports openTSNE (about 2 s, with scikit-learn) while what comes before the analysis goes on (a run's
-    last evaluation, checkpoint and figures; a checkpoint's restore and encoding), not on its longest path."""
-    points = min(config.analysis_subsample, n_codes) if config.analysis_subsample else n_codes
-    return MapProcess(default_threads()) if resolved_backend(config.tsne_backend, points) == "opentsne" else None
-
-
 def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
                   test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
-                  writer: MetricWriter, step: int, say: Callable[[str], None] | None = None,
-                  map_process: MapProcess | None = None) -> AnalysisResult:
+                  writer: MetricWriter, step: int, say: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse test codes already on the host (with the eval's probe numbers); log figures and tables.
-    `say` gets a line as each stage ends; `map_process`: see `run_analysis`."""
+    `say` gets a line as each stage ends."""
     result = run_analysis(
         codes_nl, np.asarray(test_y), np.asarray(test_x), class_names,
         analysis_dir(workdir, len(codes_nl), config.analysis_subsample),
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
-        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed, say=say,
-        map_process=map_process)
+        tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed, say=say)
     log_result(writer, step, result)
     return result
 
@@ -122,27 +110,24 @@ def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framew
     reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
     with reporter.phase("data"):
         data = load_data(config, mesh)
-    map_process = early_map_process(config, len(data.test_y))
+    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    try:  # into an abstract target: nothing is initialised only to be overwritten
+        epoch = chosen_epoch(ckpt, config)
+        with reporter.phase(f"checkpoint ({config.analyze_checkpoint})"):
+            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh),
+                                 epoch=epoch)
+    finally:
+        ckpt.close()
+    with reporter.phase("encoding and evaluating the test set"):
+        codes = np.asarray(jax.jit(functools.partial(encode, learner))(state.params["ae"], data.test_x))
+        metrics = jax.device_get(jax.jit(functools.partial(evaluate, learner))(state.params, data.test_x,
+                                                                                 data.test_y))
     try:
-        ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-        try:  # into an abstract target: nothing is initialised only to be overwritten
-            epoch = chosen_epoch(ckpt, config)
-            with reporter.phase(f"checkpoint ({config.analyze_checkpoint})"):
-                state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh),
-                                     epoch=epoch)
-        finally:
-            ckpt.close()
-        with reporter.phase("encoding and evaluating the test set"):
-            codes = np.asarray(jax.jit(functools.partial(encode, learner))(state.params["ae"], data.test_x))
-            metrics = jax.device_get(jax.jit(functools.partial(evaluate, learner))(state.params, data.test_x,
-                                                                                     data.test_y))
         with monitoring.open_writer(config, workdir, log_framework) as writer, reporter.phase(ANALYSIS_PHASE):
             result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir,
-                                   writer, int(state.step), say=reporter.note, map_process=map_process)
+                                   writer, int(state.step), say=reporter.note)
     finally:
         reporter.close()
-        if map_process is not None:
-            map_process.close()
     outdir = analysis_dir(workdir, len(codes), config.analysis_subsample)
     reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,
                      paths={"analysis": outdir, "metrics.json": outdir / "metrics.json"})

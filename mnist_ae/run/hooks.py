@@ -19,7 +19,6 @@ from mnist_ae.core.losses import sse01_from_mse
 from mnist_ae.core.models import NUM_PIXELS, code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.analysis import ANALYSIS_PHASE
-from mnist_ae.analysis.map_process import MapProcess
 from mnist_ae.run import sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
 
@@ -145,43 +144,22 @@ def _hparams(run: Run, state: TrainState) -> None:
     run.writers[0].write_hparams(run.config.to_dict(), run.finals[0])
 
 
-class _Analysis:
-    """The end-of-run analysis, and its openTSNE process started when the last epoch ends
-    (`analysis.task.early_map_process`)."""
+def _analysis(run: Run, state: TrainState) -> None:
+    from mnist_ae.analysis.task import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
 
-    def __init__(self) -> None:
-        self.map_process: MapProcess | None = None
-
-    def start_map_process(self, run: Run, state: TrainState) -> None:
-        del state
-        from mnist_ae.analysis.task import early_map_process  # noqa: PLC0415  (scikit-learn loads only when needed)
-
-        if parallel.is_main_process() and self.map_process is None:
-            self.map_process = early_map_process(run.config, len(run.data.test_y))
-
-    def __call__(self, run: Run, state: TrainState) -> None:
-        from mnist_ae.analysis.task import analyze_codes  # noqa: PLC0415
-
-        map_process, self.map_process = self.map_process, None
-        try:
-            codes, metrics = run.test_codes(state), run.metrics(state)[0]  # every process: collectives on a global mesh
-            if not parallel.is_main_process():
-                return
-            result = analyze_codes(run.config, codes, metrics, run.data.test_y,
-                                   run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
-                                   run.program.step(state), say=run.reporter.note, map_process=map_process)
-            run.finals[0].update(result.summary())
-        finally:
-            if map_process is not None:
-                map_process.close()
+    codes, metrics = run.test_codes(state), run.metrics(state)[0]  # every process: collectives on a global mesh
+    if not parallel.is_main_process():
+        return
+    result = analyze_codes(run.config, codes, metrics, run.data.test_y,
+                           run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
+                           run.program.step(state), say=run.reporter.note)
+    run.finals[0].update(result.summary())
 
 
 def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> list[Hook]:
     """A reconstruction or classification run, in the order they fire at each epoch."""
     evals = config.eval_every_epochs
-    analysis = _Analysis()
-    hooks = [Hook("t-SNE process", analysis.start_map_process, at_last=True)] if is_autoencoder and config.analyze_at_end else []
-    hooks += [Hook("model summary", _model_summary, at_start=True),
+    hooks = [Hook("model summary", _model_summary, at_start=True),
              Hook("system", _system, every=1),
              eval_hook(evals),
              Hook("confusion", _confusion, every=evals, at_start=True, at_last=True)]
@@ -197,7 +175,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
     if is_autoencoder:
         hooks.append(Hook("pca baseline", _pca_baseline, at_end=True))
     if is_autoencoder and config.analyze_at_end:
-        hooks.append(Hook(ANALYSIS_PHASE, analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
+        hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
     if is_autoencoder and config.report_at_end:
         hooks.append(Hook("report", _report, at_end=True))
