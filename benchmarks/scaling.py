@@ -41,7 +41,8 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     mesh = parallel.make_mesh(devices)
     state = parallel.place(jax.jit(lambda: build.initial_state(config))(), mesh)
     x, y = parallel.place((ds.train_images, ds.train_labels), mesh)
-    compile_s, epoch_s, m = time_epochs(parallel.jit_train_epoch(learner, batch_size, mesh), state, x, y, epochs=epochs)
+    compile_s, epoch_s, m, _ = time_epochs(parallel.jit_train_epoch(learner, batch_size, mesh), state, x, y,
+                                           epochs=epochs)
     rounds = rounds_per_epoch(learner, x.shape[0], batch_size)
     return {"devices": devices, "backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
             "per_device_batch": batch_size // devices, "compile_s": compile_s, "epoch_s": epoch_s,

@@ -32,10 +32,10 @@ def sweep_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Arr
     setup = build.sweep_setup(config)
     fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
                  donate_argnums=0)
-    compile_s, epoch_s, _ = time_epochs(fn, jax.jit(lambda: setup.initial_states(config))(), epochs=epochs)
+    times = time_epochs(fn, jax.jit(lambda: setup.initial_states(config))(), epochs=epochs)
     members = len(setup.members)
-    return Throughput(epoch_s, members * samples_per_epoch(setup.learner, x.shape[0], config.batch_size),
-                      members, compile_s)
+    return Throughput(times.epoch_s, members * samples_per_epoch(setup.learner, x.shape[0], config.batch_size),
+                      members, times.compile_s)
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -39,17 +39,23 @@ class Throughput:
     samples: int
     members: int = 1
     compile_s: float | None = None
+    gflop: float | None = None  # of the timed work (one epoch), where counted
 
     @property
     def samples_per_s(self) -> float:
         return self.samples / self.seconds
 
 
-def time_epochs(jitted: Any, state: Any, *args: Any, epochs: int) -> tuple[float, float, Any]:
-    """(compile s, mean s per epoch, last metrics) of `jitted(state, *args) -> (state, metrics)`.
+class EpochTimes(NamedTuple):
+    compile_s: float
+    epoch_s: float  # mean over the timed epochs
+    metrics: Any  # the last epoch's
+    flops: float  # XLA's count for the compiled program, which counts a `scan`'s body once, not per iteration
 
-    The state is threaded through (it may be donated); the warm-up epoch is not timed.
-    """
+
+def time_epochs(jitted: Any, state: Any, *args: Any, epochs: int) -> EpochTimes:
+    """Compile `jitted(state, *args) -> (state, metrics)` ahead of time, run one untimed warm-up epoch,
+    then time `epochs` more. The state is threaded through (it may be donated)."""
     t = time.perf_counter()
     compiled = jitted.lower(state, *args).compile()
     compile_s = time.perf_counter() - t
@@ -59,4 +65,6 @@ def time_epochs(jitted: Any, state: Any, *args: Any, epochs: int) -> tuple[float
     for _ in range(epochs):
         state, metrics = compiled(state, *args)
     jax.block_until_ready(metrics)
-    return compile_s, (time.perf_counter() - t) / epochs, metrics
+    analysis = compiled.cost_analysis()
+    analysis = analysis[0] if isinstance(analysis, list) else analysis
+    return EpochTimes(compile_s, (time.perf_counter() - t) / epochs, metrics, float(analysis.get("flops", 0.0)))
