@@ -88,14 +88,13 @@ def main(argv: list[str] | None = None) -> None:
         config = default_job(opts["train_limit"], opts["test_limit"], opts["job_epochs"])
         job = job_row(config, Path(tmp) / "job", n)
         stages = json.loads((Path(tmp) / "job" / "analysis" / "metrics.json").read_text())["timings_s"]
-    mlp, mlp_gflop = bench("mlp latent 64", epochs, x, y)
-    conv, conv_gflop = bench("conv", epochs, x, y)
+    mlp, conv = bench("mlp latent 64", epochs, x, y), bench("conv", epochs, x, y)
     one = epoch_throughput(build.member_config(SWEEP_5, build.members(SWEEP_5)[-1]), x, y, epochs)
     sweeps = [(c, sweep_throughput(c, x, y, epochs)) for c in (SWEEP_5, SWEEP_50)]
 
     train_rows = [row(f"default job, end to end ({config.epochs} epochs)", job),
-                  row("MLP epoch (latent 64)", mlp, gflop=mlp_gflop),
-                  row("conv epoch", conv, gflop=conv_gflop),
+                  row("MLP epoch (latent 64)", mlp, gflop=mlp.gflop),
+                  row("conv epoch", conv, gflop=conv.gflop),
                   row("one run epoch (MLP latent 50)", one, one.seconds)]
     train_rows += [row(f"{t.members}-member sweep epoch (latent {','.join(map(str, c.latent_dims))}; "
                        f"seeds {','.join(map(str, c.seeds))})", t, one.seconds) for c, t in sweeps]

@@ -188,6 +188,17 @@ def histogram_grid(codes_nl: np.ndarray, path: Path, bins: int = 40) -> Path:
 _PANEL_GAP = (0.18, 0.45)  # between histogram panels, in panel widths / heights
 
 
+def _tiled(images_nhw: np.ndarray, rows: int, cols: int, cell_hw: tuple[int, int], at_hw: tuple[int, int],
+           fill: float) -> np.ndarray:
+    """One canvas of rows x cols cells, `fill` where no image is; image i (row-major) at `at_hw` in its cell."""
+    (cell_h, cell_w), (dy, dx) = cell_hw, at_hw
+    canvas = np.full((rows * cell_h, cols * cell_w), fill)
+    for i, image in enumerate(images_nhw):
+        top, left = (i // cols) * cell_h + dy, (i % cols) * cell_w + dx
+        canvas[top:top + image.shape[0], left:left + image.shape[1]] = image
+    return canvas
+
+
 def digit_grid(
     images_nhw: np.ndarray, titles: Sequence[str], path: Path, title: str = ""
 ) -> Path:
@@ -199,10 +210,7 @@ def digit_grid(
     rows = int(np.ceil(max(n, 1) / cols))
     h, w = images_nhw.shape[1:3] if n else (28, 28)
     cell_h, cell_w = h + h // 2, w + w // 4  # room for the caption above, a gap beside
-    canvas = np.zeros((rows * cell_h, cols * cell_w))
-    for i, image in enumerate(images_nhw):
-        top, left = (i // cols) * cell_h + h // 2, (i % cols) * cell_w + w // 8
-        canvas[top:top + h, left:left + w] = image
+    canvas = _tiled(images_nhw, rows, cols, (cell_h, cell_w), (h // 2, w // 8), 0.0)
     height = 1.45 * rows + 0.4
     with style():
         fig = Figure(figsize=(1.3 * cols, height))
@@ -227,11 +235,8 @@ def digit_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str = 
     """
     images_rchw = np.stack([np.asarray(images, np.float64) for _, images in rows])
     n_rows, cols, h, w = images_rchw.shape
-    canvas = np.full((n_rows * (h + _DIGIT_GAP) - _DIGIT_GAP, cols * (w + _DIGIT_GAP) - _DIGIT_GAP), np.nan)
-    for r in range(n_rows):
-        for c in range(cols):
-            top, left = r * (h + _DIGIT_GAP), c * (w + _DIGIT_GAP)
-            canvas[top:top + h, left:left + w] = images_rchw[r, c]
+    canvas = _tiled(images_rchw.reshape(-1, h, w), n_rows, cols, (h + _DIGIT_GAP, w + _DIGIT_GAP), (0, 0),
+                    np.nan)[:-_DIGIT_GAP, :-_DIGIT_GAP]  # no gap after the last row and column
     with style():
         fig = Figure(figsize=(0.8 * cols + 1.6, 0.85 * n_rows + (0.7 if title or col_labels else 0.2)))
         if title:
