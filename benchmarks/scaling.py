@@ -27,6 +27,7 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
 
     from mnist_ae import build
     from mnist_ae import parallel
+    from mnist_ae.run import program
     from mnist_ae.config import base_config
     from mnist_ae.data import load_dataset
     from mnist_ae.core.loop import rounds_per_epoch
@@ -39,7 +40,7 @@ def worker(devices: int, batch_size: int, epochs: int, latent_dim: int) -> dict:
     learner = build.learner(config)
     ds = load_dataset("mnist")
     mesh = parallel.make_mesh(devices)
-    state = parallel.place(jax.jit(lambda: build.initial_state(config))(), mesh)
+    state = program.initial_state(config, mesh)
     x, y = parallel.place((ds.train_images, ds.train_labels), mesh)
     compile_s, epoch_s, m, _ = time_epochs(parallel.jit_train_epoch(learner, batch_size, mesh), state, x, y,
                                            epochs=epochs)

@@ -12,8 +12,9 @@ import argparse
 import jax
 import ml_collections
 
-from mnist_ae import build
+from mnist_ae import build, parallel
 from mnist_ae.core import sweep
+from mnist_ae.run import program
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from timing import Throughput, machine, time_epochs
@@ -32,7 +33,7 @@ def sweep_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Arr
     setup = build.sweep_setup(config)
     fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
                  donate_argnums=0)
-    times = time_epochs(fn, jax.jit(lambda: setup.initial_states(config))(), epochs=epochs)
+    times = time_epochs(fn, program.initial_states(config, parallel.make_mesh(1), setup), epochs=epochs)
     members = len(setup.members)
     return Throughput(times.epoch_s, members * samples_per_epoch(setup.learner, x.shape[0], config.batch_size),
                       members, times.compile_s)

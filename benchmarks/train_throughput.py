@@ -14,11 +14,12 @@ import functools
 import jax
 import ml_collections
 
-from mnist_ae import build
+from mnist_ae import build, parallel
 from mnist_ae.config import base_config
 from mnist_ae.data import load_dataset
 from mnist_ae.core.loop import rounds_per_epoch, train_epoch
 from mnist_ae.core.steps import Learner
+from mnist_ae.run import program
 from timing import Throughput, machine, time_epochs
 
 MODELS = {"mlp latent 3": dict(latent_dim=3), "mlp latent 64": dict(latent_dim=64), "conv": dict(model="conv")}
@@ -38,7 +39,7 @@ def epoch_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Arr
     """
     learner = build.learner(config)
     epoch = jax.jit(functools.partial(train_epoch, learner, batch_size=config.batch_size), donate_argnums=0)
-    times = time_epochs(epoch, build.initial_state(config), x, y, epochs=epochs)
+    times = time_epochs(epoch, program.initial_state(config, parallel.make_mesh(1)), x, y, epochs=epochs)
     return Throughput(times.epoch_s, samples_per_epoch(learner, x.shape[0], config.batch_size),
                       compile_s=times.compile_s,
                       gflop=times.flops * rounds_per_epoch(learner, x.shape[0], config.batch_size) / 1e9)

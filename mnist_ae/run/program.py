@@ -100,6 +100,21 @@ def _jit(fn: Callable, mesh: jax.sharding.Mesh, **kwargs: Any) -> Callable:
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
+def initial_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> TrainState:
+    """A single run's initial state on the mesh: one compiled program instead of dozens of eagerly compiled
+    small ops (default config, no cache: MLP 1.7-1.9 s against 6.8-7.2 s eagerly, conv 1.4-1.6 s against
+    17 s). The seed is its argument, so another seed's run loads it from the persistent compilation cache."""
+    init = _jit(lambda seed: build.initial_state(config, seed), mesh, compiler_options=_QUICK_COMPILE)
+    return init(np.uint32(config.seed))
+
+
+def initial_states(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                   setup: build.SweepSetup | None = None) -> TrainState:
+    """A sweep's stacked initial state on the mesh, compiled as `initial_state` is."""
+    setup = setup or build.sweep_setup(config)
+    return _jit(lambda: setup.initial_states(config), mesh, compiler_options=_QUICK_COMPILE)()
+
+
 def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
     """A reconstruction or classification run and its initial state, placed on the mesh."""
     learner = build.learner(config)
@@ -110,11 +125,7 @@ def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
         encode_fn=_jit(functools.partial(encode, learner), mesh),
         reconstruct_fn=_jit(functools.partial(reconstruct, learner), mesh),
         decode_fn=_jit(functools.partial(decode, learner), mesh))
-    # Compiled init: one program instead of dozens of eagerly compiled small ops; the seed is its argument,
-    # so another seed's run loads it from the persistent compilation cache.
-    state = _jit(lambda seed: build.initial_state(config, seed), mesh,
-                 compiler_options=_QUICK_COMPILE)(np.uint32(config.seed))
-    return program, state
+    return program, initial_state(config, mesh)
 
 
 def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
@@ -131,5 +142,4 @@ def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
         reconstruct_fn=_jit(jax.vmap(functools.partial(reconstruct, learner), in_axes=(0, None, 0)), mesh),
         decode_fn=_jit(functools.partial(decode, learner), mesh),
         extra_args=(parallel.place(setup.masks_ml, mesh),))
-    state = _jit(lambda: setup.initial_states(config), mesh, compiler_options=_QUICK_COMPILE)()
-    return program, state
+    return program, initial_states(config, mesh, setup)
