@@ -3,7 +3,9 @@ computed here from the checkpointed parameters (not against another run of the a
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import re
 from pathlib import Path
@@ -43,25 +45,32 @@ def analyze_cli(**overrides) -> ml_collections.ConfigDict:
     return cli
 
 
-def test_a_subset_analysis_names_its_subset_and_keeps_the_full_one(tmp_path):
-    """Issue 12's rule with all codes as the default: analysing 150 of 300 codes afterwards writes
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory):
+    """`--task analyze` of a 300-code checkpoint (seed 2: the split must follow the run's seed), with
+    what it printed, piped: (workdir, run config, its state, the returned metrics, the output)."""
+    workdir = tmp_path_factory.mktemp("analysed")
+    trained = tiny(test_limit=300, seed=2)
+    state = save_run(workdir, trained)
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        metrics = run_analyze(analyze_cli(), workdir, "none")
+    return workdir, trained, state, metrics, out.getvalue()
+
+
+def test_a_subset_analysis_names_its_subset_and_keeps_the_full_one(analysed):
+    """Issue 12's rule with all codes as the default: analysing 150 of the 300 codes afterwards writes
     analysis_subsample150/ and leaves the 300-code analysis/ as it was. (Mapped by scikit-learn, whose
-    t-SNE compiles nothing: the exact one would compile four programs, one per size and dimension.)"""
-    save_run(tmp_path, tiny(test_limit=300))
-    full = run_analyze(analyze_cli(tsne_backend="sklearn"), tmp_path, "none", quiet=True)
-    before = (tmp_path / "analysis" / "metrics.json").read_text()
-    subset = run_analyze(analyze_cli(analysis_subsample=150, tsne_backend="sklearn"), tmp_path, "none", quiet=True)
+    t-SNE compiles nothing: the exact one would compile three programs for the new size.)"""
+    workdir, _, _, full, _ = analysed
+    before = (workdir / "analysis" / "metrics.json").read_text()
+    subset = run_analyze(analyze_cli(analysis_subsample=150, tsne_backend="sklearn"), workdir, "none", quiet=True)
     assert (full["settings"]["n_points"], subset["settings"]["n_points"]) == (300, 150)
-    assert (tmp_path / "analysis" / "metrics.json").read_text() == before
-    assert json.loads((tmp_path / "analysis_subsample150" / "metrics.json").read_text())["settings"]["n_points"] == 150
+    assert (workdir / "analysis" / "metrics.json").read_text() == before
+    assert json.loads((workdir / "analysis_subsample150" / "metrics.json").read_text())["settings"]["n_points"] == 150
 
 
-def test_analyze_task_scores_the_checkpointed_codes(tmp_path, capsys, mnist):
-    trained = tiny(test_limit=300, seed=2)  # seed 2: the split must follow the run's seed
-    state = save_run(tmp_path, trained)
-    metrics = run_analyze(analyze_cli(), tmp_path, "none")
-    out = capsys.readouterr().out  # timed phases, then a summary with the headline numbers and paths
-
+def test_analyze_task_scores_the_checkpointed_codes(analysed, mnist):
+    tmp_path, trained, state, metrics, out = analysed  # timed phases, then a summary with the numbers and paths
     learner = build.learner(trained)
     images, labels = jnp.asarray(mnist.test_images[:300]), mnist.test_labels[:300].astype(np.int64)
     codes = np.asarray(jax.jit(functools.partial(encode, learner))(state.params["ae"], images))
