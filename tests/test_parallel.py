@@ -69,8 +69,11 @@ def _config():
     return config
 
 
-def _setup():
-    """Config, task, the initial state as numpy (placed afresh per mesh) and TRAIN real digits."""
+def _setup(out: Path):
+    """Config, task, the initial state as numpy (placed afresh per mesh) and TRAIN real digits.
+
+    `single` computes the initial state (one compile) and leaves it in OUT; the `multi` processes, started
+    after it, read it back instead of compiling it again (a multi-process program misses the cache)."""
     import jax
 
     from mnist_ae import build
@@ -79,7 +82,15 @@ def _setup():
 
     config = _config()
     task = build.learner(config)
-    state_np = jax.device_get(jax.jit(lambda: init_state(task, config.seed))())  # one compile, not ~60
+    path = out / "initial_state.npz"
+    if path.exists():
+        template = jax.eval_shape(lambda: init_state(task, config.seed))
+        with np.load(path) as saved:
+            leaves = [saved[str(i)] for i in range(len(saved.files))]
+        state_np = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    else:
+        state_np = jax.device_get(jax.jit(lambda: init_state(task, config.seed))())
+        np.savez(path, **{str(i): leaf for i, leaf in enumerate(jax.tree.leaves(state_np))})
     _mark("initial state")
     ds = load_dataset("mnist")
     _mark("data loaded")
@@ -150,7 +161,7 @@ def worker_single(out: Path) -> None:
     from mnist_ae.checkpoint import Checkpointer
     from mnist_ae.core.loop import train_epoch
 
-    config, task, state_np, x_np, y_np = _setup()
+    config, task, state_np, x_np, y_np = _setup(out)
     facts: dict = {"device_count": jax.device_count()}
     for n in (1, 8):
         mesh = parallel.make_mesh(n)
@@ -206,7 +217,7 @@ def worker_multi(out: Path, port: int, process_id: int) -> None:
     from mnist_ae.checkpoint import Checkpointer
     from mnist_ae.writers import create_writer
 
-    config, task, state_np, x_np, y_np = _setup()
+    config, task, state_np, x_np, y_np = _setup(out)
     mesh = parallel.make_mesh()
     state, x, y = parallel.place(state_np, mesh), *parallel.place((x_np, y_np), mesh)
     epoch = parallel.jit_train_epoch(task, BATCH, mesh).lower(state, x, y).compile()
