@@ -77,6 +77,18 @@ def higher_is_better(metric: str) -> bool:
     return "accuracy" in metric
 
 
+def _restore_target(leaf: Any) -> jax.ShapeDtypeStruct:
+    """A leaf's shape, dtype and sharding to restore into; without a sharding (a `jax.eval_shape` target),
+    this process's first device. Orbax would otherwise take the sharding the leaf was saved with, which
+    names devices this process may not have: a run saved on 8 devices, loaded on 1, was refused
+    ("Topology mismatch") and its intact checkpoint set aside as damaged."""
+    struct = ocp.utils.to_shape_dtype_struct(leaf)
+    if struct.sharding is None:
+        struct = jax.ShapeDtypeStruct(struct.shape, struct.dtype,
+                                      sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
+    return struct
+
+
 class Checkpointer:
     """Keeps the last K checkpoints under `directory`, labelled by epoch, and besides them the one with
     the best value of `best` among those saved with that metric (one orbax manager, two policies)."""
@@ -158,14 +170,15 @@ class Checkpointer:
     def restore(self, abstract_state: Any, fits: ml_collections.ConfigDict | None = None,
                 epoch: int | None = None) -> Any:
         """The newest intact checkpoint, restored into the structure, shapes and shardings of
-        `abstract_state` (a state or `jax.eval_shape` of one).
+        `abstract_state` (a state or `jax.eval_shape` of one; a leaf without a sharding goes to this
+        process's first device).
 
         Each candidate's config is checked against `fits` (a mismatch is the user's ConfigError, not
         damage), then its state is restored and its checksum verified. A damaged step is moved to
         `<directory>-damaged/` with a one-line warning and the previous step is tried. With `epoch`,
         only that checkpoint is restored.
         """
-        target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        target = jax.tree.map(_restore_target, abstract_state)
         if epoch is not None:  # a chosen one: no fallback, a one-line error
             if epoch not in self._manager.all_steps():
                 raise CheckpointError(f"no checkpoint of epoch {epoch} in {self.directory}: there are "

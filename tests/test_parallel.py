@@ -790,6 +790,33 @@ def test_checkpoints_restore_on_another_device_count(runs):
         _assert_close(_load(out / f"restored_{name}.npz"), _load(out / f"{trained}.npz"), "params", rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_a_member_exported_on_eight_devices_loads_here_with_nothing_set_aside(runs, tmp_path):
+    """`api.load` (and so `--task report`) restores into `jax.eval_shape`'s target, which has no sharding:
+    orbax then took the 8 devices the member was saved on, refused them on this 1-device process
+    ("Topology mismatch") and the restore set the intact checkpoint aside as damaged. Loaded here, the
+    member equals a restore into a target placed on this process's device, and its folder is as it was."""
+    import shutil
+
+    import jax
+
+    from mnist_ae import build, parallel
+    from mnist_ae.api import load
+    from mnist_ae.checkpoint import Checkpointer
+
+    member = _needs(runs, "single") / "single_sweep" / "members" / "latent4_seed0_lr0.01"
+    shutil.copytree(member, tmp_path / "member")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    loaded = load(tmp_path / "member")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    ckpt = Checkpointer(tmp_path / "member" / "checkpoints", keep=1)
+    mesh = parallel.make_mesh(1)
+    placed = ckpt.restore(parallel.replicated_abstract(lambda: build.initial_state(loaded.config), mesh))
+    ckpt.close()
+    assert loaded.epoch == int(placed.epoch) == SWEEP["epochs"]
+    _assert_close(_flat(loaded.state.params), _flat(placed.params), "", rtol=0, atol=0)
+
+
 def test_the_training_epoch_splits_every_batch_and_all_reduces_the_gradients(epoch_hlo):
     """What training compiles (`parallel.jit_train_epoch`) on 8 devices is data parallel: each device
     gathers and computes on its 40 / 8 = 5 rows of every batch, never on all 40, and the gradients
