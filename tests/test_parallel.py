@@ -798,8 +798,6 @@ def test_a_member_exported_on_eight_devices_loads_here_with_nothing_set_aside(ru
     member equals a restore into a target placed on this process's device, and its folder is as it was."""
     import shutil
 
-    import jax
-
     from mnist_ae import build, parallel
     from mnist_ae.api import load
     from mnist_ae.checkpoint import Checkpointer
