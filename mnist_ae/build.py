@@ -16,7 +16,7 @@ import ml_collections
 
 from mnist_ae.config import total_rounds
 from mnist_ae.core import sweep
-from mnist_ae.core.losses import OUTPUTS
+from mnist_ae.core.choices import OUTPUTS
 from mnist_ae.core.models import code_dim, make_autoencoder, make_classifier
 from mnist_ae.core.state import Schedule, TrainState, make_optimizer, warmup_cosine
 from mnist_ae.core.steps import Learner, init_state

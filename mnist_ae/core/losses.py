@@ -12,7 +12,6 @@ def to_unit_range(x_u8: jax.Array) -> jax.Array:
     return x_u8.astype(jnp.float32) / 127.5 - 1.0
 
 
-OUTPUTS = {"mse": "tanh", "bce": "sigmoid"}  # training loss -> the decoder's output activation
 
 
 def to_image(logits_bhw: jax.Array, output: str) -> jax.Array:

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnist_ae.core import losses
+from mnist_ae.core import choices, losses
 from mnist_ae.core.conv_layers import Conv, ConvTranspose, Initializer, max_pool
 
 IMAGE_SHAPE = (28, 28)
@@ -24,8 +24,7 @@ NUM_PIXELS = 28 * 28
 NUM_CLASSES = 10
 CONV_CODE_SHAPE = (2, 2, 64)
 CONV_CODE_DIM = math.prod(CONV_CODE_SHAPE)
-ACTIVATIONS = {"relu": nn.relu, "gelu": nn.gelu}
-NORMS = ("none", "layer")
+ACTIVATIONS = {name: getattr(nn, name) for name in choices.ACTIVATIONS}
 
 
 def _uniform(bound: float) -> Initializer:
