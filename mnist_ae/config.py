@@ -17,6 +17,8 @@ from typing import Any
 
 import ml_collections
 
+from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS
+
 TASKS = {
     "reconstruction": "train an autoencoder, with the alternating embedding-classifier probe",
     "classification": "train a plain supervised classifier on the pixels",
@@ -181,8 +183,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"data_source={config.data_source!r}: choose one of {', '.join(SOURCES)}")
     _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
-    from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS  # noqa: PLC0415  (free of JAX)
-
     _check(config.recon_loss in OUTPUTS, f"recon_loss={config.recon_loss!r}: use {' or '.join(OUTPUTS)}")
     _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {' or '.join(ACTIVATIONS)}")
     _check(config.model == "mlp" or config.activation == "relu",

@@ -12,8 +12,6 @@ def to_unit_range(x_u8: jax.Array) -> jax.Array:
     return x_u8.astype(jnp.float32) / 127.5 - 1.0
 
 
-
-
 def to_image(logits_bhw: jax.Array, output: str) -> jax.Array:
     """Decoder logits -> images in [-1, 1]: tanh, or a sigmoid's [0, 1] stretched to [-1, 1]."""
     if output == "sigmoid":

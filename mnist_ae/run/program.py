@@ -108,10 +108,8 @@ def initial_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
     return init(np.uint32(config.seed))
 
 
-def initial_states(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                   setup: build.SweepSetup | None = None) -> TrainState:
+def initial_states(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, setup: build.SweepSetup) -> TrainState:
     """A sweep's stacked initial state on the mesh, compiled as `initial_state` is."""
-    setup = setup or build.sweep_setup(config)
     return _jit(lambda: setup.initial_states(config), mesh, compiler_options=_QUICK_COMPILE)()
 
 
