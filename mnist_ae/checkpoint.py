@@ -175,7 +175,8 @@ class Checkpointer:
 
         Each candidate's config is checked against `fits` (a mismatch is the user's ConfigError, not
         damage), then its state is restored and its checksum verified. A damaged step is moved to
-        `<directory>-damaged/` with a one-line warning and the previous step is tried. With `epoch`,
+        `<directory>-damaged/` with a one-line warning and the previous step is tried; an intact step
+        whose saved shapes differ from the target's is a one-line CheckpointError, and stays. With `epoch`,
         only that checkpoint is restored.
         """
         target = jax.tree.map(_restore_target, abstract_state)
@@ -183,6 +184,7 @@ class Checkpointer:
             if epoch not in self._manager.all_steps():
                 raise CheckpointError(f"no checkpoint of epoch {epoch} in {self.directory}: there are "
                                       f"{sorted(self._manager.all_steps())}")
+            self._refuse_misfit(epoch, target)
             try:
                 return self._restore_verified(epoch, target)
             except Exception as e:  # noqa: BLE001
@@ -196,6 +198,7 @@ class Checkpointer:
                 continue
             if fits is not None:
                 self.check_fits(fits, saved)
+            self._refuse_misfit(epoch, target)
             try:
                 state = self._restore_verified(epoch, target)
             except Exception as e:  # noqa: BLE001
@@ -214,6 +217,34 @@ class Checkpointer:
         if has_checksum and state_digest(restored["state"]) != restored["checksum"]["sha256"]:
             raise CheckpointError("its checksum does not match the saved state")
         return restored["state"]
+
+    def _refuse_misfit(self, epoch: int, target: Any) -> None:
+        """Checked before restoring (a failed orbax restore leaves its other reads to fail noisily on stderr)."""
+        if (misfit := self._misfit(epoch, target)) is not None:
+            raise CheckpointError(f"checkpoint {self.directory / str(epoch)} holds a state this model does not fit "
+                                  f"({misfit}): the model's code changed since it was written; nothing was moved: "
+                                  "load it with the version that wrote it, or use a new --workdir")
+
+    def _misfit(self, epoch: int, target: Any) -> str | None:
+        """The first leaf whose saved shape or dtype differs from `target`'s, read from the step's
+        metadata alone; None if every leaf fits, or if the metadata cannot be read (the restore then fails,
+        and the step is set aside as damaged). A step whose metadata is whole and names other shapes was
+        written for another model, and is no more damaged than the code that cannot read it."""
+        try:
+            meta = ocp.StandardCheckpointHandler().metadata(self.directory / str(epoch) / "state")
+            saved = ocp.tree.to_flat_dict(meta.tree)
+        except Exception:  # noqa: BLE001 - unreadable metadata is damage, for the caller to set aside
+            return None
+        wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(target, keep_empty_nodes=True))
+        name = lambda key: "/".join(map(str, key))  # noqa: E731
+        if saved.keys() != wanted.keys():
+            odd = sorted(saved.keys() ^ wanted.keys())[0]
+            return f"{name(odd)} is {'saved but not in the model' if odd in saved else 'in the model but not saved'}"
+        for key, leaf in sorted(wanted.items(), key=lambda item: item[0][0] != "params"):  # parameters first
+            have = (tuple(saved[key].shape), np.dtype(saved[key].dtype))
+            if have != (tuple(leaf.shape), np.dtype(leaf.dtype)):
+                return f"{name(key)}: saved {have[1]}{list(have[0])}, the model's {np.dtype(leaf.dtype)}{list(leaf.shape)}"
+        return None
 
     def _damaged_dir(self) -> Path:
         return self.directory.with_name(self.directory.name + "-damaged")

@@ -313,3 +313,27 @@ def test_a_run_keeps_its_best_checkpoint_and_analyze_can_take_it(tmp_path):
     with pytest.raises(ConfigError, match="no checkpoint .* saved with test/accuracy"):
         chosen_epoch(ckpt, tiny(analyze_checkpoint="best", best_checkpoint_metric="test/accuracy"))
     ckpt.close()
+
+
+def test_a_checkpoint_of_another_shape_is_refused_in_one_line_and_stays_where_it_is(tmp_path):
+    """A latent-8 checkpoint restored into a latent-4 model (what a change of the model's code between
+    versions looks like) is not damage: one line naming the leaf and both shapes, nothing set aside.
+    Damage next to it (a state folder removed) is still set aside."""
+    config = tiny()
+    ckpt = Checkpointer(tmp_path / "c", keep=3)
+    ckpt.save(1, init_state(build.learner(config), 0), config)
+    ckpt.close()
+    narrow = init_state(build.learner(tiny(latent_dim=4)), 0)
+    warnings = []
+    ckpt = Checkpointer(tmp_path / "c", keep=3, warn=warnings.append)
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*c/1 holds a state this model does not fit "
+                                              r"\(params/ae/params/decoder/\S*Dense_0/kernel: saved float32\[8, 32\], "
+                                              r"the model's float32\[4, 32\]\): .*nothing was moved") as refused:
+        ckpt.restore(narrow)
+    assert "\n" not in str(refused.value) and warnings == []
+    assert ckpt.epochs() == [1] and not (tmp_path / "c-damaged").exists()
+    ckpt.close()
+    ckpt = Checkpointer(tmp_path / "c", keep=3)  # the same checkpoint still restores into its own model
+    chex.assert_trees_all_equal(ckpt.restore(init_state(build.learner(config), 1)),
+                                init_state(build.learner(config), 0))
+    ckpt.close()
