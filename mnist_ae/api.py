@@ -45,21 +45,30 @@ class TrainedRun:
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         return [r for r in map(json.loads, lines) if "step" in r]
 
-    @functools.cached_property
-    def _jitted(self) -> dict[str, Any]:
-        return {name: jax.jit(functools.partial(fn, self.learner)) for name, fn in (("encode", encode), ("decode", decode))}
-
     def encode(self, images_nhw: np.ndarray) -> np.ndarray:
         """Codes of uint8 images [n, 28, 28] (the dataset's format), [n, latent]."""
-        return np.asarray(self._jitted["encode"](self.state.params["ae"], jnp.asarray(images_nhw)))
+        return np.asarray(_jitted(self.learner, "encode")(self.state.params["ae"], jnp.asarray(images_nhw)))
 
     def decode(self, codes_nl: np.ndarray) -> np.ndarray:
         """Images in [-1, 1] decoded from codes [n, latent], [n, 28, 28]."""
-        return np.asarray(self._jitted["decode"](self.state.params["ae"], jnp.asarray(codes_nl, jnp.float32)))
+        return np.asarray(_jitted(self.learner, "decode")(self.state.params["ae"], jnp.asarray(codes_nl, jnp.float32)))
 
     def reconstruct(self, images_nhw: np.ndarray) -> np.ndarray:
         """Reconstructions in [-1, 1] of uint8 images [n, 28, 28]."""
         return self.decode(self.encode(images_nhw))
+
+
+_JITTED: dict[tuple[Any, int, str], Any] = {}
+
+
+def _jitted(learner: Learner, name: str) -> Any:
+    """`encode` or `decode` jitted for the learner's autoencoder, shared by every run whose autoencoder is
+    equal (flax modules compare by their fields): a sweep's members of one latent size trace it once,
+    not once each. `encode` and `decode` read nothing else of the learner but its eval batch size."""
+    key = (learner.autoencoder, learner.eval_batch_size, name)
+    if key not in _JITTED:
+        _JITTED[key] = jax.jit(functools.partial({"encode": encode, "decode": decode}[name], learner))
+    return _JITTED[key]
 
 
 def load(workdir: str | Path, epoch: int | str | None = None) -> TrainedRun:

@@ -284,6 +284,9 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path):
     assert all([sum(len(c[0]) for c in frame) for frame in s["frames"]] == [128] * len(s["steps"]) for s in sliders)
     from mnist_ae.report.task import report
 
+    # the end-of-run page, drawn from the members in memory, is the page `--task report` draws from their exports
+    in_memory = (tmp_path / "report.html").read_text()
+    assert report(tmp_path).read_text() == in_memory
     # an exported member's own page: the latent space forming from its slice of the sweep's saved codes
     alone = Parsed(report(tmp_path / "members" / "latent2_seed1_lr0.01").read_text())
     slider = next(v for k, v in alone.scripts.items() if k.startswith("steps"))

@@ -16,7 +16,19 @@ from plotly.subplots import make_subplots
 
 COLOURS = qualitative.D3  # ten distinct colours, one per class
 CURVES = (("reconstruction MSE", "recon_mse"), ("probe accuracy", "probe_accuracy"), ("probe loss", "probe_loss"))
-LAYOUT = dict(template="plotly_white", margin=dict(l=50, r=10, t=40, b=40), hovermode="closest")
+LAYOUT = dict(margin=dict(l=50, r=10, t=40, b=40), hovermode="closest")
+# The look (plotly_white) is set once per page by its glue (`page.template_json`), not in every figure:
+# plotly deep-copies and validates a template into each figure it builds (20-50 ms per figure here, most
+# of a sweep report's time) and its JSON is 6.5 kB per figure. "none" is plotly's empty template.
+BARE = dict(template="none")
+
+
+def _figure(data: Any = None) -> go.Figure:
+    return go.Figure(data, layout=BARE)
+
+
+def _subplots(rows: int, cols: int, titles: Sequence[str]) -> go.Figure:
+    return make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), figure=_figure())
 MAX_HISTOGRAMS = 16
 
 
@@ -27,7 +39,7 @@ def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], lis
 
 def curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     """Train windows and test evals against the step, one panel per quantity; hover for values."""
-    fig = make_subplots(rows=1, cols=len(CURVES), subplot_titles=[title for title, _ in CURVES])
+    fig = _subplots(1, len(CURVES), [title for title, _ in CURVES])
     for col, (_, key) in enumerate(CURVES, start=1):
         for split, dash in (("train", "solid"), ("test", "dot")):
             steps, values = _series(records, f"{split}/{key}")
@@ -41,7 +53,7 @@ def curves(records: Sequence[dict[str, Any]]) -> go.Figure:
 
 def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> go.Figure:
     """The same panels with one colour per run: test (markers) and train (thin line)."""
-    fig = make_subplots(rows=1, cols=len(CURVES), subplot_titles=[title for title, _ in CURVES])
+    fig = _subplots(1, len(CURVES), [title for title, _ in CURVES])
     for i, (name, records) in enumerate(runs):
         colour = COLOURS[i % len(COLOURS)]
         for col, (_, key) in enumerate(CURVES, start=1):
@@ -86,7 +98,7 @@ def hover_data(rows_n: np.ndarray, test_index_n: np.ndarray, preds_n: np.ndarray
 def scatter_map(coords_n2: np.ndarray, labels_n: np.ndarray, custom_nc: np.ndarray | None,
                 class_names: Sequence[str], title: str) -> go.Figure:
     """A 2-D map of the codes; hovering a point shows its digit (page glue), label and prediction."""
-    fig = go.Figure(_class_traces(coords_n2, labels_n, class_names, custom_nc, False, 4))
+    fig = _figure(_class_traces(coords_n2, labels_n, class_names, custom_nc, False, 4))
     fig.update_layout(**LAYOUT, title=title, height=460, legend=dict(itemsizing="constant"))
     return fig
 
@@ -94,7 +106,7 @@ def scatter_map(coords_n2: np.ndarray, labels_n: np.ndarray, custom_nc: np.ndarr
 def scatter_3d(coords_n3: np.ndarray, labels_n: np.ndarray, custom_nc: np.ndarray, class_names: Sequence[str],
                title: str) -> go.Figure:
     """A rotatable 3-D map (drag to turn, scroll to zoom)."""
-    fig = go.Figure(_class_traces(coords_n3, labels_n, class_names, custom_nc, True, 2))
+    fig = _figure(_class_traces(coords_n3, labels_n, class_names, custom_nc, True, 2))
     fig.update_layout(**LAYOUT, title=title, height=520, legend=dict(itemsizing="constant"))
     return fig
 
@@ -119,7 +131,7 @@ def heatmap(z_rc: np.ndarray, title: str, x: Sequence[str], y: Sequence[str], *,
                        texttemplate="%{z}" if counts else None,
                        hovertemplate=("true %{y}, predicted %{x}: %{z}" if counts else "dims %{y}, %{x}: %{z:.2f}")
                        + "<extra></extra>")
-    fig = go.Figure(trace)
+    fig = _figure(trace)
     side = min(700, 160 + 22 * len(x))
     fig.update_layout(**LAYOUT, title=title, height=side, width=side + 80, yaxis=dict(autorange="reversed"),
                       xaxis_title="predicted" if counts else None, yaxis_title="true" if counts else None)
@@ -131,7 +143,7 @@ def histograms(codes_nl: np.ndarray) -> go.Figure:
     order = np.argsort(-codes_nl.std(axis=0), kind="stable")[:MAX_HISTOGRAMS]
     cols = 4
     rows = -(-len(order) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"unit {d}" for d in order])
+    fig = _subplots(rows, cols, [f"unit {d}" for d in order])
     for i, d in enumerate(order):  # counted here: 40 bars a unit instead of every code in the page
         counts, edges = np.histogram(codes_nl[:, d], bins=40)
         fig.add_trace(go.Bar(x=((edges[:-1] + edges[1:]) / 2).astype(np.float32), y=counts.astype(np.int32),

@@ -56,6 +56,7 @@ const drawn=new Map();
 function draw(div){
   if(!drawn.has(div)){
     const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
+    f.layout.template=TEMPLATE;
     drawn.set(div,libOf(div).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
       if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
         div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
@@ -63,6 +64,7 @@ function draw(div){
   }
   return drawn.get(div);
 }
+const TEMPLATE=JSON.parse(document.getElementById('plotly-template').textContent);
 function drawAll(){return Promise.all([...document.querySelectorAll('.plot')].map(draw));}
 function showThumb(ev,div){
   const t=document.getElementById('hover-thumb'),p=ev.points[0],row=p.customdata&&p.customdata[0];
@@ -101,6 +103,15 @@ function sortTable(th){
   if(document.querySelector('[data-lib="3d"]'))setTimeout(()=>lib('3d'),500);  // before the reader scrolls to it
 })();
 """
+
+
+@functools.cache
+def template_json() -> str:
+    """plotly's "plotly_white" template, which the glue draws every figure of a page with (`figures.BARE`)."""
+    import plotly.io as pio  # noqa: PLC0415
+    from plotly.utils import PlotlyJSONEncoder  # noqa: PLC0415
+
+    return json.dumps(pio.templates["plotly_white"].to_plotly_json(), cls=PlotlyJSONEncoder, separators=(",", ":"))
 
 
 @functools.cache
@@ -204,7 +215,7 @@ class Page:
         bundles = ("2d", "3d") if self.needs_3d else ("2d",)
         return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
                 f"<title>{esc(self.title)}</title><style>{CSS}</style></head><body>"
-                + "".join(self.parts) + '<div id="hover-thumb"></div>'
+                + "".join(self.parts) + '<div id="hover-thumb"></div>' + json_script("plotly-template", template_json())
                 + "".join(f'<script id="plotly-{b}" type="application/octet-stream">{plotly_b64(b)}</script>'
                           for b in bundles)
                 + f"<script>{GLUE}</script></body></html>")

@@ -17,17 +17,23 @@ from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core import losses, sweep
 
 
+def member_run(config: ml_collections.ConfigDict, member: build.Member, wide_state: Any) -> tuple[
+        ml_collections.ConfigDict, Any]:
+    """One member as a standalone run: its single-run config and its state sliced to its width."""
+    single = build.member_config(config, member)
+    return single, sweep.slice_to(wide_state, jax.eval_shape(lambda: build.initial_state(single)))
+
+
 def export_member(config: ml_collections.ConfigDict, member: build.Member, wide_state: Any, member_dir: Path) -> Path:
     """Save one member, sliced to its width, as a standalone reconstruction checkpoint.
 
     `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
     """
-    single = build.member_config(config, member)
-    template = jax.eval_shape(lambda: build.initial_state(single))
+    single, state = member_run(config, member, wide_state)
     ckpt = Checkpointer(member_dir / "checkpoints", config.keep_checkpoints)
     try:
-        if ckpt.latest_epoch() != int(wide_state.epoch):  # a rerun of a finished sweep exported it already
-            ckpt.save(int(wide_state.epoch), sweep.slice_to(wide_state, template), single)
+        if ckpt.latest_epoch() != int(state.epoch):  # a rerun of a finished sweep exported it already
+            ckpt.save(int(state.epoch), state, single)
     finally:
         ckpt.close()
     return member_dir
