@@ -61,3 +61,19 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
          {"tiny": tiny}, namespace)
     assert namespace["final"]["test/recon_mse"] < 1.0 and (Path("runs/demo/checkpoints")).is_dir()
     assert namespace["codes"].shape == (16, 8)
+
+
+def test_runs_with_equal_autoencoders_share_one_jitted_encode_and_others_do_not():
+    """A sweep's members of one latent size (here: other learning rates and seeds) trace `encode` once;
+    another latent size or eval batch gets its own, and the shared one computes each run's own codes."""
+    from mnist_ae import build
+    from mnist_ae.core.steps import encode, init_state
+
+    base, rate, wide = (build.learner(tiny(**o)) for o in ({}, {"learning_rate": 3e-3, "seed": 5}, {"latent_dim": 5}))
+    assert api._jitted(base, "encode") is api._jitted(rate, "encode")
+    assert api._jitted(base, "encode") is not api._jitted(wide, "encode")
+    assert api._jitted(base, "encode") is not api._jitted(build.learner(tiny(eval_batch_size=128)), "encode")
+    assert api._jitted(base, "encode") is not api._jitted(base, "decode")
+    images = load_dataset("mnist").test_images[:64]
+    params = init_state(rate, 5).params["ae"]
+    chex.assert_trees_all_close(api._jitted(base, "encode")(params, images), encode(rate, params, images), atol=1e-6)
