@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from mnist_ae.analysis.figures import digit_rows, style
+from mnist_ae.analysis.digit_figures import digit_rows
+from mnist_ae.analysis.figures import style
 
 Decode = Callable[[np.ndarray], np.ndarray]  # codes [n, L] -> images [n, 28, 28] in [-1, 1]
 INTERPOLATION_STEPS = 8

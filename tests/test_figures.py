@@ -10,15 +10,15 @@ from PIL import Image
 
 from helpers import read_jsonl, tb_accumulator, tiny
 from mnist_ae import render, tasks
-from mnist_ae.analysis import figures
+from mnist_ae.analysis import digit_figures, figures
 
 
 @pytest.fixture
 def drawn(monkeypatch):
     """The matplotlib Figure each figure function saves (it is freed after saving otherwise)."""
     seen = []
-    save = figures._save
-    monkeypatch.setattr(figures, "_save", lambda fig, path, tight=True: (seen.append(fig), save(fig, path, tight))[1])
+    save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path, tight=True: (seen.append(fig), save(fig, path, tight))[1])
     return seen
 
 
@@ -47,10 +47,10 @@ def test_training_curves_draw_every_logged_point_unsmoothed(tmp_path, drawn):
 def test_digit_rows_put_each_rows_digits_in_its_cells_under_their_labels(tmp_path, drawn):
     rng = np.random.default_rng(0)
     rows = [(f"row {r}", rng.uniform(-1, 1, size=(3, 28, 28))) for r in range(2)]
-    figures.digit_rows(rows, tmp_path / "rows.png", "title", ["a", "b", "c"])
+    digit_figures.digit_rows(rows, tmp_path / "rows.png", "title", ["a", "b", "c"])
     (ax,) = drawn[0].axes
     (image,) = ax.get_images()
-    canvas, step = np.ma.getdata(image.get_array()), 28 + figures._DIGIT_GAP
+    canvas, step = np.ma.getdata(image.get_array()), 28 + digit_figures._DIGIT_GAP
     for r, (_, images) in enumerate(rows):
         for c in range(3):
             np.testing.assert_array_equal(canvas[r * step:r * step + 28, c * step:c * step + 28], images[c])

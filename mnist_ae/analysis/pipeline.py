@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from mnist_ae.analysis import figures, tables
+from mnist_ae.analysis import digit_figures, figures, tables
 from mnist_ae.analysis.embed import (TSNE_3D_POINTS, background_map, default_threads, host_pca, resolved_backend,
                                      subsample_index, tsne)
 from mnist_ae.analysis.quality import (SILHOUETTE_POINTS, TEST_FRACTION, TRUST_POINTS, confused_pairs,
@@ -263,7 +263,7 @@ def _write_figures(
             outdir / "tsne_3d.png", _map_axis(backend),
         )
     far = outliers(codes_nl, labels_n)
-    pngs["outliers"] = figures.digit_grid(
+    pngs["outliers"] = digit_figures.digit_grid(
         images_nhw[far], [f"{class_names[labels_n[i]]} (test #{test_index_n[i]})" for i in far],
         outdir / "outliers.png", title="Farthest from their class centroid (label, index in the test set)",
     )

@@ -12,6 +12,7 @@ import numpy as np
 
 from mnist_ae import build
 from mnist_ae.baselines import PCA_KEY
+from mnist_ae.analysis import digit_figures
 from mnist_ae.analysis import figures as plots
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core import losses, sweep
@@ -45,7 +46,7 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
     rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
     rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else ""), r)
              for m, r in zip(members, recon_mnhw)]
-    return plots.digit_rows(rows, path)
+    return digit_figures.digit_rows(rows, path)
 
 
 # The per-member analysis numbers (analysis.members) a results table shows where the sweep has them.
