@@ -237,10 +237,12 @@ class Checkpointer:
             return None
         wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(target, keep_empty_nodes=True))
         name = lambda key: "/".join(map(str, key))  # noqa: E731
+        params_first = lambda key: (key[0] != "params", key)  # noqa: E731  (a parameter names the change best)
         if saved.keys() != wanted.keys():
-            odd = sorted(saved.keys() ^ wanted.keys())[0]
+            odd = min(saved.keys() ^ wanted.keys(), key=params_first)
             return f"{name(odd)} is {'saved but not in the model' if odd in saved else 'in the model but not saved'}"
-        for key, leaf in sorted(wanted.items(), key=lambda item: item[0][0] != "params"):  # parameters first
+        for key in sorted(wanted, key=params_first):
+            leaf = wanted[key]
             have = (tuple(saved[key].shape), np.dtype(saved[key].dtype))
             if have != (tuple(leaf.shape), np.dtype(leaf.dtype)):
                 return f"{name(key)}: saved {have[1]}{list(have[0])}, the model's {np.dtype(leaf.dtype)}{list(leaf.shape)}"

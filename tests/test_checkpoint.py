@@ -331,7 +331,14 @@ def test_a_checkpoint_of_another_shape_is_refused_in_one_line_and_stays_where_it
                                               r"the model's float32\[4, 32\]\): .*nothing was moved") as refused:
         ckpt.restore(narrow)
     assert "\n" not in str(refused.value) and warnings == []
-    assert ckpt.epochs() == [1] and not (tmp_path / "c-damaged").exists()
+    deeper = init_state(build.learner(tiny(probe_hidden=(16, 16))), 0)  # one probe layer more: other leaves
+    with pytest.raises(CheckpointError, match=r"holds a state this model does not fit \(params/probe/params/Dense_2/"
+                                              r"\w+ is in the model but not saved\)"):
+        ckpt.restore(deeper)
+    shallow = init_state(build.learner(tiny(probe_hidden=())), 0)
+    with pytest.raises(CheckpointError, match=r"\(\S*Dense_1/\w+ is saved but not in the model\)"):
+        ckpt.restore(shallow)
+    assert ckpt.epochs() == [1] and not (tmp_path / "c-damaged").exists() and warnings == []
     ckpt.close()
     ckpt = Checkpointer(tmp_path / "c", keep=3)  # the same checkpoint still restores into its own model
     chex.assert_trees_all_equal(ckpt.restore(init_state(build.learner(config), 1)),
