@@ -331,6 +331,8 @@ def test_a_checkpoint_of_another_shape_is_refused_in_one_line_and_stays_where_it
                                               r"the model's float32\[4, 32\]\): .*nothing was moved") as refused:
         ckpt.restore(narrow)
     assert "\n" not in str(refused.value) and warnings == []
+    with pytest.raises(CheckpointError, match=r"c/1 holds a state this model does not fit"):
+        ckpt.restore(narrow, epoch=1)  # a chosen epoch is checked the same way
     deeper = init_state(build.learner(tiny(probe_hidden=(16, 16))), 0)  # one probe layer more: other leaves
     with pytest.raises(CheckpointError, match=r"holds a state this model does not fit \(params/probe/params/Dense_2/"
                                               r"\w+ is in the model but not saved\)"):

@@ -216,8 +216,10 @@ def _outcome(status: int | None) -> str:
     if status is None:
         return "timeout"
     code = os.waitstatus_to_exitcode(status)
-    # 1: a test failed; 2: collection failed (the mutant breaks the import); others: our problem
-    return {0: "survived", 1: "killed", 2: "killed"}.get(code, f"error{code}")
+    # 1: a test failed; 2: collection failed (the mutant breaks the import); 4: conftest.py could not be
+    # loaded (a mutant that breaks an import conftest makes; the unmutated run had the same arguments);
+    # others: our problem
+    return {0: "survived", 1: "killed", 2: "killed", 4: "killed"}.get(code, f"error{code}")
 
 
 def _run_one(work: Path, tests: list[str], timeout: float, trace: str = "") -> tuple[str, float]:
@@ -242,10 +244,11 @@ def run(modules: list[str], timeout_factor: float, jobs: int, retest: bool) -> N
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # so `finally` ends the children
     signal.signal(signal.SIGINT, signal.default_int_handler)
     done, works = _load_results(), [_scratch(n) for n in range(jobs)]
-    if retest:  # the tests changed: run the survivors (and timeouts, maybe just a busy machine) again
+    if retest:  # the tests changed: run the survivors (and timeouts, maybe just a busy machine, and errors) again
         explained = {e["key"] for e in tomllib.loads(UNOBSERVABLE.read_text()).get("mutant", [])}
         done = {k: r for k, r in done.items()
-                if r["outcome"] not in ("survived", "timeout") or r["key"] in explained}
+                if r["outcome"] not in ("survived", "timeout") and not r["outcome"].startswith("error")
+                or r["key"] in explained}
     try:
         for module in modules:
             _run_module(module, works, done, timeout_factor)
