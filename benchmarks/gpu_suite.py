@@ -73,7 +73,8 @@ def plain_table(header: list[str], rows: list[list[str | None]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="small settings for a CPU: " + json.dumps(TINY) + ", the 50-member sweep as 2 latent sizes x 25 seeds")
+    parser.add_argument("--tiny", action="store_true", help="small settings for a CPU: " + json.dumps(TINY)
+                        + ", the 50-member sweep as 2 latent sizes x 25 seeds")
     parser.add_argument("--train_limit", type=int, help="the first N training digits (0 = all 60,000)")
     parser.add_argument("--test_limit", type=int, help="the first N test digits (0 = all 10,000)")
     parser.add_argument("--job_epochs", type=int, help="the default job's epochs (default: the experiment's, 5)")
