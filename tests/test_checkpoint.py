@@ -317,8 +317,8 @@ def test_a_run_keeps_its_best_checkpoint_and_analyze_can_take_it(tmp_path):
 
 def test_a_checkpoint_of_another_shape_is_refused_in_one_line_and_stays_where_it_is(tmp_path):
     """A latent-8 checkpoint restored into a latent-4 model (what a change of the model's code between
-    versions looks like) is not damage: one line naming the leaf and both shapes, nothing set aside.
-    Damage next to it (a state folder removed) is still set aside."""
+    versions looks like) is not damage: one line naming the leaf and both shapes, nothing set aside (damage
+    still is: test_faults.py). So is a model with a leaf more or less, and a chosen epoch."""
     config = tiny()
     ckpt = Checkpointer(tmp_path / "c", keep=3)
     ckpt.save(1, init_state(build.learner(config), 0), config)

@@ -72,8 +72,8 @@ def test_report_in_chromium(run_dir, tmp_path):  # noqa: F811
         three_d = page.evaluate("""(() => { const d = document.querySelector('.map3d');  // drawn by the 3-D bundle
                                    return [d._fullData[0].type, d._fullData.reduce((n, t) => n + t.x.length, 0)]; })()""")
         assert three_d == ["scatter3d", 512]
-        # every 2-D figure drawn in plotly_white, which the page sets once (the figures' JSON carries no template):
-        # its white plot area, against plotly's default light blue (#E5ECF6)
+        # every 2-D figure drawn in plotly_white, which the page sets once (the figures' JSON carries plotly's empty
+        # template): its "white" plot area, where the empty template gives "#fff" and plotly's default "#E5ECF6"
         looks = page.evaluate("[...document.querySelectorAll('.plot:not([data-lib=\"3d\"])')].map(d => d._fullLayout.plot_bgcolor)")
         assert looks and set(looks) == {"white"}
         before = page.evaluate("""() => [document.querySelector('img.recon').src,
