@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 COLOURS = qualitative.D3  # ten distinct colours, one per class
 CURVES = (("reconstruction MSE", "recon_mse"), ("probe accuracy", "probe_accuracy"), ("probe loss", "probe_loss"))
 LAYOUT = dict(margin=dict(l=50, r=10, t=40, b=40), hovermode="closest")
+MAX_HISTOGRAMS = 16
 # The look (plotly_white) is set once per page by its glue (`page.template_json`), not in every figure:
 # plotly deep-copies and validates a template into each figure it builds (20-50 ms per figure here, most
 # of a sweep report's time) and its JSON is 6.5 kB per figure. "none" is plotly's empty template.
@@ -29,7 +30,6 @@ def _figure(data: Any = None) -> go.Figure:
 
 def _subplots(rows: int, cols: int, titles: Sequence[str]) -> go.Figure:
     return make_subplots(rows=rows, cols=cols, subplot_titles=list(titles), figure=_figure())
-MAX_HISTOGRAMS = 16
 
 
 def _series(records: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

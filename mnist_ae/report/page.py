@@ -53,6 +53,7 @@ const libs={};
 function lib(name){return libs[name]??=unpack('plotly-'+name).then(()=>name==='3d'?Plotly3d:Plotly);}
 function libOf(div){return lib(div.dataset.lib||'2d');}
 const drawn=new Map();
+const TEMPLATE=JSON.parse(document.getElementById('plotly-template').textContent);  // every figure's look
 function draw(div){
   if(!drawn.has(div)){
     const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
@@ -64,7 +65,6 @@ function draw(div){
   }
   return drawn.get(div);
 }
-const TEMPLATE=JSON.parse(document.getElementById('plotly-template').textContent);
 function drawAll(){return Promise.all([...document.querySelectorAll('.plot')].map(draw));}
 function showThumb(ev,div){
   const t=document.getElementById('hover-thumb'),p=ev.points[0],row=p.customdata&&p.customdata[0];

@@ -83,12 +83,13 @@ def sweep_members(workdir: Path, records: list[dict[str, Any]],
     sweep's, read once for all members."""
     names = member_names(workdir) or sorted({r["member"] for r in records if "member" in r})
     sweep_codes = codes_over_time(workdir)
-    in_memory = in_memory or {}
 
     def member(i: int, name: str) -> RunData | None:
-        if name not in in_memory and not (workdir / "members" / name / "checkpoints").is_dir():
-            return None
-        trained = in_memory[name] if name in in_memory else load_trained(workdir / "members" / name)
+        trained = (in_memory or {}).get(name)
+        if trained is None:
+            if not (workdir / "members" / name / "checkpoints").is_dir():
+                return None
+            trained = load_trained(workdir / "members" / name)
         return run_data(trained, name, forming=member_slice(sweep_codes, i, trained.config.latent_dim))
 
     return [(name, member(i, name)) for i, name in enumerate(names)]
