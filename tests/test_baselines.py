@@ -72,3 +72,38 @@ def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them
     changed[0, 14, 14] ^= 0xFF
     run(changed)
     assert calls[3:] == [(300, 16), (300, 784)]
+
+
+def test_the_raw_pixel_cache_key_holds_the_labels_and_every_setting(cache, monkeypatch):
+    """A changed label, seed, map backend or map on/off each computes (and caches) anew; the same call reads
+    the cache. The map is a 2-D map of the pixels' PCA to RAW_PCA_DIMS on the trustworthiness subsample
+    (here every point: 300 < TRUST_POINTS); its recipe is spied on, and it returns a cheap stand-in."""
+    from mnist_ae.analysis import raw_baseline
+
+    ds = load_dataset("mnist")
+    images, labels = ds.test_images[:300], ds.test_labels[:300].astype(np.int64)
+    maps = []
+
+    def spy_tsne(x_nk, dims, **kwargs):
+        maps.append((x_nk.shape, dims, kwargs["backend"]))
+        return np.asarray(x_nk[:, :dims], np.float32)
+
+    monkeypatch.setattr(raw_baseline, "tsne", spy_tsne)
+    computed = []
+    real = raw_baseline.quality_numbers
+    monkeypatch.setattr(raw_baseline, "quality_numbers", lambda *a, **k: computed.append(1) or real(*a, **k))
+    run = lambda lbl=labels, seed=0, with_tsne=False, backend="auto": raw_baseline.raw_quality(  # noqa: E731
+        images, lbl, tsne_backend=backend, seed=seed, with_tsne=with_tsne, threads=1)
+
+    plain = run()
+    assert run() == plain and len(computed) == 1  # read back
+    relabelled = labels.copy()
+    relabelled[0] = (relabelled[0] + 1) % 10
+    run(lbl=relabelled)
+    run(seed=1)
+    mapped = run(with_tsne=True)
+    run(with_tsne=True, backend="exact")
+    assert len(computed) == 5 and len(list(cache.glob("raw_quality_*.json"))) == 5
+    assert maps == [((300, raw_baseline.RAW_PCA_DIMS), 2, "auto"), ((300, raw_baseline.RAW_PCA_DIMS), 2, "exact")]
+    assert "trustworthiness" in mapped and "trustworthiness" not in plain
+    assert run(with_tsne=True) == mapped and len(computed) == 5

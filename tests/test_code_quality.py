@@ -56,3 +56,29 @@ def test_device_numbers_equal_scikit_learns_for_each_member(scored):
         assert member["dead_dims"] <= codes_nl.shape[1]  # counted over the member's own units, not the padding
     assert "probe_accuracy" not in numbers[0] and numbers[1]["probe_accuracy"] == 0.5
     assert numbers[0]["knn5_accuracy"] != numbers[1]["knn5_accuracy"]  # the members really differ
+
+
+def test_numbers_do_not_move_when_every_code_is_shifted_far_from_the_origin(scored):
+    """Codes need not be centred (a ReLU code is all positive). Distances come from |a|^2 + |b|^2 - 2ab,
+    which float32 only keeps exact on centred data: shifted by 1,000 in every unit, the numbers must stay
+    scikit-learn's on the unshifted codes."""
+    own, labels, _, _, _ = scored
+    codes_nl = own[0]
+    shifted = quality.member_quality((codes_nl + 1000.0)[None], labels, maps_mn2=None, probe_accuracies=[None],
+                                     seed=3)[0]
+    train, test = quality._split(labels, 3)
+    knn = KNeighborsClassifier(5).fit(codes_nl[train], labels[train]).score(codes_nl[test], labels[test])
+    assert shifted["knn5_accuracy"] == pytest.approx(knn, abs=1e-6)
+    assert shifted["silhouette"] == pytest.approx(silhouette_score(codes_nl, labels), abs=1e-3)
+
+
+def test_silhouettes_of_a_digit_alone_in_its_class_and_of_a_pair_are_scikit_learns(scored):
+    """scikit-learn's convention (Rousseeuw's): a point with no other point of its label scores 0; a
+    point of a pair has its partner as its whole own class."""
+    own, labels, _, _, _ = scored
+    keep = np.flatnonzero(labels > 1)
+    keep = np.sort(np.concatenate([keep, np.flatnonzero(labels == 0)[:1], np.flatnonzero(labels == 1)[:2]]))
+    codes_nl, few = own[0][keep], labels[keep]
+    assert np.sum(few == 0) == 1 and np.sum(few == 1) == 2
+    silhouette = quality.member_quality(codes_nl[None], few, maps_mn2=None, probe_accuracies=[None])[0]["silhouette"]
+    assert silhouette == pytest.approx(silhouette_score(codes_nl, few), abs=1e-5)

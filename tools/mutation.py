@@ -67,6 +67,10 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/core/pca.py": _QUICK_ANALYSIS,
     "mnist_ae/analysis/quality.py": _QUICK_ANALYSIS,
     "mnist_ae/parallel.py": ["tests/test_parallel.py"],
+    "mnist_ae/core/code_quality.py": ["tests/test_code_quality.py", *_QUICK_ANALYSIS],
+    "mnist_ae/analysis/raw_baseline.py": ["tests/test_baselines.py"],
+    "mnist_ae/analysis/embed.py": ["tests/test_analysis.py", "tests/test_tsne.py"],
+    "mnist_ae/analysis/members.py": ["tests/test_sweep.py"],
     "mnist_ae/core/tsne.py": ["tests/test_tsne.py",
                               "tests/test_analysis.py::test_the_exact_and_opentsne_maps_are_as_faithful_as_sklearns"],
 }
