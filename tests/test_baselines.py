@@ -76,7 +76,7 @@ def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them
 
 def test_the_raw_pixel_cache_key_holds_the_labels_and_every_setting(cache, monkeypatch):
     """A changed label, seed, map backend or map on/off each computes (and caches) anew; the same call reads
-    the cache. The map is a 2-D map of the pixels' PCA to RAW_PCA_DIMS on the trustworthiness subsample
+    the cache. The map is a 2-D map of the pixels' PCA to 50 dims on the trustworthiness subsample
     (here every point: 300 < TRUST_POINTS); its recipe is spied on, and it returns a cheap stand-in."""
     from mnist_ae.analysis import raw_baseline
 
@@ -104,6 +104,6 @@ def test_the_raw_pixel_cache_key_holds_the_labels_and_every_setting(cache, monke
     mapped = run(with_tsne=True)
     run(with_tsne=True, backend="exact")
     assert len(computed) == 5 and len(list(cache.glob("raw_quality_*.json"))) == 5
-    assert maps == [((300, raw_baseline.RAW_PCA_DIMS), 2, "auto"), ((300, raw_baseline.RAW_PCA_DIMS), 2, "exact")]
+    assert maps == [((300, 50), 2, "auto"), ((300, 50), 2, "exact")]  # PCA to 50 dims: the documented recipe
     assert "trustworthiness" in mapped and "trustworthiness" not in plain
     assert run(with_tsne=True) == mapped and len(computed) == 5

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import chex
 import jax
@@ -260,6 +262,14 @@ def test_every_member_is_analysed_in_the_sweep_table(finished):
         assert [cell.strip() for cell in row.strip("|").split("|")][-4:] == [
             f"{np.mean([f[k] for f in seeds]):.4f} +- {np.std([f[k] for f in seeds]):.4f}" for k in keys]
     assert (workdir / "analysis" / "member_maps.png").stat().st_size > 0
+    record = json.loads((workdir / "analysis" / "members.json").read_text())
+    assert record["members"] == {m.name: {k.removeprefix("analysis/"): v for k, v in f.items() if k.startswith("analysis/")}
+                                 for m, f in zip(build.members(config), finals)}
+    half_the_cpus = max(1, len(os.sched_getaffinity(0)) // 2)  # the documented thread policy
+    assert record["settings"] == {"n_points": 300, "map_points": 300, "tsne_backend": "exact", "seed": config.seed,
+                                  "threads": half_the_cpus}
+    times = record["timings_s"]
+    assert 0 < times["tsne_2d"] and 0 < times["quality"] and times["tsne_2d"] + times["quality"] <= times["total"] < 600
 
 
 def test_a_diverging_member_is_frozen_while_the_others_train_on_untouched(slice_):
@@ -285,3 +295,16 @@ def test_a_diverging_member_is_frozen_while_the_others_train_on_untouched(slice_
     chex.assert_trees_all_equal(others(after.params), others(healthy.params))
     chex.assert_trees_all_equal(others(after.opt_states), others(healthy.opt_states))
     chex.assert_trees_all_equal(others(m), others(healthy_m))
+
+
+def test_members_json_is_written_when_every_member_diverged(tmp_path):
+    """No member healthy: no map and no figure (whose save would make the folder), yet members.json, with
+    empty numbers, in a folder made for it or one that is already there."""
+    from mnist_ae.analysis.members import analyze_members
+
+    codes = np.full((2, 30, 3), np.nan, np.float32)
+    for outdir in (tmp_path / "new" / "analysis", tmp_path):
+        numbers = analyze_members(codes, np.arange(30) % 10, [3, 2], ["a", "b"], [str(d) for d in range(10)], outdir)
+        assert numbers == [{}, {}]
+        assert json.loads((outdir / "members.json").read_text())["members"] == {"a": {}, "b": {}}
+        assert not (outdir / "member_maps.png").exists()
