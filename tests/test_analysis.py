@@ -428,6 +428,8 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["confused_pairs"][0] == ["4", "9", 6]
     assert metrics["settings"]["tsne_3d_points"] == 200
+    times = metrics["timings_s"]  # the 2-D map of 400 codes ran beside the other stages, timed on its own
+    assert 0 < times["tsne_2d"] < times["total"]
     # The codes and the raw pixels each scored on their own inputs, with the caller's seed.
     assert metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, seed=2), abs=1e-6)
     assert metrics["raw_pixels"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(pixels(images), labels, seed=2), abs=1e-6)

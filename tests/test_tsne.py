@@ -137,8 +137,8 @@ def test_a_sweeps_maps_in_one_call_map_each_members_own_units(codes):
     for m, width in enumerate((3, 20)):
         alone = embed.tsne(codes[:200, :width], 2, seed=0)
         assert abs(neighbour_overlap(codes[:200, :width], maps[m]) - neighbour_overlap(codes[:200, :width], alone)) < 0.05
-    assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS) == "exact"
-    assert embed.resolved_backend("auto", embed.EXACT_MAX_POINTS + 1) == "opentsne"
+    assert embed.resolved_backend("auto", 3000) == "exact"  # the documented boundary: exact up to 3,000 points
+    assert embed.resolved_backend("auto", 3001) == "opentsne"
 
 
 def test_the_exaggeration_phase_lasts_the_asked_iterations(codes):

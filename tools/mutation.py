@@ -69,7 +69,7 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/parallel.py": ["tests/test_parallel.py"],
     "mnist_ae/core/code_quality.py": ["tests/test_code_quality.py", *_QUICK_ANALYSIS],
     "mnist_ae/analysis/raw_baseline.py": ["tests/test_baselines.py"],
-    "mnist_ae/analysis/embed.py": ["tests/test_analysis.py", "tests/test_tsne.py"],
+    "mnist_ae/analysis/embed.py": ["tests/test_embed.py", "tests/test_analysis.py", "tests/test_tsne.py"],
     "mnist_ae/analysis/members.py": ["tests/test_sweep.py"],
     "mnist_ae/core/tsne.py": ["tests/test_tsne.py",
                               "tests/test_analysis.py::test_the_exact_and_opentsne_maps_are_as_faithful_as_sklearns"],
@@ -222,7 +222,10 @@ def _outcome(status: int | None) -> str:
     code = os.waitstatus_to_exitcode(status)
     # 1: a test failed; 2: collection failed (the mutant breaks the import); 4: conftest.py could not be
     # loaded (a mutant that breaks an import conftest makes; the unmutated run had the same arguments);
+    # below 0: the test process died of a signal (a mutant that makes native code crash: the suite fails);
     # others: our problem
+    if code < 0:
+        return "killed"
     return {0: "survived", 1: "killed", 2: "killed", 4: "killed"}.get(code, f"error{code}")
 
 
