@@ -111,6 +111,13 @@ class SweepSetup:
         return jax.tree.map(lambda *leaves: jnp.concatenate(leaves)[where], *parts)
 
 
+def member_run(config: ml_collections.ConfigDict, member: Member, wide_state: Any) -> tuple[
+        ml_collections.ConfigDict, TrainState]:
+    """One sweep member as a standalone run: its single-run config and its state sliced to its width."""
+    single = member_config(config, member)
+    return single, sweep.slice_to(wide_state, jax.eval_shape(lambda: initial_state(single)))
+
+
 def sweep_setup(config: ml_collections.ConfigDict) -> SweepSetup:
     sweep_members = members(config)
     width = max(m.latent_dim for m in sweep_members)

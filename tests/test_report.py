@@ -266,10 +266,15 @@ def test_compare_needs_two_runs(run_dir):
 
 
 @pytest.mark.slow
-def test_a_sweep_report_has_one_section_per_member(tmp_path):
-    from mnist_ae import tasks
+def test_a_sweep_report_has_one_section_per_member(tmp_path, monkeypatch):
+    from mnist_ae import build, tasks
 
+    sliced = []  # each member is sliced once for the export and the report together
+    real = build.member_run
+    monkeypatch.setattr(build, "member_run", lambda config, member, state: sliced.append(member.name)
+                        or real(config, member, state))
     tasks.train_sweep(tiny_sweep(report_at_end=True), tmp_path, "none", quiet=True)
+    assert sorted(sliced) == sorted(m.name for m in build.members(tiny_sweep()))
     codes = np.load(tmp_path / "codes" / "step_0000000.npz")
     chex.assert_shape(codes["codes"], (4, 128, 5))  # members, report_codes, widest code
     parsed = Parsed((tmp_path / "report.html").read_text())

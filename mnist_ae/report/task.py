@@ -124,21 +124,18 @@ def sweep_html(workdir: Path, in_memory: dict[str, Any] | None = None) -> str:
 
 def end_of_run(run: Any, state: Any) -> None:
     """The hook: report.html from the in-memory state, not from the checkpoints (a single run's last one
-    may still be committing; a sweep's members restored from their exports took 0.3 s each).
+    may still be committing; a sweep's members restored from their exports took 0.3 s each): a sweep's
+    members are the slices the export hook made (`Run.member_runs`)).
     Without plotly: one warning."""
     from mnist_ae import build  # noqa: PLC0415
     from mnist_ae.api import TrainedRun  # noqa: PLC0415
-    from mnist_ae.run.sweep_outputs import member_run  # noqa: PLC0415
-
-    def member(i: int, m: build.Member) -> TrainedRun:
-        config, member_state = member_run(run.config, m, run.program.member(state, i))
-        return TrainedRun(run.workdir / "members" / m.name, config, int(member_state.epoch), member_state,
-                          build.learner(config))
 
     try:
         require_plotly()
         if run.program.stacked:
-            text = sweep_html(run.workdir, {m.name: member(i, m) for i, m in enumerate(build.members(run.config))})
+            text = sweep_html(run.workdir, {
+                m.name: TrainedRun(run.workdir / "members" / m.name, single, int(s.epoch), s, build.learner(single))
+                for m, (single, s) in zip(build.members(run.config), run.member_runs(state))})
         else:
             trained = TrainedRun(run.workdir, run.config, int(state.epoch), state, run.program.learner)
             text = run_html(run_data(trained))

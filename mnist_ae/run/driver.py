@@ -19,6 +19,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from mnist_ae import build
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.monitoring import scalars
 from mnist_ae.core.state import TrainState
@@ -64,6 +65,7 @@ class Run:
     finals: list[dict[str, float]] = dataclasses.field(default_factory=list)
     _eval: tuple[int, list[dict[str, np.ndarray]]] | None = None
     _codes: tuple[int, np.ndarray] | None = None
+    _member_runs: tuple[int, list[tuple[ml_collections.ConfigDict, TrainState]]] | None = None
 
     def metrics(self, state: TrainState) -> list[dict[str, np.ndarray]]:
         """Whole-test-set metrics per member at this state (computed once per step)."""
@@ -83,6 +85,15 @@ class Run:
         if self._codes is None or self._codes[0] != step:
             self._codes = step, self.program.test_codes(state, self.data)
         return self._codes[1]
+
+    def member_runs(self, state: TrainState) -> list[tuple[ml_collections.ConfigDict, TrainState]]:
+        """A sweep's members as standalone runs at this state (`build.member_run`: config, state sliced to
+        its width), sliced once per step for the hooks that export and report them."""
+        step = self.program.step(state)
+        if self._member_runs is None or self._member_runs[0] != step:
+            self._member_runs = step, [build.member_run(self.config, member, self.program.member(state, i))
+                                       for i, member in enumerate(build.members(self.config))]
+        return self._member_runs[1]
 
     def freeze_diverged(self, rounds: Sequence[dict[str, np.ndarray]], where: str) -> None:
         """Sweeps: a member whose train metrics stopped being finite was frozen on the device; name it

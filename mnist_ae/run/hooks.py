@@ -211,9 +211,8 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             final.update({f"analysis/{k}": float(v) for k, v in member_numbers.items()})
 
     def outputs(run: Run, state: TrainState) -> None:
-        for i, member in enumerate(members):
-            sweep_outputs.export_member(config, member, run.program.member(state, i),
-                                        run.workdir / "members" / member.name)
+        for member, (single, member_state) in zip(members, run.member_runs(state)):
+            sweep_outputs.export_member(single, member_state, run.workdir / "members" / member.name)
         recon = run.program.reconstructions(state, jnp.asarray(run.data.grid_x))
         if parallel.is_main_process():  # files written directly, not through the writers
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")

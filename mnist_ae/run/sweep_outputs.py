@@ -6,7 +6,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
@@ -15,23 +14,16 @@ from mnist_ae.baselines import PCA_KEY
 from mnist_ae.analysis import digit_figures
 from mnist_ae.analysis import figures as plots
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.core import losses, sweep
+from mnist_ae.core import losses
 
 
-def member_run(config: ml_collections.ConfigDict, member: build.Member, wide_state: Any) -> tuple[
-        ml_collections.ConfigDict, Any]:
-    """One member as a standalone run: its single-run config and its state sliced to its width."""
-    single = build.member_config(config, member)
-    return single, sweep.slice_to(wide_state, jax.eval_shape(lambda: build.initial_state(single)))
-
-
-def export_member(config: ml_collections.ConfigDict, member: build.Member, wide_state: Any, member_dir: Path) -> Path:
-    """Save one member, sliced to its width, as a standalone reconstruction checkpoint.
+def export_member(single: ml_collections.ConfigDict, state: Any, member_dir: Path) -> Path:
+    """Save one member (its single-run config and its state sliced to its width: `build.member_run`) as a
+    standalone reconstruction checkpoint.
 
     `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
     """
-    single, state = member_run(config, member, wide_state)
-    ckpt = Checkpointer(member_dir / "checkpoints", config.keep_checkpoints)
+    ckpt = Checkpointer(member_dir / "checkpoints", single.keep_checkpoints)
     try:
         if ckpt.latest_epoch() != int(state.epoch):  # a rerun of a finished sweep exported it already
             ckpt.save(int(state.epoch), state, single)
