@@ -107,18 +107,20 @@ def test_latent_masks_are_the_first_latent_dim_units():
     np.testing.assert_array_equal(setup.masks_ml, [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
 
 
-# Sweep member vs its single run: equal up to float reduction order, not bit for bit. XLA:CPU sums
-# in another order in the vmapped program (batched dots over members) and at the widest latent size
-# (a 5-wide dot with zeros for a 2-wide one), so after one round parameters differ by ~1 ulp (1.5e-8
-# measured). Training then amplifies that: Adam's m / sqrt(v) moves an element with a near-zero
-# gradient by ~lr whatever its rounding, so an elementwise atol fails on a few elements (one of
-# 50,176 was 1.3e-5 off, over atol=1e-5 + rtol=1e-4) while each leaf as a whole stays close. Hence
-# per leaf ||member - single|| / ||single|| <= REL_L2: measured <= 1.2e-6 after 64 rounds for a
-# full-width member. A latent-2 member's bottleneck amplifies the ulps exponentially (1.4e-7 after
-# 8 rounds, 6e-4 after 32, 5e-3 after 64), so it is compared after 8 rounds. What must fail is
-# orders of magnitude above: a learning rate 1% off gives 8e-2 (full width, 64 rounds) and 0.58
-# (latent 2), a mask one unit short trains another model altogether.
-REL_L2 = 1e-4
+# Sweep member vs its single run, compared in float64 (both programs traced under
+# `jax.enable_x64` from the same float64-cast initial states). The two are the same function of
+# the data but not the same program: XLA sums in another order in the vmapped one (batched dots
+# over members) and at the widest latent size (a 5-wide dot with zeros for a 2-wide one). In
+# float32 that reordering costs ~1 ulp per round, and training can amplify it without bound: Adam's
+# m / sqrt(v) turns a rounding-sized gradient into a learning-rate-sized step, and a latent-2
+# bottleneck or a ReLU at its kink turns it into another trajectory. How far it grows depends on
+# the data order, the resolved XLA version and the compiler flags (one clean machine measured 1e-7
+# for one slice and 2e-2 for the next), so no float32 tolerance holds on every machine. In float64
+# the same reordering is ~1e-16 per operation (these four tests measured 3e-16 to 1e-14), and even
+# amplified a million-fold it stays below REL_L2, while what must fail is far above it: the
+# autoencoder's learning rate 1% off moves a leaf by 0.04 to 0.5 in these tests, a mask one unit
+# short trains another model altogether.
+REL_L2 = 1e-7
 
 
 def _assert_leaves_close(member, single, rel_l2: float = REL_L2) -> None:
@@ -130,32 +132,45 @@ def _assert_leaves_close(member, single, rel_l2: float = REL_L2) -> None:
     assert rel[worst] <= rel_l2, f"{worst}: relative L2 difference {rel[worst]:.3g} > {rel_l2:g}"
 
 
+def _floats_as(tree, dtype):
+    """Every floating leaf as `dtype`, but the optimizer's hyperparameters: optax's schedules return
+    float32 whatever the mode, and scan wants the carry's types kept (keys, counters and steps keep
+    their integer types too)."""
+    def cast(path, a):
+        floating = jnp.issubdtype(a.dtype, jnp.floating) and "hyperparams" not in jax.tree_util.keystr(path)
+        return a.astype(dtype) if floating else a
+
+    return jax.tree_util.tree_map_with_path(cast, tree)
+
+
 def _sweep_and_single(config, slice_, i: int):
     """Two epochs of the whole sweep (compiled once, with the program's masks) and of member i's
-    single run, same data order."""
-    setup = build.sweep_setup(config)
+    single run, same data order, both in float64 (see REL_L2); returns the sweep's states in float32."""
+    with jax.enable_x64(True):
+        setup = build.sweep_setup(config)
 
-    @jax.jit
-    @chex.assert_max_traces(n=1)
-    def epoch(states):
-        return sweep.sweep_epoch(setup.learner, states, *slice_, setup.masks_ml, config.batch_size)
+        @jax.jit
+        @chex.assert_max_traces(n=1)
+        def epoch(states):
+            return sweep.sweep_epoch(setup.learner, states, *slice_, setup.masks_ml, config.batch_size)
 
-    states = jax.jit(lambda: setup.initial_states(config))()
-    for _ in range(2):
-        states, per_round = epoch(states)
-    chex.assert_shape(per_round["train/recon_mse"], (len(setup.members), slice_[0].shape[0] // config.batch_size))
-    member = setup.members[i]
-    single_task = build.learner(build.member_config(config, member))
-    single = init_state(single_task, member.seed)
-    single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size))
-    for _ in range(2):
-        single, single_rounds = single_epoch(single, *slice_)
-    trained = sweep.slice_to(sweep.unstack(states, i), single)
-    assert (int(trained.step), int(trained.epoch)) == (int(single.step), int(single.epoch))
-    _assert_leaves_close(trained.params, single.params)
-    _assert_leaves_close(trained.opt_states, single.opt_states)
-    chex.assert_trees_all_close(per_round["train/recon_mse"][i], single_rounds["train/recon_mse"], rtol=1e-4)
-    return states
+        states = _floats_as(jax.jit(lambda: setup.initial_states(config))(), jnp.float64)
+        for _ in range(2):
+            states, per_round = epoch(states)
+        chex.assert_shape(per_round["train/recon_mse"], (len(setup.members), slice_[0].shape[0] // config.batch_size))
+        member = setup.members[i]
+        single_task = build.learner(build.member_config(config, member))
+        single = _floats_as(init_state(single_task, member.seed), jnp.float64)
+        single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size))
+        for _ in range(2):
+            single, single_rounds = single_epoch(single, *slice_)
+        trained = sweep.slice_to(sweep.unstack(states, i), single)
+        assert {a.dtype for a in jax.tree.leaves(trained.params)} == {jnp.dtype(jnp.float64)}  # really compared in float64
+        assert (int(trained.step), int(trained.epoch)) == (int(single.step), int(single.epoch))
+        _assert_leaves_close(trained.params, single.params)
+        _assert_leaves_close(trained.opt_states, single.opt_states)
+        chex.assert_trees_all_close(per_round["train/recon_mse"][i], single_rounds["train/recon_mse"], rtol=1e-9)
+        return _floats_as(states, jnp.float32)
 
 
 def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
@@ -234,6 +249,22 @@ def test_exported_member_is_a_standalone_reconstruction_run(finished):
     ds = load_dataset("mnist")
     metrics = evaluate(single_task, state.params, jnp.asarray(ds.test_images[:300]), jnp.asarray(ds.test_labels[:300]))
     assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
+
+
+def test_each_members_pca_baseline_has_its_own_code_size(finished):
+    """PCA beside each member at the member's latent size, not the config's `latent_dim` (8 here):
+    a latent-2 member compared with PCA-8 would flatter PCA in the table, the summary and the report."""
+    from mnist_ae import baselines
+    from mnist_ae.data import load_dataset
+
+    config, _, finals = finished
+    ds = load_dataset("mnist")
+    train, test = ds.train_images[: config.train_limit], ds.test_images[: config.test_limit]
+    sizes = [m.latent_dim for m in build.members(config)]
+    assert sorted(set(sizes)) == [2, 5] and config.latent_dim not in sizes
+    expected = [baselines.pca_test_mse(train, test, size) for size in sizes]
+    assert [f[baselines.PCA_KEY] for f in finals] == pytest.approx(expected, rel=1e-6)
+    assert expected[sizes.index(5)] < expected[sizes.index(2)]  # more components, less error: the sizes differ
 
 
 def test_every_member_is_analysed_in_the_sweep_table(finished):
