@@ -470,6 +470,7 @@ def test_figures_cap_wide_codes_and_line_plot(tmp_path):
     assert_png(figures.line_plot([2, 8, 32], series, "latent size", "accuracy", path, logx=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("latent", [1, 2])
 def test_run_analysis_handles_codes_narrower_than_the_projections(tmp_path, digits, latent):
     """Latent 1 and 2 (the seed tutorial's smallest sweep member): t-SNE starts at random instead

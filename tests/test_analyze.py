@@ -57,6 +57,7 @@ def analysed(tmp_path_factory):
     return workdir, trained, state, metrics, out.getvalue()
 
 
+@pytest.mark.slow
 def test_a_subset_analysis_names_its_subset_and_keeps_the_full_one(analysed):
     """Issue 12's rule with all codes as the default: analysing 150 of the 300 codes afterwards writes
     analysis_subsample150/ and leaves the 300-code analysis/ as it was. (Mapped by scikit-learn, whose

@@ -45,6 +45,7 @@ def test_an_earlier_epoch_loads_on_request_and_a_missing_one_is_one_line(trained
         api.load(workdir, epoch=7)
 
 
+@pytest.mark.slow
 def test_an_exported_sweep_member_loads_as_a_run(tmp_path):
     tasks.train_sweep(tiny_sweep(epochs=1), tmp_path, "none", quiet=True)
     member = api.load(tmp_path / "members" / "latent2_seed1_lr0.01")

@@ -94,6 +94,7 @@ def test_a_bad_config_value_is_refused_before_jax_loads(arg):
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_process_whose_coordinator_never_comes_says_so_in_one_line(tmp_path):
     from helpers import free_port
 

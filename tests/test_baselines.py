@@ -52,6 +52,7 @@ def test_pca_at_30_units_is_the_published_13_87(cache):
     assert baselines.pca_test_mse(ds.train_images, ds.test_images, 64) == pytest.approx(0.0362, abs=5e-5)
 
 
+@pytest.mark.slow
 def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them(cache, monkeypatch, tmp_path):
     from mnist_ae.analysis import pipeline, raw_baseline
 

@@ -186,6 +186,7 @@ def test_resume_continues_the_step_count_and_gives_the_same_parameters(tmp_path)
     assert resumed["test/recon_mse"] == pytest.approx(straight["test/recon_mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_warns_and_reports_the_same_numbers(tmp_path, capsys):
     first = tasks.train_and_evaluate(tiny(epochs=1), tmp_path, log_framework="none", quiet=True)
     capsys.readouterr()

@@ -41,6 +41,7 @@ def test_launch_writes_metrics_and_checkpoints(tmp_path):
     assert len(list((tmp_path / "reconstructions").glob("step_*.png"))) == 3
 
 
+@pytest.mark.slow
 def test_a_diverged_run_is_one_line_with_status_1(tmp_path):
     """The errors raised after the heavy imports are told from a crash by their classes, which the CLI
     looks up only among the modules already imported (so a refusal before them imports no JAX)."""
@@ -49,6 +50,7 @@ def test_a_diverged_run_is_one_line_with_status_1(tmp_path):
     _assert_one_error_line(result, "diverged")  # TrainingDiverged, raised where JAX runs
 
 
+@pytest.mark.slow
 def test_a_diverging_sweep_member_is_frozen_and_named_the_others_finish_and_the_sweep_ends_in_one_line(tmp_path):
     """Member lr 1e30 diverges in its first epoch: one warning naming it while the others train on, its
     checkpointed state frozen at its last finite values, its row in the table, and at the end one error
@@ -114,6 +116,7 @@ def test_bad_input_fails_with_one_line_and_no_traceback(tmp_path, args, message)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_summary_and_it_matches_metrics_jsonl(tmp_path):
     result = launch("--workdir", str(tmp_path), "--log_framework", "none", "--quiet", *TINY)
     assert result.returncode == 0, result.stderr

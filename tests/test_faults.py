@@ -92,6 +92,7 @@ def test_records_a_restored_run_would_write_again_are_dropped_and_a_torn_line_re
     assert path.read_text() == ""
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight, two_epochs):
     tmp_path = _copy(two_epochs, tmp_path)
     shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
@@ -131,7 +132,8 @@ def _delete_config(step_dir: Path) -> None:
     shutil.rmtree(step_dir / "config")
 
 
-@pytest.mark.parametrize("damage", [_flip_a_byte, _truncate, _delete_state, _delete_config])
+@pytest.mark.parametrize("damage", [_flip_a_byte, *(pytest.param(d, marks=pytest.mark.slow)  # the quick tier: one kind
+                                                     for d in (_truncate, _delete_state, _delete_config))])
 def test_a_damaged_latest_checkpoint_is_set_aside_and_the_previous_one_used(tmp_path, capsys, damage, straight,
                                                                           two_epochs):
     tmp_path = _copy(two_epochs, tmp_path)

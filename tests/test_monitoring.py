@@ -292,6 +292,7 @@ def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
     assert [e.step for e in acc.Scalars("test/recon_mse")] == [0, 2 * rounds, 3 * rounds]  # evals: 2 and the end
 
 
+@pytest.mark.slow
 def test_histograms_projector_and_end_of_run_share_one_encoding_per_step(tmp_path, monkeypatch):
     from mnist_ae import tasks
     from mnist_ae.run.program import Program

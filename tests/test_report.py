@@ -123,6 +123,18 @@ def test_procrustes_undoes_a_hand_made_rotation_and_reflection():
     chex.assert_trees_all_close(onto(x_n2, x_n2), x_n2, atol=1e-10)
 
 
+def test_each_map_has_unit_rms_radius_whatever_the_codes_scale_and_constant_codes_stay_at_zero():
+    """Maps are compared by shape: codes of any spread (0.01 or 100) come out at RMS radius 1, and codes
+    that do not vary (an untrained or collapsed encoder) give an all-zero map, not NaNs."""
+    from mnist_ae.report.forming import pca_2d
+
+    codes_nl = np.random.default_rng(2).normal(size=(200, 4))
+    for scale in (0.01, 100.0):
+        map_n2 = pca_2d(scale * codes_nl)
+        assert np.sqrt(np.mean(np.sum(map_n2**2, axis=1))) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(pca_2d(np.ones((50, 4))), np.zeros((50, 2)))
+
+
 def test_maps_of_the_same_codes_in_another_basis_come_out_aligned():
     """Codes turned by a random orthogonal matrix have the same PCA map up to signs: aligned, it is the same map."""
     from mnist_ae.report.forming import aligned_maps

@@ -138,6 +138,7 @@ def test_loss_falls_and_probe_learns_on_real_slice(slice_):
     assert int(state.epoch) == 3 and int(state.step) == 3 * (2048 // 64)
 
 
+@pytest.mark.slow
 def test_conv_autoencoder_trains_on_real_slice(slice_):
     """The conv model through the same round and epoch: reconstruction improves, the probe moves.
 
@@ -268,6 +269,7 @@ def test_a_learner_is_immutable():
         task.ae_steps = 2
 
 
+@pytest.mark.slow
 def test_freeze_on_divergence_stops_a_member_at_its_first_non_finite_round(slice_):
     """An infinite AE learning rate: round 0's update gives infinite parameter norms, so it is not
     applied, the state stays as it was (step 0) and the later rounds' metrics are NaN (round 0's loss,

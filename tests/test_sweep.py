@@ -65,6 +65,7 @@ def test_each_members_initial_state_is_its_single_runs_padded():
         chex.assert_trees_all_equal(sweep.slice_to(sweep.unstack(states, i), single), single)
 
 
+@pytest.mark.slow
 def test_the_programs_start_each_run_and_sweep_member_from_its_seeds_init_state():
     """What runs really start from (run/program.py compiles the init on its own options, with the seed
     as its argument): a single run's state is bit for bit `init_state` of its Python seed, past 2**31
@@ -173,6 +174,7 @@ def _sweep_and_single(config, slice_, i: int):
         return _floats_as(states, jnp.float32)
 
 
+@pytest.mark.slow
 def test_member_trained_in_the_sweep_matches_the_single_run(slice_):
     _sweep_and_single(sweep_config(), slice_, i=2)  # latent 5 (the widest), seed 0: 64 rounds
 
@@ -197,6 +199,7 @@ def test_masked_member_matches_its_single_run_and_its_masked_units_stay_zero(sli
     chex.assert_trees_all_equal(z[:, :2], unmasked[:, :2])
 
 
+@pytest.mark.slow
 def test_members_with_a_learning_rate_schedule_match_their_single_runs(slice_):
     """Warmup + cosine under vmap: each member's peak is its own rate in the state, the schedule's
     shape is shared; member (latent 5, seed 0, lr 3e-3) against its single run."""
@@ -208,6 +211,7 @@ def test_members_with_a_learning_rate_schedule_match_their_single_runs(slice_):
     chex.assert_trees_all_close(hyper["lr_multiplier"], jnp.full(8, 0.5 * (1 + np.cos(np.pi * 55 / 56))), atol=1e-7)
 
 
+@pytest.mark.slow
 def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
     """Vmapped conv layers are batched matmuls here (conv_layers.py), not grouped convolutions."""
     config = sweep_config(model="conv", init="flax", latent_dims=(256,), learning_rates=(2e-3,))
@@ -233,6 +237,7 @@ def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path
     assert "| 2 |" in table and "| 5 |" in table
 
 
+@pytest.mark.slow
 def test_exported_member_is_a_standalone_reconstruction_run(finished):
     config, workdir, finals = finished
     member = build.members(config)[0]  # latent 2, seed 0
@@ -251,6 +256,7 @@ def test_exported_member_is_a_standalone_reconstruction_run(finished):
     assert float(metrics["test/recon_mse"]) == pytest.approx(finals[0]["test/recon_mse"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_each_members_pca_baseline_has_its_own_code_size(finished):
     """PCA beside each member at the member's latent size, not the config's `latent_dim` (8 here):
     a latent-2 member compared with PCA-8 would flatter PCA in the table, the summary and the report."""
@@ -267,6 +273,7 @@ def test_each_members_pca_baseline_has_its_own_code_size(finished):
     assert expected[sizes.index(5)] < expected[sizes.index(2)]  # more components, less error: the sizes differ
 
 
+@pytest.mark.slow
 def test_every_member_is_analysed_in_the_sweep_table(finished):
     """analyze_at_end in a sweep: each member's kNN, linear-probe, silhouette and trustworthiness numbers
     in its finals and in the results table, the kNN and silhouette equal to numpy's on the member's own

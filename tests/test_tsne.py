@@ -154,6 +154,7 @@ def test_the_exaggeration_phase_lasts_the_asked_iterations(codes):
     chex.assert_trees_all_equal(run(x, key, n_iter=12), whole)
 
 
+@pytest.mark.slow
 def test_a_map_in_the_background_is_the_map_drawn_here(codes):
     """`embed.background_map`: openTSNE's map in a child process (no GIL shared with the analysis) and
     the exact one in a thread equal `embed.tsne`'s, with the seconds each took."""
