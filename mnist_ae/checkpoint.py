@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnist_ae.config import FIELDS, ConfigError, resume_keys
+from mnist_ae.metrics import higher_is_better
 
 # A replicated array is written whole by its first replica. Orbax's default off GPU splits it over its
 # replicas instead, slicing every array on every device: on 8 CPU devices the first save compiled about
@@ -70,11 +71,6 @@ def _cause(error: BaseException) -> str:
 def _stderr_warning(message: str) -> None:
     sys.stderr.write(f"warning: {message}\n")
     sys.stderr.flush()
-
-
-def higher_is_better(metric: str) -> bool:
-    """Accuracies are maximised; every other metric (errors, losses) is minimised."""
-    return "accuracy" in metric
 
 
 def _restore_target(leaf: Any) -> jax.ShapeDtypeStruct:

@@ -18,6 +18,7 @@ from typing import Any
 import ml_collections
 
 from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS
+from mnist_ae.metrics import direction
 
 TASKS = {
     "reconstruction": "train an autoencoder, with the alternating embedding-classifier probe",
@@ -224,9 +225,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(str(config.analyze_checkpoint) in ("latest", "best") or str(config.analyze_checkpoint).isdigit(),
            f"analyze_checkpoint={config.analyze_checkpoint!r}: use latest, best or an epoch number, e.g. 3")
     _check(isinstance(config.best_checkpoint_metric, str)
-           and (config.best_checkpoint_metric == "" or config.best_checkpoint_metric.startswith("test/")),
-           f"best_checkpoint_metric={config.best_checkpoint_metric!r}: name a test metric, e.g. test/recon_mse, "
-           "or '' for none")
+           and (config.best_checkpoint_metric == "" or config.best_checkpoint_metric.startswith("test/")
+                and direction(config.best_checkpoint_metric) is not None),
+           f"best_checkpoint_metric={config.best_checkpoint_metric!r}: name a test score (an error, loss or "
+           "accuracy), e.g. test/recon_mse, or '' for none")
     _check(config.tsne_backend in TSNE_BACKENDS,
            f"tsne_backend={config.tsne_backend!r}: use one of {', '.join(TSNE_BACKENDS)}")
     module = TSNE_BACKENDS[config.tsne_backend]

@@ -48,6 +48,8 @@ def _config(**overrides):
     (dict(lr_schedule="cosine"), "lr_schedule='cosine': use constant or warmup_cosine"),
     (dict(lr_warmup_steps=-1), "lr_warmup_steps=-1: must be an integer >= 0"),
     (dict(lr_end_factor=1.5), "lr_end_factor=1.5: must be a number in [0, 1]"),
+    (dict(best_checkpoint_metric="test/probe_per_class_accuracy/3"), "name a test score (an error, loss or accuracy)"),
+    (dict(best_checkpoint_metric="train/recon_mse"), "best_checkpoint_metric='train/recon_mse'"),
 ])
 def test_bad_values_are_refused_in_one_line(overrides, phrase):
     with pytest.raises(ConfigError) as error:

@@ -264,6 +264,23 @@ def test_compare_marks_the_winner_and_the_differing_keys(run_dir, other_run, tmp
     mse = [eval_records(d)[-1]["test/recon_mse"] for d in (run_dir, other_run)]
     column = header.index("test/recon_mse")
     assert [row[column].endswith("\u2605") for row in body] == [m == min(mse) for m in mse]
+    # every column: the star on the lowest error and the highest accuracy, on each of a tie, never on a
+    # descriptive number (explained variance) or a baseline
+    starred = 0
+    for column, name in enumerate(header):
+        if "/" not in name:  # the run's name and the config keys that differ
+            continue
+        stars = [row[column].endswith("\u2605") for row in body]
+        values = [float(row[column].rstrip(" \u2605")) if row[column] else None for row in body]
+        if name.startswith("baseline/") or "explained_variance" in name:
+            assert not any(stars), name
+        elif any(w in name for w in ("mse", "sse", "loss", "dead_dims")) and None not in values:
+            assert stars == [v == min(values) for v in values], name
+            starred += 1
+        elif "accuracy" in name and "per_class" not in name and None not in values:
+            assert stars == [v == max(values) for v in values], name
+            starred += 1
+    assert "test/recon_sse01" in header and starred >= 5
     curves = next(iter(parsed.figures.values()))
     assert {t["name"] for t in curves["data"]} == {"run", "run_b"}
     assert sum(1 for img in parsed.images if img["alt"] in ("run", "run_b")) == 2

@@ -9,20 +9,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from mnist_ae import render
 from mnist_ae.config import FIELDS
+from mnist_ae.metrics import best_indices
 from mnist_ae.report import ReportError
 from mnist_ae.report.collect import finals_of, run_records, test_set
 
-LOWER_IS_BETTER = ("mse", "loss", "dead_dims")
 DIGITS = 10  # test digits reconstructed by every run
-
-
-def better(metric: str) -> int:
-    """-1 where lower wins (errors, losses, dead units), +1 where higher wins (accuracies, quality)."""
-    return -1 if any(word in metric for word in LOWER_IS_BETTER) else 1
 
 
 def expand(patterns: str) -> list[Path]:
@@ -46,14 +40,10 @@ def _names(paths: list[Path]) -> list[str]:
     return [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
 
 
-def winners(rows: list[dict[str, float]], metrics: list[str]) -> dict[str, int]:
-    """metric -> index of the best run (first on ties) among those that have the number, if two or more do."""
-    out = {}
-    for m in metrics:
-        values = [(better(m) * r[m], -i, i) for i, r in enumerate(rows) if m in r and np.isfinite(r[m])]
-        if len(values) > 1 and not m.startswith("baseline/"):
-            out[m] = max(values)[2]
-    return out
+def winners(rows: list[dict[str, float]], metrics: list[str]) -> dict[str, list[int]]:
+    """metric -> the runs holding its best value (every one of a tie), for the scores two or more runs have
+    (`mnist_ae.metrics`: descriptive numbers and baselines get none)."""
+    return {m: best for m in metrics if (best := best_indices([r.get(m) for r in rows], m))}
 
 
 def compare_html(paths: list[Path]) -> str:
@@ -80,7 +70,7 @@ def compare_html(paths: list[Path]) -> str:
     header = ["run", *differing, *metrics]
     rows = [[name, *(configs[i][k] for k in differing), *(finals[i].get(m, "") for m in metrics)]
             for i, name in enumerate(names)]
-    cells = {(i, 1 + len(differing) + j): "best" for j, m in enumerate(metrics) if m in best for i in [best[m]]}
+    cells = {(i, 1 + len(differing) + j): "best" for j, m in enumerate(metrics) for i in best.get(m, [])}
     cells.update({(i, 1 + j): "differs" for i in range(len(rows)) for j in range(len(differing))})
     for (i, c) in [k for k, v in cells.items() if v == "best"]:
         rows[i][c] = f"{rows[i][c]:.4g} \u2605"
@@ -89,7 +79,8 @@ def compare_html(paths: list[Path]) -> str:
     page.add(f"<h1>{len(paths)} runs compared</h1>",
              "<p class=note>" + "<br>".join(f"{esc(n)}: {esc(p)}" for n, p in zip(names, paths)) + "</p>",
              "<h3>Final numbers</h3><p class=note>config keys that differ (highlighted) then the final metrics; "
-             "\u2605 marks the best run per metric (lowest error or loss, highest accuracy or quality); "
+             "\u2605 marks the best run per score, every one on a tie (lowest error or loss, highest accuracy or "
+             "quality; none for descriptive numbers and baselines); "
              "click a header to sort</p>", '<div class="wide">' + table(header, rows, sortable=True, cell_class=cells) + "</div>",
              "<h3>Curves</h3>" + page.figure(figures.overlaid_curves(list(zip(names, records)))),
              "<h3>The same test digits, reconstructed by each run</h3>", _recon_table(runs, names, img, array_png))
