@@ -1,4 +1,4 @@
-"""Where the time goes, in one run on one device: the numbers the README's GPU table asks for.
+"""Where the time goes, in one run on one device: the numbers docs/scale-out-and-gpus.md's GPU table asks for.
 
     python benchmarks/gpu_suite.py [--markdown]        # full MNIST: under 5 minutes on one GPU
     python benchmarks/gpu_suite.py --tiny              # 1,024 digits, 1 epoch, a 50-member sweep of 2 x 25:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test_limit", type=int, help="the first N test digits (0 = all 10,000)")
     parser.add_argument("--job_epochs", type=int, help="the default job's epochs (default: the experiment's, 5)")
     parser.add_argument("--timed_epochs", type=int, help="timed epochs per epoch row, after a warm-up (default 2)")
-    parser.add_argument("--markdown", action="store_true", help="GitHub tables, to paste into the README")
+    parser.add_argument("--markdown", action="store_true", help="GitHub tables, to paste into docs/scale-out-and-gpus.md")
     args = parser.parse_args(argv)
     preset = TINY if args.tiny else {"train_limit": 0, "test_limit": 0, "job_epochs": 5, "timed_epochs": 2}
     opts = {k: preset[k] if getattr(args, k) is None else getattr(args, k) for k in preset}

@@ -2,7 +2,7 @@
 image decoded, the maps hold every point, the step slider moves the grid and the latent map.
 
 Screenshots: `REPORT_SCREENSHOTS=docs pytest tests/test_report_browser.py` writes docs/report.png and
-docs/compare.png (the README's); otherwise they go to the test's tmp folder.
+docs/compare.png (docs/analysis-and-report.md's); otherwise they go to the test's tmp folder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from browser import open_browser
 from test_report import other_run, run_dir  # noqa: F401  (the shared runs, as fixtures)
 
 pytestmark = pytest.mark.slow
-READY_S = 60  # generous: a loaded 2-core CI machine; the README's load time is measured, not asserted
+READY_S = 60  # generous: a loaded 2-core CI machine; docs/analysis-and-report.md's load time is measured, not asserted
 
 
 def _open(browser, path: Path):

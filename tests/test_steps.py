@@ -143,7 +143,7 @@ def test_conv_autoencoder_trains_on_real_slice(slice_):
     """The conv model through the same round and epoch: reconstruction improves, the probe moves.
 
     (Its codes are post-ReLU max-pools of size ~5, so its probe needs the default probe rate 1e-3
-    and far more than these 96 steps to leave chance; the full run reaches 92%, see the README.)
+    and far more than these 96 steps to leave chance; the full run reaches 92%, see docs/classics.md.)
     """
     config = tiny(epochs=3, model="conv", init="flax", learning_rate=2e-3, probe_learning_rate=1e-3)
     task = build.learner(config)

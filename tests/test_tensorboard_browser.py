@@ -3,7 +3,7 @@ request outside the local server blocked), on the logdir of the default experime
 epoch: the Scalars tab opens on the test and train curves, the Images tab shows the labelled
 reconstruction grid, and the Projector opens on the codes (points drawn, a variance, no "NaN").
 
-MNIST_AE_DOCS_SCREENSHOTS=1 also writes the screenshots to docs/ (the README shows them); otherwise
+MNIST_AE_DOCS_SCREENSHOTS=1 also writes the screenshots to docs/ (docs/monitoring.md shows them); otherwise
 they go to the test's tmp folder only.
 """
 
@@ -141,7 +141,7 @@ def test_the_images_tab_shows_the_labelled_reconstruction_grid(server, tmp_path)
         assert browser.requests == [] and browser.errors == []
     first, *_, png = sorted((run / "reconstructions").glob("step_*.png"))
     assert natural == list(Image.open(png).size) and natural[1] == 36 + 3 * (2 * 28 + 2) + 8
-    if os.environ.get("MNIST_AE_DOCS_SCREENSHOTS"):  # the README's before/after grids, from this run
+    if os.environ.get("MNIST_AE_DOCS_SCREENSHOTS"):  # docs/monitoring.md's before/after grids, from this run
         shutil.copy(first, REPO / "docs" / "reconstructions_step0.png")
         shutil.copy(png, REPO / "docs" / "reconstructions_final.png")
 
