@@ -27,7 +27,7 @@ flags.DEFINE_string("task", "reconstruction", f"{' | '.join(TASKS)} (default: th
                     "else reconstruction)")
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("workdirs", "", "compare: runs to compare, comma-separated, globs welcome (a sweep: its members)")
-flags.DEFINE_string("out", "compare.html", "compare: the page to write")
+flags.DEFINE_string("out", "runs/compare.html", "compare: the page to write")
 flags.DEFINE_string("log_framework", "tensorboard", "|".join(LOG_FRAMEWORKS))
 flags.DEFINE_bool("list", False, "list the experiment configs in experiments/ and exit")
 flags.DEFINE_bool("quiet", False, "print only warnings and the final summary")

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mnist_ae.workdir import write_atomic
+
 MAX_SPRITE_PX = 8192  # TensorBoard projector limit on each side of the sprite image.
 _SEPARATOR = 128  # mid-grey: visible against MNIST's black background and white strokes.
 
@@ -62,9 +64,8 @@ def to_pil(image_hwc: np.ndarray) -> Image.Image:
 
 
 def save_png(image_hwc: np.ndarray, path: Path) -> None:
-    """Writes a uint8 HWC image as PNG, creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image_hwc).save(path)
+    """Writes a uint8 HWC image as PNG, creating the folder; atomically (a kill leaves no torn PNG)."""
+    write_atomic(path, lambda tmp: to_pil(image_hwc).save(tmp, format="PNG"))
 
 
 # ----------------------------------------------------------------------------- grids

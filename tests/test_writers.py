@@ -66,6 +66,20 @@ def test_jsonl_records_steps_keys_and_tags(tmp_path):
     assert len(records) == 3
 
 
+def test_jsonl_records_reach_the_file_line_by_line_and_a_closed_writer_takes_no_more(tmp_path):
+    """Each record is on disk when written (a reader, or a run killed next, sees it without a flush),
+    folders are made as deep as needed, and close() really closes: a later write is an error, not a
+    record lost in a buffer."""
+    path = tmp_path / "a" / "b" / "metrics.jsonl"
+    w = W.JsonlWriter(path)
+    w.write_scalars(1, {"loss": 0.5})
+    assert json.loads(path.read_text())["loss"] == 0.5
+    w.close()
+    with pytest.raises(ValueError):
+        w.write_scalars(2, {"loss": 0.25})
+    assert len(path.read_text().splitlines()) == 1
+
+
 def test_jsonl_non_finite_floats_are_json_nan_and_infinity(tmp_path):
     """NaN/Infinity as JSON's NaN/Infinity tokens (what `json.loads` reads as floats), not strings."""
     path = tmp_path / "metrics.jsonl"

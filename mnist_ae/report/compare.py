@@ -15,6 +15,7 @@ from mnist_ae.config import FIELDS
 from mnist_ae.metrics import best_indices
 from mnist_ae.report import ReportError
 from mnist_ae.report.collect import finals_of, run_records, test_set
+from mnist_ae.workdir import write_text_atomic
 
 DIGITS = 10  # test digits reconstructed by every run
 
@@ -97,13 +98,10 @@ def _recon_table(runs: list[Any], names: list[str], img: Any, array_png: Any) ->
     return "<table>" + "".join(rows) + "</table>"
 
 
-def compare(patterns: str, out: str | Path = "compare.html") -> Path:
+def compare(patterns: str, out: str | Path = "runs/compare.html") -> Path:
     """Write the comparison page of the runs `patterns` names; returns its path."""
     from mnist_ae.report.task import require_plotly  # noqa: PLC0415
 
     paths = expand(patterns)
     require_plotly()
-    out = Path(out).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(compare_html(paths), encoding="utf-8")
-    return out
+    return write_text_atomic(Path(out).expanduser().resolve(), compare_html(paths))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae.report import ReportError
+from mnist_ae.workdir import write_text_atomic
 from mnist_ae.report.collect import (RunData, codes_over_time, member_names, member_slice, pngs, read_records,
                                      run_data)
 
@@ -62,9 +63,7 @@ def report(workdir: str | Path) -> Path:
     else:
         raise ReportError(f"{workdir} holds a {task!r} run: the report needs an autoencoder (a reconstruction "
                           "run or a sweep)")
-    path = workdir / "report.html"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(workdir / "report.html", text)
 
 
 def run_html(data: RunData) -> str:
@@ -139,6 +138,6 @@ def end_of_run(run: Any, state: Any) -> None:
         else:
             trained = TrainedRun(run.workdir, run.config, int(state.epoch), state, run.program.learner)
             text = run_html(run_data(trained))
-        (run.workdir / "report.html").write_text(text, encoding="utf-8")
+        write_text_atomic(run.workdir / "report.html", text)
     except ReportError as e:
         run.reporter.warn(f"no report.html: {e}")

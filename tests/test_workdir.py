@@ -1,0 +1,42 @@
+"""Atomic writes of the files a user opens: a kill, or an error mid-write, never leaves a torn file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_ae import render
+from mnist_ae.workdir import write_atomic, write_text_atomic
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    path = write_text_atomic(tmp_path / "deep" / "report.html", "old page")
+
+    def half_then_fail(tmp):
+        tmp.write_text("half a pa")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        write_atomic(path, half_then_fail)
+    assert path.read_text() == "old page"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
+    write_text_atomic(path, "new page")
+    assert path.read_text() == "new page" and sorted(p.name for p in path.parent.iterdir()) == ["report.html"]
+
+
+def test_a_png_is_replaced_whole(tmp_path, monkeypatch):
+    """save_png goes through the temporary file: while it is being written, the old PNG is still whole."""
+    path = tmp_path / "grid.png"
+    render.save_png(np.zeros((4, 6, 3), np.uint8), path)
+    seen = []
+    original = Image.Image.save
+
+    def watching(self, fp, *args, **kwargs):
+        seen.append(Image.open(path).size)  # the old one, readable mid-write
+        return original(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", watching)
+    render.save_png(np.full((8, 5, 3), 255, np.uint8), path)
+    assert seen == [(6, 4)] and Image.open(path).size == (5, 8)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
