@@ -23,7 +23,13 @@ from mnist_ae.config import FIELDS
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
-flags.DEFINE_string("task", "reconstruction", f"{' | '.join(TASKS)} (default: the config file's task, "
+PAGE_TASKS = {  # tasks that read finished (or interrupted) runs and train nothing: no config file
+    "report": "RUN/report.html: one self-contained page with the run's config, curves, grids and maps",
+    "compare": "compare.html: several runs side by side (--workdirs A,B,'runs/*', --out FILE)",
+}
+
+
+flags.DEFINE_string("task", "reconstruction", f"{' | '.join([*TASKS, *PAGE_TASKS])} (default: the config file's task, "
                     "else reconstruction)")
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("workdirs", "", "compare: runs to compare, comma-separated, globs welcome (a sweep: its members)")
@@ -38,12 +44,6 @@ flags.DEFINE_integer("process_id", -1, "multi-process: this process's index (pro
 flags.DEFINE_integer("distributed_timeout", 300, "multi-process: seconds to wait for the other processes")
 flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
-
-
-PAGE_TASKS = {  # tasks that read finished (or interrupted) runs and train nothing: no config file
-    "report": "RUN/report.html: one self-contained page with the run's config, curves, grids and maps",
-    "compare": "compare.html: several runs side by side (--workdirs A,B,'runs/*', --out FILE)",
-}
 
 
 class UsageError(ValueError):

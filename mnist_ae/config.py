@@ -12,6 +12,7 @@ import difflib
 import math
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +219,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"augment_shift={config.augment_shift!r}: give a whole number of pixels in [0, 7], e.g. 1")
     for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample", "report_codes",
                  "histogram_every_epochs", "projector_every_evals"):
+        zero = re.search(r"\(0 = ([^;)]+)", FIELDS[name].meaning).group(1)  # what 0 means, from the help text
         _check(isinstance(config[name], int) and config[name] >= 0,
-               f"{name}={config[name]!r}: must be an integer >= 0 (0 = default)")
+               f"{name}={config[name]!r}: must be an integer >= 0 (0 = {zero})")
     _check(isinstance(config.projector_points, int) and config.projector_points >= 1,
            f"projector_points={config.projector_points!r}: must be a positive integer")
     _check(str(config.analyze_checkpoint) in ("latest", "best") or str(config.analyze_checkpoint).isdigit(),

@@ -130,8 +130,11 @@ def test_quiet_prints_only_the_summary_and_it_matches_metrics_jsonl(tmp_path):
 
 def test_help_and_list_name_every_task_and_experiment():
     help_text = launch("--help").stdout
-    for task in ("reconstruction", "classification", "sweep", "analyze"):
+    tasks = ("reconstruction", "classification", "sweep", "analyze", "report", "compare")
+    for task in tasks:
         assert re.search(rf"^  {task} +\S", help_text, re.M)
+    alternatives = re.escape(" | ".join(tasks))
+    assert re.search(rf"^  --task=VALUE +{alternatives} \(", help_text, re.M)  # all six on --task's line too
     # Every flag on one line with its meaning, and none of absl's noise.
     for flag in ("--workdir=VALUE", "--log_framework=VALUE", "--quiet", "--config=VALUE", "--verbose"):
         assert re.search(rf"^  {re.escape(flag)} +\S", help_text, re.M), flag
