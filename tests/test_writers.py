@@ -330,11 +330,13 @@ def test_multiwriter_fans_out_and_closes_all():
     multi.write_confusion(1, "c", np.eye(2), ["a", "b"])
     points = W.Embeddings("codes", np.ones((2, 2)), ["a", "b"])
     multi.write_embeddings(1, points)
+    multi.flush()
     a.close.side_effect = OSError("disk full")
     with pytest.raises(OSError, match="disk full"):
         multi.close()
     for w in (a, b):
-        assert [c[0] for c in w.method_calls] == ["write_scalars", "write_confusion", "write_embeddings", "close"]
+        assert [c[0] for c in w.method_calls] == ["write_scalars", "write_confusion", "write_embeddings", "flush",
+                                                  "close"]
     assert b.write_scalars.call_args == mock.call(1, {"x": 1.0})
     assert b.write_embeddings.call_args == mock.call(1, points)
 
@@ -358,6 +360,36 @@ def test_async_writer_preserves_order_and_close_drains():
     assert steps == list(range(20))
     assert [c[0] for c in inner.method_calls[-2:]] == ["write_texts", "close"]
     assert len(threads) == 1 and main not in threads
+
+
+def test_async_writer_holds_at_most_max_pending_calls_and_its_flush_and_close_reach_the_writer():
+    """Back-pressure: with the backend stuck, the caller is held once `max_pending` calls wait (not one
+    later, not never); flush() is passed on and waits; close() leaves no thread behind."""
+    def writer_threads() -> int:
+        return sum(t.name.startswith("metric-writer") for t in threading.enumerate())
+
+    before = writer_threads()
+    inner, stuck = _mock_writer(), threading.Event()
+    inner.write_scalars.side_effect = lambda *args: stuck.wait(10)
+    w = W.AsyncWriter(inner, max_pending=2)
+    returned: list[int] = []
+
+    def produce():
+        for step in range(4):
+            w.write_scalars(step, {"x": 1.0})
+            returned.append(step)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.3)
+    assert returned == [0, 1]  # the third call waits for the first, still stuck in the backend
+    stuck.set()
+    producer.join(timeout=10)
+    assert returned == [0, 1, 2, 3]
+    w.flush()
+    assert inner.flush.called and inner.write_scalars.call_count == 4
+    w.close()
+    assert writer_threads() == before
 
 
 def test_async_writer_reraises_thread_error_on_next_call_and_close():
