@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from mnist_ae import build
 from mnist_ae.checkpoint import CheckpointError, Checkpointer
 from mnist_ae.core.state import TrainState
 from mnist_ae.core.steps import Learner, decode, encode
+from mnist_ae.workdir import read_records
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,9 +41,7 @@ class TrainedRun:
     @property
     def records(self) -> list[dict[str, Any]]:
         """The scalar records of metrics.jsonl (train windows and evals), in the order written."""
-        path = self.workdir / "metrics.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        return [r for r in map(json.loads, lines) if "step" in r]
+        return [r for r in read_records(self.workdir / "metrics.jsonl") if "step" in r]
 
     def encode(self, images_nhw: np.ndarray) -> np.ndarray:
         """Codes of uint8 images [n, 28, 28] (the dataset's format), [n, latent]."""

@@ -92,6 +92,21 @@ def test_records_a_restored_run_would_write_again_are_dropped_and_a_torn_line_re
     assert path.read_text() == ""
 
 
+def test_a_garbage_line_is_dropped_by_the_resume_and_skipped_by_every_reader(tmp_path):
+    """A valid-JSON line that is no record (`42`, a list, a string step) blocked every resume with an
+    AttributeError until the file was edited by hand; now the resume drops it and the readers (report,
+    curves, api) skip it, as they skip a torn line."""
+    from mnist_ae.report.collect import read_records as report_records
+    from mnist_ae.workdir import read_records
+
+    path = tmp_path / "metrics.jsonl"
+    good = [{"step": 0, "test/recon_mse": 1.0}, {"step": 4, "train/loss": 2.0}]
+    path.write_text(json.dumps(good[0]) + '\n42\n[1, 2]\n{"step": "four"}\n' + json.dumps(good[1]) + '\n{"st')
+    assert read_records(path) == report_records(tmp_path) == good
+    assert lifecycle.keep_records_before(path, 8) == 4
+    assert [json.loads(line) for line in path.read_text().splitlines()] == good
+
+
 @pytest.mark.slow
 def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight, two_epochs):
     tmp_path = _copy(two_epochs, tmp_path)

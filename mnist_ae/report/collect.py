@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mnist_ae import data as data_lib
+from mnist_ae import workdir as workdir_files
 from mnist_ae.analysis.embed import host_pca, subsample_index
 
 CODES_DIR = "codes"  # WORKDIR/codes/step_NNNNNNN.npz: test codes at each eval, for the latent space forming
@@ -66,15 +67,8 @@ def member_names(workdir: Path) -> list[str]:
 
 
 def read_records(workdir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl, skipping a torn last line (an interrupted run may leave one)."""
-    path = Path(workdir) / "metrics.jsonl"
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue
-    return records
+    """WORKDIR/metrics.jsonl's records (`workdir.read_records`: torn and garbage lines skipped)."""
+    return workdir_files.read_records(Path(workdir) / "metrics.jsonl")
 
 
 def run_records(workdir: Path) -> list[dict[str, Any]]:

@@ -6,8 +6,6 @@ device call. Which hooks a program gets is decided here, from the config, once.
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,6 +19,7 @@ from mnist_ae.core.state import TrainState
 from mnist_ae.analysis import ANALYSIS_PHASE
 from mnist_ae.run import sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
+from mnist_ae.workdir import read_records
 
 MEMBERS_PHASE = "analysis of every member (quality numbers, 2-D maps)"
 
@@ -51,8 +50,7 @@ def _figures(run: Run, state: TrainState) -> None:
     render.save_png(render.confusion_image(counts, run.data.class_names, f"{name} at step {run.program.step(state):,}"),
                     run.workdir / "confusion.png")
     run.writers[0].flush()  # every record of this run in metrics.jsonl before it is read back
-    path = run.workdir / "metrics.jsonl"
-    records = [r for r in map(json.loads, path.read_text().splitlines()) if "step" in r] if path.exists() else []
+    records = [r for r in read_records(run.workdir / "metrics.jsonl") if "step" in r]
     training_curves(records, run.workdir / "curves.png", title=f"{run.workdir.name}: train and test (unsmoothed)")
 
 

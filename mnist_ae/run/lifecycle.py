@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae import parallel
+from mnist_ae.workdir import parse_record
 
 LOCK_FILE = ".lock"
 
@@ -94,14 +95,14 @@ def stop_on_signals() -> Iterator[StopRequest]:
 def keep_records_before(path: Path, step: int) -> int:
     """Rewrite metrics.jsonl keeping what a run restored at `step` will not write again: scalar records
     before `step` (and at it, unless the run starts afresh at 0). Final hparams records go (the run
-    writes them again at its end), and so does a torn line (a crash mid-write). Returns the lines dropped."""
+    writes them again at its end), and so does a line that is no record (`workdir.parse_record`: a torn line
+    from a crash mid-write, or garbage). Returns the lines dropped."""
     if not path.exists():
         return 0
     kept, dropped = [], 0
     for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+        record = parse_record(line)
+        if record is None:
             dropped += 1
             continue
         record_step = record.get("step")
