@@ -286,6 +286,48 @@ def test_compare_marks_the_winner_and_the_differing_keys(run_dir, other_run, tmp
     assert sum(1 for img in parsed.images if img["alt"] in ("run", "run_b")) == 2
 
 
+def test_compare_names_sorts_highlights_and_refuses_as_documented(run_dir, other_run, tmp_path, monkeypatch):
+    """Two runs in folders of one name are told apart by their parents; the config columns are exactly
+    the keys that differ, highlighted; test metrics come first, then the analysis numbers; the table
+    sorts. A run that is no autoencoder, or no plotly, is a one-line ReportError."""
+    import shutil
+
+    from mnist_ae.config import FIELDS
+    from mnist_ae.report import ReportError
+    from mnist_ae.report.compare import compare
+
+    a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    shutil.copytree(run_dir, a)
+    shutil.copytree(other_run, b)
+    analysis = json.loads((a / "analysis" / "metrics.json").read_text())
+    analysis["codes"]["knn5_accuracy"] = 0.5  # as a later --task analyze leaves it: the page shows the latest
+    (a / "analysis" / "metrics.json").write_text(json.dumps(analysis))
+    text = compare(f"{a},{b}", tmp_path / "compare.html").read_text()
+    parsed = Parsed(text)
+    header = next(row for row in parsed.rows if row and row[0] == "run")
+    body = [row for row in parsed.rows if row and row[0] in ("a/run", "b/run") and len(row) == len(header)]
+    assert [row[0] for row in body] == ["a/run", "b/run"]
+    configs = [json.loads((d / "config.json").read_text()) for d in (a, b)]
+    differing = [k for k in FIELDS if configs[0].get(k) != configs[1].get(k)]
+    assert {"latent_dim", "seed"} <= set(differing) and "batch_size" not in differing
+    assert header[1:1 + len(differing)] == differing
+    assert text.count('class="differs"') == 2 * len(differing)
+    metrics = header[1 + len(differing):]
+    tests = [m for m in metrics if m.startswith("test/")]
+    assert tests and metrics[:len(tests)] == tests
+    assert body[0][header.index("analysis/knn5_accuracy")].rstrip(" \u2605") == "0.5"
+    assert "<table class=sortable><thead><tr><th>run</th>" in text
+    classifier = tmp_path / "c" / "run"
+    shutil.copytree(run_dir, classifier)
+    (classifier / "config.json").write_text(json.dumps({**configs[0], "task": "classification"}))
+    with pytest.raises(ReportError, match="is not an autoencoder run"):
+        compare(f"{a},{classifier}", tmp_path / "compare.html")
+    monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
+    with pytest.raises(ReportError, match="needs plotly"):
+        compare(f"{a},{b}", tmp_path / "other.html")
+    assert not (tmp_path / "other.html").exists()
+
+
 def test_compare_needs_two_runs(run_dir):
     from mnist_ae.report import ReportError
     from mnist_ae.report.compare import compare
