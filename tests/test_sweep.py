@@ -219,6 +219,19 @@ def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
 
 
 @pytest.mark.slow
+def test_a_sweep_of_one_member_trains_and_resumes(tmp_path):
+    """One latent size, seed and rate is still a sweep (a stacked state of one): it trains, reports its
+    epochs and continues on a rerun with more epochs."""
+    config = sweep_config(latent_dims=(2,), seeds=(0,), test_limit=256)
+    finals = tasks.train_sweep(config, tmp_path, log_framework="none", quiet=True)
+    assert len(finals) == 1 and np.isfinite(finals[0]["test/recon_mse"])
+    more = tasks.train_sweep(sweep_config(latent_dims=(2,), seeds=(0,), test_limit=256, epochs=3), tmp_path,
+                             log_framework="none", quiet=True)
+    evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "test/recon_mse" in r]
+    assert [r["epoch"] for r in evals] == [0, 1, 2, 3] and more[0]["test/recon_mse"] <= evals[0]["test/recon_mse"]
+
+
+@pytest.mark.slow
 def test_sweep_run_resumes_to_the_same_parameters_and_tags_every_record(tmp_path, finished):
     config, workdir, _ = finished  # straight through its 2 epochs
     tasks.train_sweep(sweep_config(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
