@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnist_ae import build, parallel, tasks
 from mnist_ae.core import sweep
@@ -216,6 +217,28 @@ def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
     """Vmapped conv layers are batched matmuls here (conv_layers.py), not grouped convolutions."""
     config = sweep_config(model="conv", init="flax", latent_dims=(256,), learning_rates=(2e-3,))
     _sweep_and_single(config, (slice_[0][:512], slice_[1][:512]), i=1)  # seed 1
+
+
+def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_the_curves(tmp_path):
+    """Per latent size: the seeds, how many diverged, mean +- std over the others ('diverged' when none
+    is left, no spread for one), PCA's number once; and the curves figure beside the table."""
+    from mnist_ae.baselines import PCA_KEY
+    from mnist_ae.run.sweep_outputs import results_table
+
+    members = [build.Member(2, s, 1e-2) for s in (0, 1)] + [build.Member(5, s, 1e-2) for s in (0, 1)]
+    finals = [{"test/recon_mse": 0.1, "test/probe_accuracy": 0.5, PCA_KEY: 0.2},
+              {"test/recon_mse": 0.3, "test/probe_accuracy": 0.7, PCA_KEY: 0.2},
+              {"test/recon_mse": 0.05, "test/probe_accuracy": 0.9, PCA_KEY: 0.1},
+              {"test/recon_mse": float("nan"), "diverged": 1.0, PCA_KEY: 0.1}]
+    results_table(members, finals, tmp_path)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in
+            (tmp_path / "sweep_results.md").read_text().splitlines()[2:]]
+    assert rows == [["2", "0.01", "2", "0", "0.2000 +- 0.1000", "0.2000", "0.6000 +- 0.1000"],
+                    ["5", "0.01", "2", "1", "0.0500", "0.1000", "0.9000"]]
+    results_table(members[2:], finals[3:] * 2, tmp_path)  # every seed of the size diverged
+    assert (tmp_path / "sweep_results.md").read_text().splitlines()[2].split("|")[5].strip() == "diverged"
+    with Image.open(tmp_path / "sweep_results.png") as png:
+        assert png.size[0] > 100 and png.size[1] > 100
 
 
 @pytest.mark.slow
