@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 from mnist_ae.config import LOG_FRAMEWORKS, TASKS, ConfigError, check_workdir, closest_key, help_text, validate
 from mnist_ae.config import FIELDS
+from mnist_ae.run_log import guard_terminal_streams
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -252,6 +253,7 @@ def _loaded(*names: str) -> tuple[type[BaseException], ...]:
 
 
 def main() -> None:
+    guard_terminal_streams()
     argv = sys.argv
     if "--help" in argv or "-h" in argv:
         print(usage())

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any, TextIO
 
 # Third-party loggers that `configure_logging` takes off the terminal (plus the root logger).
 LIBRARY_LOGGERS = ("absl", "jax", "orbax", "tensorflow", "wandb", "py.warnings")
@@ -71,3 +72,60 @@ def configure_logging(workdir: Path, verbose: bool) -> None:
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+
+
+class _Unbreakable:
+    """A terminal stream that a reader going away cannot break (`launch.py | head -1`): after its first
+    failed write the fd points at /dev/null and the run goes on; run.log keeps the library logs."""
+
+    def __init__(self, stream: TextIO, fd: int):
+        self._stream, self._fd = stream, fd
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._fd)  # the interpreter's own flush at exit then succeeds too
+        os.close(devnull)
+        self._broken = self._stream  # kept: collected, it would close the descriptor just pointed at /dev/null
+        self._stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (lives as long as the process)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, ValueError, OSError):
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._to_devnull()
+
+    def isatty(self) -> bool:
+        return self._stream.isatty()
+
+    def close(self) -> None:
+        for stream in (self._stream, getattr(self, "_broken", None)):
+            if stream is not None:
+                stream.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def guard_terminal_streams() -> None:
+    """stdout and stderr that neither a closed descriptor (`launch.py >&-`) nor a closed pipe can break: a
+    closed one is reopened on /dev/null before any file can take its number (a lock file or run.log on fd 1
+    would receive the progress lines), and writes that fail switch it to /dev/null."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            setattr(sys, name, open(fd, "w", encoding="utf-8", closefd=False))  # noqa: SIM115
+        stream = getattr(sys, name)
+        if not isinstance(stream, _Unbreakable):
+            setattr(sys, name, _Unbreakable(stream, fd))

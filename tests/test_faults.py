@@ -249,3 +249,42 @@ def test_a_signal_stops_at_an_epoch_boundary_with_its_checkpoint_and_the_rerun_m
     assert ckpt.latest_epoch() == int(stopped.group(1)) >= 1
     ckpt.close()
     _rerun_ends_as_straight(command, tmp_path, straight)
+
+
+def test_a_stream_whose_reader_went_away_switches_to_devnull_and_never_raises():
+    """The unit under the next test: a write into a closed pipe (EPIPE) is swallowed, later writes and
+    the flush go to /dev/null, and the descriptor itself now points there (the interpreter's own flush
+    at exit cannot fail either)."""
+    from mnist_ae.run_log import _Unbreakable
+
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)
+    stream = _Unbreakable(open(write_fd, "w", buffering=1, encoding="utf-8"), write_fd)
+    assert stream.write("epoch 1/3\n") == len("epoch 1/3\n")
+    stream.write("epoch 2/3\n")
+    stream.flush()
+    assert os.path.samestat(os.fstat(write_fd), os.stat(os.devnull))
+    stream.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["pipe closed after the first line", "stdout closed (>&-)"])
+def test_a_run_whose_stdout_breaks_or_is_closed_trains_to_the_end(tmp_path, how):
+    """`launch.py ... | head -1` aborted at step 0 with BrokenPipeError, and `launch.py ... >&-` before
+    training: the run must finish, exit 0, with no traceback and every checkpoint (both fail on the code
+    before `run_log.guard_terminal_streams`)."""
+    command = _tiny_command(tmp_path)
+    if how.startswith("pipe"):
+        proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away, as `head -1` does
+        err = proc.stderr.read()
+        proc.wait(timeout=300)
+    else:
+        proc = subprocess.run(command, cwd=REPO, stderr=subprocess.PIPE, text=True, timeout=300,
+                              preexec_fn=lambda: os.close(1))
+        err = proc.stderr
+    assert proc.returncode == 0, err[-2000:]
+    assert "Traceback" not in err and "Broken pipe" not in err
+    assert Checkpointer(tmp_path / "checkpoints", 3).latest_epoch() == 3
+    assert "epoch 1/3" not in (tmp_path / "run.log").read_text()  # no file took the closed descriptor's number
