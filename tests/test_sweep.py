@@ -219,9 +219,11 @@ def test_conv_members_vmapped_over_seeds_match_their_single_runs(slice_):
     _sweep_and_single(config, (slice_[0][:512], slice_[1][:512]), i=1)  # seed 1
 
 
-def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_the_curves(tmp_path):
+def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_the_curves(tmp_path, monkeypatch):
     """Per latent size: the seeds, how many diverged, mean +- std over the others ('diverged' when none
-    is left, no spread for one), PCA's number once; and the curves figure beside the table."""
+    is left, no spread for one), PCA's number once; and the curves figure beside the table, with PCA's
+    curve over the code sizes (no spread) on a log axis."""
+    from mnist_ae.analysis import figures as plots
     from mnist_ae.baselines import PCA_KEY
     from mnist_ae.run.sweep_outputs import results_table
 
@@ -230,15 +232,38 @@ def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_th
               {"test/recon_mse": 0.3, "test/probe_accuracy": 0.7, PCA_KEY: 0.2},
               {"test/recon_mse": 0.05, "test/probe_accuracy": 0.9, PCA_KEY: 0.1},
               {"test/recon_mse": float("nan"), "diverged": 1.0, PCA_KEY: 0.1}]
+
+    def table_rows() -> list[list[str]]:
+        return [[c.strip() for c in line.strip("|").split("|")] for line in
+                (tmp_path / "sweep_results.md").read_text().splitlines()[2:]]
+
     results_table(members, finals, tmp_path)
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in
-            (tmp_path / "sweep_results.md").read_text().splitlines()[2:]]
-    assert rows == [["2", "0.01", "2", "0", "0.2000 +- 0.1000", "0.2000", "0.6000 +- 0.1000"],
-                    ["5", "0.01", "2", "1", "0.0500", "0.1000", "0.9000"]]
-    results_table(members[2:], finals[3:] * 2, tmp_path)  # every seed of the size diverged
-    assert (tmp_path / "sweep_results.md").read_text().splitlines()[2].split("|")[5].strip() == "diverged"
+    assert table_rows() == [["2", "0.01", "2", "0", "0.2000 +- 0.1000", "0.2000", "0.6000 +- 0.1000"],
+                            ["5", "0.01", "2", "1", "0.0500", "0.1000", "0.9000"]]
     with Image.open(tmp_path / "sweep_results.png") as png:
         assert png.size[0] > 100 and png.size[1] > 100
+    results_table(members[2:], finals[3:] * 2, tmp_path)  # every seed of the size diverged
+    assert table_rows()[0][4] == "diverged"
+    results_table([members[0], members[2]], [finals[0], finals[2]], tmp_path)  # one seed per size
+    assert [row[4:6] for row in table_rows()] == [["0.1000", "0.2000"], ["0.0500", "0.1000"]]
+    drawn = []
+    monkeypatch.setattr(plots, "line_plot", lambda *args, **kwargs: drawn.append((args, kwargs)))
+    results_table(members, finals, tmp_path)
+    (latents, series, *_), kwargs = drawn[0]
+    assert latents == [2, 5] and series["PCA test MSE"] == ([0.2, 0.1], [0.0, 0.0]) and kwargs["logx"] is True
+    assert series["test MSE (lr 0.01)"][0] == pytest.approx([0.2, 0.05])
+
+
+def test_the_comparison_rows_name_seed_and_rate_only_when_members_differ_in_them(monkeypatch):
+    from mnist_ae.analysis import digit_figures
+    from mnist_ae.run.sweep_outputs import comparison_figure
+
+    labels = []
+    monkeypatch.setattr(digit_figures, "digit_rows", lambda rows, path: labels.append([r[0] for r in rows]))
+    digits = np.zeros((3, 28, 28), np.uint8)
+    comparison_figure(digits, np.zeros((1, 3, 28, 28)), [build.Member(2, 0, 1e-2)], None)
+    comparison_figure(digits, np.zeros((2, 3, 28, 28)), [build.Member(2, 0, 1e-2), build.Member(5, 1, 1e-3)], None)
+    assert labels == [["input", "latent 2"], ["input", "latent 2 s0 lr0.01", "latent 5 s1 lr0.001"]]
 
 
 @pytest.mark.slow
