@@ -209,16 +209,17 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
             shown.append(windows[-1][1])
         last = epoch == config.epochs
         _fire(run, state, hooks, epoch=epoch, last=last)
-        if due(epoch, config.checkpoint_every_epochs) or last or run.stop.signum is not None:
-            t = time.perf_counter()
-            run.ckpt.save(epoch, state, config, metrics=_ranking(run, state))
-            reporter.add_time("checkpoint", time.perf_counter() - t)
+        saved = due(epoch, config.checkpoint_every_epochs) or last
+        if saved:
+            _checkpoint(run, state, epoch)
         best = _best_member(run.finals)
         reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
                             {**shown[best], **(run.finals[best] if run.finals else {})},
                             member=str(program.members[best].get("member", "")) if program.stacked else "")
-        if run.stop.signum is not None:  # the checkpoint above commits while the resources close
-            raise Interrupted(run.stop.signum, epoch)
+        if run.stop.signum is not None:  # read once, after the line: a signal at any point is this epoch's
+            if not saved:
+                _checkpoint(run, state, epoch)
+            raise Interrupted(run.stop.signum, epoch)  # the checkpoint commits while the resources close
     for hook in hooks:
         if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
             with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
@@ -226,6 +227,12 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     for writer in run.writers:
         writer.flush()
     return run.finals
+
+
+def _checkpoint(run: Run, state: TrainState, epoch: int) -> None:
+    t = time.perf_counter()
+    run.ckpt.save(epoch, state, run.config, metrics=_ranking(run, state))
+    run.reporter.add_time("checkpoint", time.perf_counter() - t)
 
 
 @contextlib.contextmanager
