@@ -17,20 +17,15 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mnist_ae.config import LOG_FRAMEWORKS, TASKS, ConfigError, check_workdir, closest_key, help_text, validate
+from mnist_ae.config import LOG_FRAMEWORKS, ConfigError, check_workdir, closest_key, help_text, validate
 from mnist_ae.config import FIELDS
 from mnist_ae.run_log import guard_terminal_streams
+from mnist_ae.tasks import TASKS, UnknownTask, check_task
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 
-PAGE_TASKS = {  # tasks that read finished (or interrupted) runs and train nothing: no config file
-    "report": "RUN/report.html: one self-contained page with the run's config, curves, grids and maps",
-    "compare": "compare.html: several runs side by side (--workdirs A,B,'runs/*', --out FILE)",
-}
-
-
-flags.DEFINE_string("task", "reconstruction", f"{' | '.join([*TASKS, *PAGE_TASKS])} (default: the config file's task, "
+flags.DEFINE_string("task", "reconstruction", f"{' | '.join(TASKS)} (default: the config file's task, "
                     "else reconstruction)")
 flags.DEFINE_string("workdir", "", "run directory (default runs/<task>); rerunning resumes from it")
 flags.DEFINE_string("workdirs", "", "compare: runs to compare, comma-separated, globs welcome (a sweep: its members)")
@@ -67,10 +62,8 @@ def _flag_value(argv: list[str], name: str) -> str | None:
 def prepare_argv(argv: list[str]) -> list[str]:
     """Check task and override keys before absl sees them; default the config to the task's file."""
     task = _flag_value(argv, "task") or "reconstruction"
-    if task in PAGE_TASKS:
+    if not check_task(task).trains:  # report, compare: they read runs on disk, with no config file
         return argv
-    if task not in TASKS:
-        raise UsageError(f"unknown task {task!r}: choose one of {', '.join([*TASKS, *PAGE_TASKS])}")
     for arg in argv:
         match = re.match(r"--config\.([A-Za-z0-9_]+)", arg)
         if match and match.group(1) != "help" and match.group(1) not in FIELDS:
@@ -116,7 +109,7 @@ def resolve_task(config: Any, task_flag: str, task_given: bool, config_given: bo
         raise UsageError(f"get_config() returned {what}; it must return the full config: start from "
                          "mnist_ae.config.base_config()")
     if not task_given:
-        return config.task
+        return check_task(config.task, trains=True).name
     if config_given and config.task != task_flag:
         raise UsageError(f"--task {task_flag} but the config's task is {config.task!r}: drop one of them, or "
                          f"pass a {task_flag} config (python launch.py --list)")
@@ -127,7 +120,7 @@ def usage() -> str:
     """`--help`: every task with its one-line description, then the flags."""
     lines = ["usage: python launch.py [--task TASK] [--workdir DIR] [--log_framework FW] [--config FILE] "
              "[--config.KEY=VALUE ...]", "", "tasks:"]
-    lines += [f"  {name:<15} {text}" for name, text in {**TASKS, **PAGE_TASKS}.items()]
+    lines += [f"  {task.name:<15} {task.help}" for task in TASKS.values()]
     lines += ["", "more: --list (experiment configs), --config.help (every config key)", "", "options:"]
     return "\n".join(lines + flag_lines())
 
@@ -179,15 +172,12 @@ def check_log_framework(framework: str) -> str:
 
 def _page_task(task: str) -> None:
     """`--task report` / `--task compare`: pages from runs on disk; nothing is trained."""
-    from mnist_ae.report.compare import compare  # noqa: PLC0415
-    from mnist_ae.report.task import report  # noqa: PLC0415
-
     if task == "report":
-        path = report(flags.FLAGS.workdir or "runs/reconstruction")
+        path = TASKS[task].fn(flags.FLAGS.workdir or "runs/reconstruction")
     else:
         if not flags.FLAGS.workdirs:
             raise UsageError("--task compare needs --workdirs A,B,... (globs welcome, e.g. --workdirs 'runs/*')")
-        path = compare(flags.FLAGS.workdirs, flags.FLAGS.out)
+        path = TASKS[task].fn(flags.FLAGS.workdirs, flags.FLAGS.out)
     print(f"wrote {path} (self-contained: open it in a browser, or send the file)")
 
 
@@ -227,9 +217,7 @@ def _main(config_given: bool) -> None:
     initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id,
                            flags.FLAGS.distributed_timeout, say=lambda line: print(line, flush=True))
     use_compilation_cache()
-    from mnist_ae import tasks  # noqa: PLC0415  (heavy imports only after the flags are checked)
-
-    result = tasks.run(config, workdir, framework, flags.FLAGS.quiet)
+    result = TASKS[config.task].fn(config, workdir, framework, flags.FLAGS.quiet)
     if config.task == "sweep" and any(final.get("diverged") for final in result):
         raise SomeDiverged(f"{sum(bool(f.get('diverged')) for f in result)} of {len(result)} sweep members diverged "
                            f"(marked in {workdir / 'sweep_results.md'}); the others finished")
@@ -268,11 +256,11 @@ def main() -> None:
         if flags.FLAGS.list:
             print(list_experiments())
             return
-        if flags.FLAGS.task in PAGE_TASKS:
+        if not TASKS[flags.FLAGS.task].trains:
             _page_task(flags.FLAGS.task)
             return
         _main(config_given)
-    except (UsageError, ConfigError, SomeDiverged, *_loaded(*USER_ERRORS, *RUN_ERRORS, INTERRUPTED)) as e:
+    except (UsageError, ConfigError, UnknownTask, SomeDiverged, *_loaded(*USER_ERRORS, *RUN_ERRORS, INTERRUPTED)) as e:
         if isinstance(e, _loaded(INTERRUPTED)):
             sys.stderr.write(f"{e}\n")
             sys.exit(e.exit_code)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from mnist_ae import build
 from mnist_ae.analysis.pipeline import AnalysisResult
-from mnist_ae.analysis.task import log_result, run_analyze, run_config
+from mnist_ae.analysis.task import log_result, run_config
+from mnist_ae.tasks import analyze as run_analyze
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import ConfigError, base_config
 from mnist_ae.core.state import TrainState

@@ -1,7 +1,7 @@
 """Embedding analysis of test-set codes: 2-D/3-D maps, quality numbers, figures, tables, `--task analyze`.
 
 embed (PCA, t-SNE backends, thread policy, subsamples) -> quality (numbers, per-dimension stats,
-outliers) -> tables and figures -> pipeline (`run_analysis`) -> task (`--task analyze`, logging).
+outliers) -> tables and figures -> pipeline (`run_analysis`) -> task (`analyze_codes`: files and logging).
 
 Names are re-exported lazily (PEP 562): a sweep that only wants `figures` must not pay for
 scikit-learn, and training imports the analysis only when it runs it.
@@ -19,7 +19,6 @@ _HOME = {  # name -> submodule that defines it
     "run_analysis": "pipeline",
     "TSNE_3D_POINTS": "embed",
     "analyze_codes": "task",
-    "run_analyze": "task",
 }
 __all__ = sorted([*_HOME, "ANALYSIS_PHASE"])
 

@@ -1,14 +1,11 @@
-"""`--task analyze`: the embedding analysis of any run with a checkpoint, finished or interrupted.
-
-The model is rebuilt from the config stored in the checkpoint, the whole test set is encoded in
-one jitted call, and the codes come back to the host once for `run_analysis`. Results go to
-RUN/analysis/ (a subset of N codes: RUN/analysis_subsample<N>/) and, through the writer, to TensorBoard / W&B. `analyze_codes` is also what the
-end of a reconstruction run calls, on the codes it already has.
+"""The analysis of a run's codes as a run or `--task analyze` (`mnist_ae.tasks.analyze`) does it: the
+run's own config from its checkpoint, the checkpoint to analyse, and `analyze_codes`, which writes
+RUN/analysis/ (a subset of N codes: RUN/analysis_subsample<N>/) and logs through the writer. The end
+of a reconstruction run calls `analyze_codes` on the codes it already has.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,14 +14,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from mnist_ae import build, monitoring, parallel, render
-from mnist_ae.analysis import ANALYSIS_PHASE
+from mnist_ae import render
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
-from mnist_ae.core.steps import encode, evaluate, init_state
-from mnist_ae.progress import Reporter
-from mnist_ae.run.device_data import load_data
 from mnist_ae.writers import MetricWriter
 
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample", "analyze_checkpoint")  # always from the command line
@@ -101,34 +94,3 @@ def chosen_epoch(ckpt: Checkpointer, config: ml_collections.ConfigDict) -> int |
     return epoch
 
 
-def run_analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
-                quiet: bool = False) -> dict[str, Any]:
-    """Analyse the latest checkpoint in `workdir`; returns metrics.json's content."""
-    config = run_config(workdir, cli_config)
-    learner = build.learner(config)
-    mesh = parallel.make_mesh(1)
-    reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
-    with reporter.phase("data"):
-        data = load_data(config, mesh)
-    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-    try:  # into an abstract target: nothing is initialised only to be overwritten
-        epoch = chosen_epoch(ckpt, config)
-        with reporter.phase(f"checkpoint ({config.analyze_checkpoint})"):
-            state = ckpt.restore(parallel.replicated_abstract(lambda: init_state(learner, config.seed), mesh),
-                                 epoch=epoch)
-    finally:
-        ckpt.close()
-    with reporter.phase("encoding and evaluating the test set"):
-        codes = np.asarray(jax.jit(functools.partial(encode, learner))(state.params["ae"], data.test_x))
-        metrics = jax.device_get(jax.jit(functools.partial(evaluate, learner))(state.params, data.test_x,
-                                                                                 data.test_y))
-    try:
-        with monitoring.open_writer(config, workdir, log_framework) as writer, reporter.phase(ANALYSIS_PHASE):
-            result = analyze_codes(config, codes, metrics, data.test_y, data.test_x, data.class_names, workdir,
-                                   writer, int(state.step), say=reporter.note)
-    finally:
-        reporter.close()
-    outdir = analysis_dir(workdir, len(codes), config.analysis_subsample)
-    reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,
-                     paths={"analysis": outdir, "metrics.json": outdir / "metrics.json"})
-    return result.metrics
