@@ -121,6 +121,8 @@ def test_tensorboard_reads_back_everything(tmp_path):
         w.write_confusion(5, "confusion/test", _confusion(), CLASSES)
         with pytest.raises(ValueError, match="whole numbers"):
             w.write_confusion(5, "confusion/rates", np.eye(10) / 2, CLASSES)
+        with pytest.raises(ValueError, match=r"counts \(3, 3\) must be \[C, C\] for 10 class names"):
+            w.write_confusion(5, "confusion/small", np.eye(3), CLASSES)
         w.write_hparams({"model": {"latent_dim": 16}, "opt": "adam"}, {"test/acc": 0.95})
 
     acc = tb_accumulator(logdir)
@@ -289,6 +291,7 @@ def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
     assert set(row) - internal == {"recon", "codes", "notes", "confusion/test_table", "codes/test"}
     assert row["recon"]["_type"] == "image-file" and row["recon"]["width"] == 58
     assert row["codes"]["_type"] == "histogram" and sum(row["codes"]["values"]) == 50
+    assert len(row["codes"]["values"]) == 64  # the bins TensorBoard's histograms use too, so they compare
     assert row["notes"]["_type"] == "html-file"
     files = run_file.parent / "files"
     assert (row["codes/test"]["nrows"], row["codes/test"]["ncols"]) == (6, 2 + 1 + 3)
@@ -321,6 +324,15 @@ def test_wandb_offline_run_reads_back(tmp_path, no_wandb_credentials):
 
 def _mock_writer() -> mock.NonCallableMagicMock:
     return mock.create_autospec(W.MetricWriter, instance=True)
+
+
+def test_an_embeddings_record_cannot_change_after_its_checks():
+    """Frozen: the checks run when it is built, on the caller's thread, so it must stay as checked."""
+    import dataclasses
+
+    points = W.Embeddings("codes", np.ones((2, 2)), ["a", "b"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        points.vectors_nd = np.ones((3, 2))
 
 
 def test_multiwriter_fans_out_and_closes_all():
