@@ -211,13 +211,87 @@ def no_wandb_credentials(tmp_path, monkeypatch):
 
 
 def test_wandb_credentials_detection(no_wandb_credentials, monkeypatch):
-    assert not _has_wandb_credentials()
+    from mnist_ae.writers.wandb import default_mode
+
+    assert _has_wandb_credentials() is False
+    assert default_mode() == ("offline", "not logged in")
     netrc_file = no_wandb_credentials / ".netrc"
     netrc_file.write_text("machine api.wandb.ai\n  login user\n  password k\n")
     assert _has_wandb_credentials()
-    netrc_file.unlink()
+    monkeypatch.delenv("NETRC")  # ~/.netrc without $NETRC
+    assert _has_wandb_credentials() and default_mode() == ("online", "logged in")
+    netrc_file.rename(no_wandb_credentials / "elsewhere")  # $NETRC wins over ~/.netrc
+    monkeypatch.setenv("NETRC", str(no_wandb_credentials / "elsewhere"))
+    assert _has_wandb_credentials()
+    (no_wandb_credentials / "elsewhere").unlink()
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     assert _has_wandb_credentials()
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert default_mode() == ("disabled", "WANDB_MODE")
+
+
+class _FakeWandb:
+    """What WandbWriter asks of wandb, recorded: setup, init, the run's log/config/summary/finish, and the
+    media and table types as tuples."""
+
+    def __init__(self):
+        self.setups, self.inits, self.logged, self.finished = [], [], [], False
+        self.run = mock.MagicMock()
+        self.run.log.side_effect = lambda data, step: self.logged.append((step, data))
+        self.run.finish.side_effect = lambda: setattr(self, "finished", True)
+
+    @staticmethod
+    def Settings(**kwargs):  # noqa: N802 (wandb's name)
+        return kwargs
+
+    def setup(self, settings):
+        self.setups.append(settings)
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        return self.run
+
+    @staticmethod
+    def Image(pil):  # noqa: N802
+        return ("image", pil.size)
+
+    @staticmethod
+    def Html(text, data_is_not_path=False):  # noqa: N802
+        return ("html", text, data_is_not_path)
+
+    @staticmethod
+    def Table(columns, data):  # noqa: N802
+        return ("table", list(columns), data)
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_wandb_writer_asks_wandb_for_what_it_promises(tmp_path, monkeypatch, mode):
+    """Offline mode set process-wide before init (wandb's telemetry must not reach the network), the run's
+    folder made, a quiet run that may coexist with others, the first step 0 accepted, texts as HTML,
+    hparams that may change on a resume, thumbnails only up to MAX_WANDB_TABLE_IMAGES rows, and finish."""
+    from mnist_ae.writers.wandb import MAX_WANDB_TABLE_IMAGES
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    w = W.WandbWriter(project="p", dir=tmp_path / "a" / "b", mode=mode)
+    assert fake.setups == ([{"mode": "offline"}] if mode == "offline" else [])
+    assert (tmp_path / "a" / "b").is_dir()
+    (init,) = fake.inits
+    assert init["reinit"] == "create_new" and init["settings"] == {"silent": True, "console": "off"}
+    assert init["mode"] == mode and init["dir"] == str(tmp_path / "a" / "b")
+    w.write_scalars(0, {"loss": 1.0})
+    w.write_texts(0, {"notes": "<b>"})
+    assert fake.logged == [(0, {"loss": 1.0}), (0, {"notes": ("html", "<pre>&lt;b&gt;</pre>", True)})]
+    w.write_hparams({"lr": 0.1}, {"test/acc": 0.5})
+    fake.run.config.update.assert_called_once_with({"lr": 0.1}, allow_val_change=True)
+    for n, with_images in ((MAX_WANDB_TABLE_IMAGES, True), (MAX_WANDB_TABLE_IMAGES + 1, False)):
+        w.write_embeddings(1, W.Embeddings("codes", np.zeros((n, 2)), ["0"] * n, images_nhw=np.zeros((n, 4, 4))))
+        _, columns, rows = fake.logged[-1][1]["codes"]
+        assert ("image" in columns) == with_images and len(rows) == n and columns[-2:] == ["d0", "d1"]
+    w.write_embeddings(1, W.Embeddings("plain", np.zeros((3, 2)), ["0"] * 3))
+    assert "image" not in fake.logged[-1][1]["plain"][1]
+    w.close()
+    assert fake.finished
 
 
 _NO_NETWORK_SCRIPT = """
