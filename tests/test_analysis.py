@@ -439,6 +439,12 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     assert f"| knn5_accuracy | {metrics['codes']['knn5_accuracy']:.4f} |" in result.tables["quality"]
     assert "raw pixels" in result.tables["quality"]
     assert result.coords_2d["tsne"].shape == (400, 2) and result.coords_2d["pca"].shape == (400, 2)
+    # The maps' coordinates for report.html, which reads them back instead of computing a t-SNE again.
+    with np.load(out / "coords.npz") as coords:
+        assert set(coords.files) == {"index", "pca_2d", "pca_3d", "tsne_2d", "tsne_3d", "index_3d"}
+        np.testing.assert_array_equal(coords["tsne_2d"], result.coords_2d["tsne"])
+        np.testing.assert_array_equal(coords["index"], np.arange(400))
+        assert coords["tsne_3d"].shape == (200, 3) and coords["index_3d"].shape == (200,)
 
 
 def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
