@@ -447,6 +447,11 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
         assert coords["tsne_3d"].shape == (200, 3) and coords["index_3d"].shape == (200,)
 
 
+def test_the_3d_maps_axes_name_the_method_that_made_them():
+    assert [pipeline._map_axis(b) for b in ("umap", "opentsne", "exact", "sklearn", "auto")] == \
+        ["UMAP", "t-SNE", "t-SNE", "t-SNE", "t-SNE"]
+
+
 def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     images, labels, class_names = digits[0][:300], digits[1][:300], digits[2]
     codes = fake_codes(images)
