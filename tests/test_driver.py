@@ -128,6 +128,9 @@ def test_hooks_fire_exactly_when_due_and_metrics_are_pulled_once_per_epoch(tmp_p
 
 
 def test_a_finished_run_trains_nothing_and_reports_its_numbers(tmp_path, capsys):
+    from mnist_ae.run import lifecycle
+
+    lifecycle.record_end(tmp_path, 20)  # its end-of-run stages were done
     fired = []
     program = FakeProgram()
     run = _run(tmp_path, program)
@@ -137,6 +140,22 @@ def test_a_finished_run_trains_nothing_and_reports_its_numbers(tmp_path, capsys)
     assert run.writers[0].scalars == []
     assert len(finals) == 2
     assert "already trained to epoch 5" in capsys.readouterr().err
+
+
+def test_a_finished_run_whose_end_of_run_stages_were_cut_short_runs_them_once_more(tmp_path, capsys):
+    """A stop during the analysis or the report (no end record after the last start): the rerun trains
+    nothing, runs every end-of-run stage, writes the end record; the next rerun only reports."""
+    from mnist_ae.run import lifecycle
+
+    fired = []
+    hooks = [driver.eval_hook(2), Hook("end", lambda r, s: fired.append(s.epoch), at_end=True)]
+    program = FakeProgram()
+    finals = driver.train(_run(tmp_path, program), FakeState(epoch=5, step=20), hooks)
+    assert fired == [5] and program.evaluated_at == [5] and len(finals) == 2
+    assert "a stop cut its end-of-run stages short" in capsys.readouterr().err
+    assert lifecycle.ended(tmp_path, 20) and not lifecycle.ended(tmp_path, 24)
+    driver.train(_run(tmp_path, FakeProgram()), FakeState(epoch=5, step=20), hooks)
+    assert fired == [5] and "already trained" in capsys.readouterr().err
 
 
 def test_a_diverging_member_stops_the_run_and_is_named(tmp_path):

@@ -288,3 +288,28 @@ def test_a_run_whose_stdout_breaks_or_is_closed_trains_to_the_end(tmp_path, how)
     assert "Traceback" not in err and "Broken pipe" not in err
     assert Checkpointer(tmp_path / "checkpoints", 3).latest_epoch() == 3
     assert "epoch 1/3" not in (tmp_path / "run.log").read_text()  # no file took the closed descriptor's number
+
+
+@pytest.mark.slow
+def test_end_of_run_stages_cut_short_are_finished_by_the_rerun_and_then_reported_as_saved(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """A failure (as a kill) in an end-of-run stage left no baseline, no curves and no final records, and
+    every rerun said "already trained" and stopped. Now the rerun finishes the stages; the next rerun
+    reports exactly the numbers the finished run saved (all of them, not only the test metrics)."""
+    from mnist_ae.run import hooks
+
+    def cut_short(run, state):
+        raise RuntimeError("killed here")
+
+    monkeypatch.setattr(hooks, "_pca_baseline", cut_short)
+    with pytest.raises(RuntimeError, match="killed here"):
+        tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+    monkeypatch.undo()
+    assert not any("hparams" in r for r in _records(tmp_path))  # the final records never came
+    finished = tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+    assert "cut its end-of-run stages short" in capsys.readouterr().err
+    assert "baseline/pca_recon_mse" in finished and (tmp_path / "curves.png").is_file()
+    again = tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
+    assert "already trained" in capsys.readouterr().err
+    assert again == finished
+    assert sum("hparams" in r for r in _records(tmp_path)) == 1  # the final record once

@@ -26,6 +26,7 @@ from mnist_ae.core.state import TrainState
 from mnist_ae.progress import Reporter
 from mnist_ae.run.program import Program
 from mnist_ae.run.device_data import DeviceData
+from mnist_ae.run import lifecycle
 from mnist_ae.run.lifecycle import Interrupted, StopRequest
 from mnist_ae.writers import MetricWriter, close_all
 
@@ -167,15 +168,40 @@ def closing_all(*resources: Any) -> Iterator[None]:
 
 
 def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, float]]:
-    """Train `state` to `config.epochs`, firing each hook when due; returns final metrics per member."""
+    """Train `state` to `config.epochs`, firing each hook when due, then the end-of-run stages; returns
+    final metrics per member. A rerun of a finished run reports its saved numbers, or, if a stop cut its
+    end-of-run stages short (no end record), runs them again."""
     config, program, reporter = run.config, run.program, run.reporter
     start = program.epoch(state)
     run.diverged.update(program.frozen(state))
-    if start >= config.epochs:  # a rerun of a finished run: its numbers, in seconds, and nothing rewritten
+    if start < config.epochs:
+        state = _train_epochs(run, state, hooks, start)
+    elif lifecycle.ended(run.workdir, program.step(state)):
         reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
                       "train, reporting its final numbers; raise --config.epochs to continue it")
-        return [{**scalars(m), **({"diverged": 1.0} if i in run.diverged else {})}
-                for i, m in enumerate(run.metrics(state))]
+        return lifecycle.saved_finals(run.workdir, program.members) or _evaluated_finals(run, state)
+    else:
+        reporter.warn(f"{run.workdir} is trained to epoch {start}, but a stop cut its end-of-run stages short "
+                      "(analysis, report, final records): finishing them")
+        run.finals = _evaluated_finals(run, state)
+    for hook in hooks:
+        if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
+            with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
+                hook.fn(run, state)
+    for writer in run.writers:
+        writer.flush()
+    lifecycle.record_end(run.workdir, program.step(state))
+    return run.finals
+
+
+def _evaluated_finals(run: Run, state: TrainState) -> list[dict[str, float]]:
+    return [{**scalars(m), **({"diverged": 1.0} if i in run.diverged else {})}
+            for i, m in enumerate(run.metrics(state))]
+
+
+def _train_epochs(run: Run, state: TrainState, hooks: Sequence[Hook], start: int) -> TrainState:
+    """The epochs from `start` to `config.epochs`, each with its hooks, checkpoint and progress line."""
+    config, program, reporter = run.config, run.program, run.reporter
     if start == 0:
         _fire(run, state, hooks, epoch=0, last=False)
     if run.stop.signum is not None:
@@ -220,13 +246,7 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
             if not saved:
                 _checkpoint(run, state, epoch)
             raise Interrupted(run.stop.signum, epoch)  # the checkpoint commits while the resources close
-    for hook in hooks:
-        if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
-            with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
-                hook.fn(run, state)
-    for writer in run.writers:
-        writer.flush()
-    return run.finals
+    return state
 
 
 def _checkpoint(run: Run, state: TrainState, epoch: int) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae import parallel
-from mnist_ae.workdir import parse_record
+from mnist_ae.workdir import parse_record, read_records
 
 LOCK_FILE = ".lock"
 
@@ -176,3 +176,30 @@ def record_start(workdir: Path, config: Any, step: int) -> None:
     record = {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()}
     with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
+
+
+def record_end(workdir: Path, step: int) -> None:
+    """An end record in metrics.jsonl once every end-of-run stage (analysis, report, hparams) is done: a
+    rerun finds it and only reports; without it (a stop during that work) the rerun finishes the work."""
+    if parallel.is_main_process():
+        with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
+            log.write(json.dumps({"event": "end", "time": round(time.time(), 3), "at_step": step}) + "\n")
+
+
+def ended(workdir: Path, step: int) -> bool:
+    """Whether the run's last start (or its first) was followed by its end record at `step`."""
+    events = [r for r in read_records(workdir / "metrics.jsonl") if "event" in r]
+    return bool(events) and events[-1]["event"] == "end" and events[-1].get("at_step") == step
+
+
+def saved_finals(workdir: Path, members: list[dict[str, Any]]) -> list[dict[str, float]] | None:
+    """Each member's final numbers as its last hparams record holds them (None if one has none): what a
+    rerun of a finished run reports, the same table as its first run's."""
+    records = [r for r in read_records(workdir / "metrics.jsonl") if "hparams" in r]
+    finals = []
+    for tags in members:
+        mine = [r for r in records if r.get("member") == tags.get("member")]
+        if not mine:
+            return None
+        finals.append(mine[-1]["metrics"])
+    return finals

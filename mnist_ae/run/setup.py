@@ -50,8 +50,9 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, best=best)
     if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
         state = ckpt.restore(state, fits=config)
-    finished = program.epoch(state) >= config.epochs  # reported, not trained: it writes nothing
-    if parallel.is_main_process() and not finished:  # each (step, member) once in the log, however often it restarted
+    finished = program.epoch(state) >= config.epochs
+    complete = finished and lifecycle.ended(workdir, program.step(state))  # reported only: it writes nothing
+    if parallel.is_main_process() and not complete:  # each (step, member) once in the log, however often it restarted
         lifecycle.keep_records_before(workdir / "metrics.jsonl", program.step(state))
         lifecycle.record_start(workdir, config, program.step(state))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
@@ -61,8 +62,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
                         device=lifecycle.device_line())
     reporter.note(f"device: {reporter.device}")
     reporter.add_time("data", data_s)
-    writers = open_writers(config, workdir, "none" if finished else log_framework, program.members)
-    if log_framework in ("wandb", "both") and not finished and (note := monitoring.wandb_note(workdir)):
+    writers = open_writers(config, workdir, "none" if complete else log_framework, program.members)
+    if log_framework in ("wandb", "both") and not complete and (note := monitoring.wandb_note(workdir)):
         reporter.note(note)
     return Run(config, workdir, program, data, writers, ckpt, reporter), state
 
