@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import chex
 import jax
@@ -415,10 +416,12 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     codes = fake_codes(images)
     confusion = np.eye(10, dtype=int) * 30
     confusion[4, 9] = 6
+    started = time.perf_counter()
     result = pipeline.run_analysis(
         codes, labels, images, class_names, tmp_path / "out",
         probe_accuracy=0.8, probe_confusion=confusion, tsne_3d_points=200, seed=2,
     )
+    wall_s = time.perf_counter() - started
     out = tmp_path / "out"
     for name in ("pca_2d", "pca_3d", "tsne_2d", "tsne_3d", "correlation", "histograms", "outliers"):
         assert result.figures[name] == out / f"{name}.png"
@@ -430,6 +433,8 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
     assert metrics["settings"]["tsne_3d_points"] == 200
     times = metrics["timings_s"]  # the 2-D map of 400 codes ran beside the other stages, timed on its own
     assert 0 < times["tsne_2d"] < times["total"]
+    assert all(0 <= seconds <= times["total"] <= wall_s for seconds in times.values()), times  # durations, not clocks
+    assert metrics["settings"]["threads"] == embed.default_threads()
     # The codes and the raw pixels each scored on their own inputs, with the caller's seed.
     assert metrics["codes"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(codes, labels, seed=2), abs=1e-6)
     assert metrics["raw_pixels"]["knn5_accuracy"] == pytest.approx(knn5_accuracy_numpy(pixels(images), labels, seed=2), abs=1e-6)
@@ -445,6 +450,20 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
         np.testing.assert_array_equal(coords["tsne_2d"], result.coords_2d["tsne"])
         np.testing.assert_array_equal(coords["index"], np.arange(400))
         assert coords["tsne_3d"].shape == (200, 3) and coords["index_3d"].shape == (200,)
+
+
+def test_the_smallest_analysis_runs_in_a_new_nested_folder_and_the_summary_keeps_only_numbers(tmp_path, digits):
+    """Exactly MIN_ANALYSIS_POINTS codes are enough; the output folder may be several levels deep; the
+    summary (HParams columns) takes the numbers of the codes' quality, not flags or text."""
+    images, labels, class_names = digits[0][:MIN_ANALYSIS_POINTS], digits[1][:MIN_ANALYSIS_POINTS], digits[2]
+    out = tmp_path / "a" / "b" / "analysis"
+    result = pipeline.run_analysis(fake_codes(images), labels, images, class_names, out, with_tsne=False,
+                                   raw_baseline=False)
+    assert result.metrics["settings"]["n_points"] == MIN_ANALYSIS_POINTS and (out / "metrics.json").is_file()
+    result.metrics["codes"].update(flag=True, note="text")
+    summary = result.summary()
+    assert "analysis/flag" not in summary and "analysis/note" not in summary
+    assert summary["analysis/knn5_accuracy"] == result.metrics["codes"]["knn5_accuracy"]
 
 
 def test_the_3d_maps_axes_name_the_method_that_made_them():
