@@ -107,7 +107,6 @@ def test_a_garbage_line_is_dropped_by_the_resume_and_skipped_by_every_reader(tmp
     assert [json.loads(line) for line in path.read_text().splitlines()] == good
 
 
-@pytest.mark.slow
 def test_a_restart_after_a_lost_checkpoint_logs_each_step_once(tmp_path, straight, two_epochs):
     tmp_path = _copy(two_epochs, tmp_path)
     shutil.rmtree(tmp_path / "checkpoints" / "2")  # as if killed after logging epoch 2, before its commit
