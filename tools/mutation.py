@@ -52,6 +52,7 @@ REPORT = ROOT / "docs" / "mutation.md"
 # Module -> the tests that cover it, the most direct first (`-x` stops at the first failure), in
 # the order a run takes them: the core and the checkpoint first.
 _QUICK_ANALYSIS = ["tests/test_analysis.py", "-k", "not run_analysis and not tsne and not figures"]
+_SIGNAL_TEST = "tests/test_faults.py::test_a_signal_stops_at_an_epoch_boundary_with_its_checkpoint_and_the_rerun_matches"
 MODULES: dict[str, list[str]] = {
     "mnist_ae/core/losses.py": ["tests/test_losses.py", "tests/test_recon_options.py", "tests/test_steps.py"],
     "mnist_ae/core/state.py": ["tests/test_steps.py", "tests/test_recon_options.py", "tests/test_checkpoint.py"],
@@ -73,11 +74,45 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/analysis/members.py": ["tests/test_sweep.py"],
     "mnist_ae/core/tsne.py": ["tests/test_tsne.py",
                               "tests/test_analysis.py::test_the_exact_and_opentsne_maps_are_as_faithful_as_sklearns"],
+    # The shell around the core: the report, the writers, the analysis pipeline and the run lifecycle.
+    "mnist_ae/report/forming.py": ["tests/test_report.py"],
+    "mnist_ae/report/compare.py": ["tests/test_report.py"],
+    "mnist_ae/report/collect.py": ["tests/test_report.py"],
+    "mnist_ae/writers/jsonl.py": ["tests/test_writers.py", "tests/test_monitoring.py"],
+    "mnist_ae/writers/combinators.py": ["tests/test_writers.py", "tests/test_monitoring.py"],
+    "mnist_ae/writers/factory.py": ["tests/test_writers.py", "tests/test_monitoring.py"],
+    "mnist_ae/writers/base.py": ["tests/test_writers.py", "tests/test_monitoring.py"],
+    "mnist_ae/writers/tensorboard.py": ["tests/test_writers.py", "tests/test_monitoring.py"],
+    "mnist_ae/writers/wandb.py": ["tests/test_writers.py"],
+    "mnist_ae/analysis/pipeline.py": ["tests/test_analysis.py", "tests/test_analyze.py"],
+    "mnist_ae/run/program.py": ["tests/test_sweep.py", "tests/test_driver.py", "tests/test_checkpoint.py",
+                               "tests/test_latent_pictures.py"],
+    "mnist_ae/run/sweep_outputs.py": ["tests/test_sweep.py"],
+    "mnist_ae/run/setup.py": ["tests/test_checkpoint.py", "tests/test_faults.py", "tests/test_driver.py"],
+    "mnist_ae/run/lifecycle.py": ["tests/test_faults.py", "tests/test_checkpoint.py", "tests/test_driver.py"],
+    "mnist_ae/run/driver.py": ["tests/test_driver.py", "tests/test_checkpoint.py", _SIGNAL_TEST,
+                               "tests/test_faults.py::test_a_damaged_latest_checkpoint_is_set_aside_and_the"
+                               "_previous_one_used", "tests/test_sweep.py::test_a_diverging_member_is_frozen_while"
+                               "_the_others_train_on_untouched"],
+    "mnist_ae/run/hooks.py": ["tests/test_monitoring.py", "tests/test_figures.py", "tests/test_checkpoint.py",
+                              "tests/test_sweep.py", "tests/test_latent_pictures.py", "tests/test_report.py",
+                              "tests/test_faults.py"],
 }
+# Modules whose listed tests run with the slow ones among them: the sweep's end-of-run outputs (member
+# exports, results table), a sweep program's initial states, three of the four checkpoint damages and
+# the sweep page's member sections are checked by slow tests only (the quick tier keeps one test per
+# behaviour). The hooks and the driver run their quick tests only (with the slow ones a mutant took
+# minutes); their slow-only checks (the PCA baseline per member, the signal's checkpoint) are recorded
+# with `--check MODULE:N`. A line run only in a subprocess (signal handlers, launch.py) is invisible
+# to the line tracer.
+WITH_SLOW = {"mnist_ae/run/sweep_outputs.py", "mnist_ae/run/program.py", "mnist_ae/checkpoint.py",
+             "mnist_ae/report/collect.py"}
 # Modules whose quick tests run them in subprocesses (test_parallel's workers pin the device count
-# before JAX starts), where the line tracer cannot follow: each mutant runs all the module's tests.
-UNTRACED = {"mnist_ae/parallel.py"}
-PYTEST_ARGS = ["-x", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "no:randomly"]
+# before JAX starts), where the line tracer cannot follow, or whose trace came back incomplete (the
+# report's collect.py: lines that a direct trace of the same run shows hit were missing): each mutant
+# runs all the module's tests.
+UNTRACED = {"mnist_ae/parallel.py", "mnist_ae/report/collect.py"}
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
 
 def _source_hash(module: str) -> str:
     return hashlib.sha256((ROOT / module).read_bytes()).hexdigest()[:16]
@@ -99,7 +134,8 @@ def _scratch(n: int) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("mnist_ae", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
-    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    for name in ("pyproject.toml", "launch.py"):  # launch.py: tests that run the command line
+        shutil.copy(ROOT / name, work / name)
     for name in ("data", "experiments"):  # read, never mutated (test_models loads experiments/*.py)
         (work / name).symlink_to(ROOT / name)
     return work
@@ -123,9 +159,10 @@ def _preload() -> None:
     import chex, flax.linen, jax, numpy, optax, orbax.checkpoint, pytest, sklearn  # noqa: F401,E401
 
 
-def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
+def _fork_pytest(work: Path, tests: list[str], trace: str = "", slow: bool = False) -> int:
     """pytest in a child process in the scratch copy, its output to a log. With `trace` (a module),
-    the child records which test ran which of its lines into `work/lines.json` instead."""
+    the child records which test ran which of its lines into `work/lines.json` instead. The quick tests
+    only, unless `slow`."""
     pid = os.fork()
     if pid == 0:
         try:
@@ -140,7 +177,8 @@ def _fork_pytest(work: Path, tests: list[str], trace: str = "") -> int:
             os.dup2(fd, 1)
             os.dup2(fd, 2)
             tracer = _LineTracer(work / trace) if trace else None
-            code = int(pytest.main([*PYTEST_ARGS, *tests], plugins=[tracer] if tracer else []))
+            marker = [] if slow else ["-m", "not slow"]
+            code = int(pytest.main([*PYTEST_ARGS, *marker, *tests], plugins=[tracer] if tracer else []))
             if tracer:
                 (work / "lines.json").write_text(json.dumps(
                     {"order": tracer.order, "lines": {k: sorted(v) for k, v in tracer.hits.items()},
@@ -229,8 +267,8 @@ def _outcome(status: int | None) -> str:
     return {0: "survived", 1: "killed", 2: "killed", 4: "killed"}.get(code, f"error{code}")
 
 
-def _run_one(work: Path, tests: list[str], timeout: float, trace: str = "") -> tuple[str, float]:
-    start, pid = time.monotonic(), _fork_pytest(work, tests, trace)
+def _run_one(work: Path, tests: list[str], timeout: float, trace: str = "", slow: bool = False) -> tuple[str, float]:
+    start, pid = time.monotonic(), _fork_pytest(work, tests, trace, slow)
     try:
         while time.monotonic() - start < timeout:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -282,7 +320,8 @@ def _coverage(module: str, work: Path) -> tuple[dict[str, list[str]], list[str],
     cache = STATE / f"lines2-{module.replace('/', '.')}-{_source_hash(module)}-{tests_hash.hexdigest()[:12]}.json"
     if not cache.exists():
         untraced = module in UNTRACED
-        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace="" if untraced else module)
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600, trace="" if untraced else module,
+                                 slow=module in WITH_SLOW)
         if outcome != "survived":
             return None
         lines = ({"order": [], "lines": {}, "uses": {}} if untraced
@@ -320,7 +359,7 @@ def _run_module(module: str, works: list[Path], done: dict[str, dict], timeout_f
                     continue
                 work = free.pop()
                 (work / module).write_text(mutated_source(m))
-                running[_fork_pytest(work, tests)] = (m, work, time.monotonic(), len(tests))
+                running[_fork_pytest(work, tests, slow=module in WITH_SLOW)] = (m, work, time.monotonic(), len(tests))
             finished = []
             for pid, (m, work, start, n_tests) in running.items():
                 got, status = os.waitpid(pid, os.WNOHANG)
@@ -391,7 +430,7 @@ def report(modules: list[str]) -> str:
 
 
 def check(spec: str) -> None:
-    """Run one mutant on all of its module's tests (no tracing) and record the outcome."""
+    """Run one mutant on all of its module's tests, slow ones included (no tracing), and record it."""
     module, n = spec.rsplit(":", 1)
     m = mutants(module)[int(n)]
     STATE.mkdir(exist_ok=True)
@@ -399,7 +438,7 @@ def check(spec: str) -> None:
     work = _scratch(0)
     try:
         (work / module).write_text(mutated_source(m))
-        outcome, secs = _run_one(work, MODULES[module], timeout=3600)
+        outcome, secs = _run_one(work, MODULES[module], timeout=3600, slow=True)
         _record(_source_hash(module), m, outcome, secs, len(MODULES[module]))
     finally:
         shutil.rmtree(work, ignore_errors=True)
