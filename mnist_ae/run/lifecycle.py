@@ -173,7 +173,10 @@ def record_start(workdir: Path, config: Any, step: int) -> None:
     """The resolved config at the top of the workdir, and a start record in metrics.jsonl (one per
     start, so restarts show in the log)."""
     (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
-    record = {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()}
+    _append_event(workdir, {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()})
+
+
+def _append_event(workdir: Path, record: dict[str, Any]) -> None:
     with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
 
@@ -182,8 +185,7 @@ def record_end(workdir: Path, step: int) -> None:
     """An end record in metrics.jsonl once every end-of-run stage (analysis, report, hparams) is done: a
     rerun finds it and only reports; without it (a stop during that work) the rerun finishes the work."""
     if parallel.is_main_process():
-        with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
-            log.write(json.dumps({"event": "end", "time": round(time.time(), 3), "at_step": step}) + "\n")
+        _append_event(workdir, {"event": "end", "time": round(time.time(), 3), "at_step": step})
 
 
 def ended(workdir: Path, step: int) -> bool:
