@@ -5,8 +5,9 @@
     final = tasks.run(base_config(), "runs/demo", log_framework="none")     # the config's task
     tasks.TASKS["compare"].fn("runs/a,runs/b", "runs/compare.html")         # any task by name
 
-Each task is entered the same way (`entered`: the workdir's lock and the signal handlers); the CLI
-adds the log routing and the one-line errors. Importing this package is light: a task's modules
+Each task is entered the same way (`entered`: the workdir's lock, and for the tasks that train the
+handlers that let a signal finish the epoch in flight); the CLI adds the log routing and the one-line
+errors. Importing this package is light: a task's modules
 (JAX, orbax, plotly) load when it runs.
 """
 
