@@ -61,7 +61,8 @@ def _timed(table: dict[str, float], name: str, fn):
 
 def child(framework: str, workdir: Path, overrides: list[str]) -> dict:
     """One run in this process, instrumented; returns the timings as a dict."""
-    from mnist_ae import monitoring, progress, tasks, writers
+    from mnist_ae import tasks, writers
+    from mnist_ae.run import monitoring, progress
     from mnist_ae.run import hooks
     from mnist_ae.config import base_config, validate
 

@@ -25,7 +25,7 @@ from mnist_ae import build
 from mnist_ae.checkpoint import CheckpointError, Checkpointer
 from mnist_ae.core.state import TrainState
 from mnist_ae.core.steps import Learner, decode, encode
-from mnist_ae.workdir import read_records
+from mnist_ae.workdir import RunDir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +41,7 @@ class TrainedRun:
     @property
     def records(self) -> list[dict[str, Any]]:
         """The scalar records of metrics.jsonl (train windows and evals), in the order written."""
-        return [r for r in read_records(self.workdir / "metrics.jsonl") if "step" in r]
+        return [r for r in RunDir(self.workdir).records() if "step" in r]
 
     def encode(self, images_nhw: np.ndarray) -> np.ndarray:
         """Codes of uint8 images [n, 28, 28] (the dataset's format), [n, latent]."""
@@ -73,17 +73,17 @@ def load(workdir: str | Path, epoch: int | str | None = None) -> TrainedRun:
     """The run in `workdir` at its latest intact checkpoint, the given epoch, or "best" (by the run's
     `best_checkpoint_metric`)."""
     workdir = Path(workdir)
-    ckpt = Checkpointer(workdir / "checkpoints", 1)
+    ckpt = Checkpointer(RunDir(workdir).checkpoints, 1)
     try:
         if epoch == "best":
             metric = ckpt.run_config().best_checkpoint_metric if ckpt.latest_epoch() is not None else ""
             epoch = ckpt.best_epoch(metric or "test/recon_mse")
             if epoch is None:
-                raise CheckpointError(f"no checkpoint in {workdir / 'checkpoints'} was saved with "
+                raise CheckpointError(f"no checkpoint in {RunDir(workdir).checkpoints} was saved with "
                                       f"{metric or 'test/recon_mse'}: load the latest (epoch=None) or an epoch")
         if epoch not in (None, *ckpt.epochs()) or ckpt.latest_epoch() is None:
             raise CheckpointError(f"no checkpoint {'' if epoch is None else f'of epoch {epoch} '}in "
-                                  f"{workdir / 'checkpoints'} (there are {ckpt.epochs()}): train one first")
+                                  f"{RunDir(workdir).checkpoints} (there are {ckpt.epochs()}): train one first")
         config = ckpt.run_config(epoch)
         if config.task != "reconstruction":
             raise CheckpointError(f"{workdir} holds a {config.task!r} run: load() needs an autoencoder "

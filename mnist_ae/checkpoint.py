@@ -22,6 +22,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnist_ae.config import FIELDS, ConfigError, resume_keys
+from mnist_ae.errors import CheckpointError
 from mnist_ae.metrics import higher_is_better
 
 # A replicated array is written whole by its first replica. Orbax's default off GPU splits it over its
@@ -29,10 +30,6 @@ from mnist_ae.metrics import higher_is_better
 # 100 slice programs (17 s) to write a few MB. Orbax turns that off on GPU itself.
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be written or read; the message is one line naming the path and cause."""
 
 
 def _jsonable(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:

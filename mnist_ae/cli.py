@@ -17,10 +17,12 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mnist_ae.config import LOG_FRAMEWORKS, ConfigError, check_workdir, closest_key, help_text, validate
+from mnist_ae.config import LOG_FRAMEWORKS, check_workdir, closest_key, help_text, validate
 from mnist_ae.config import FIELDS
-from mnist_ae.run_log import guard_terminal_streams
-from mnist_ae.tasks import TASKS, UnknownTask, check_task
+from mnist_ae.run.run_log import guard_terminal_streams
+from mnist_ae.errors import ProductError, SomeDiverged, UsageError
+from mnist_ae.tasks import TASKS, check_task
+from mnist_ae.workdir import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -40,14 +42,6 @@ flags.DEFINE_integer("process_id", -1, "multi-process: this process's index (pro
 flags.DEFINE_integer("distributed_timeout", 300, "multi-process: seconds to wait for the other processes")
 flags.DEFINE_bool("verbose", False, "show third-party logs and warnings on the terminal (always in WORKDIR/run.log)")
 config_flags.DEFINE_config_file("config", None, "experiment config file (default experiments/<task>.py)")
-
-
-class UsageError(ValueError):
-    """A command-line mistake: reported in one line."""
-
-
-class SomeDiverged(RuntimeError):
-    """A sweep finished but some members diverged: exit status 1, the results kept."""
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
@@ -188,7 +182,7 @@ def use_compilation_cache() -> None:
     and the versions, so a changed program compiles afresh."""
     import jax  # noqa: PLC0415
 
-    from mnist_ae.baselines import cache_dir  # noqa: PLC0415
+    from mnist_ae.analysis.baselines import cache_dir  # noqa: PLC0415
 
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
@@ -203,13 +197,13 @@ def _main(config_given: bool) -> None:
     validate(config)
     if config.task == "analyze":  # an existing run's workdir, never created here
         workdir = Path(flags.FLAGS.workdir or "runs/reconstruction").expanduser().resolve()
-        if not (workdir / "checkpoints").is_dir():
+        if not RunDir(workdir).checkpoints.is_dir():
             raise UsageError(f"no run to analyze in {workdir} (no checkpoints/): pass --workdir of a reconstruction "
                              "run, or train one with --task reconstruction --workdir DIR")
     else:
         check_data(config)  # a refusal for bad data leaves nothing behind: checked before the workdir exists
         workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
-    from mnist_ae.run_log import configure_logging  # noqa: PLC0415
+    from mnist_ae.run.run_log import configure_logging  # noqa: PLC0415
 
     configure_logging(workdir, flags.FLAGS.verbose)
     from mnist_ae.parallel import initialize_distributed  # noqa: PLC0415
@@ -220,24 +214,7 @@ def _main(config_given: bool) -> None:
     result = TASKS[config.task].fn(config, workdir, framework, flags.FLAGS.quiet)
     if config.task == "sweep" and any(final.get("diverged") for final in result):
         raise SomeDiverged(f"{sum(bool(f.get('diverged')) for f in result)} of {len(result)} sweep members diverged "
-                           f"(marked in {workdir / 'sweep_results.md'}); the others finished")
-
-
-# The exceptions that end a command with one line besides UsageError / ConfigError (exit status 2) and
-# SomeDiverged: a user's mistake found later (status 2), a run that stopped (status 1), a signal (its own
-# status). Looked up among the modules already imported when one is raised, so that the mistakes caught
-# before any compute (most of them) are reported without importing JAX or orbax: about 2.5 s less.
-USER_ERRORS = ("mnist_ae.data.DataError", "mnist_ae.writers.combinators.WriterError", "mnist_ae.run.lifecycle.WorkdirBusy",
-               "mnist_ae.report.ReportError")
-RUN_ERRORS = ("mnist_ae.run.driver.TrainingDiverged", "mnist_ae.checkpoint.CheckpointError")
-INTERRUPTED = "mnist_ae.run.lifecycle.Interrupted"
-
-
-def _loaded(*names: str) -> tuple[type[BaseException], ...]:
-    """The classes `module.Class` among `names` whose module is imported (an exception of a class whose
-    module was never imported cannot have been raised)."""
-    modules = [(sys.modules.get(name.rpartition(".")[0]), name.rpartition(".")[2]) for name in names]
-    return tuple(getattr(module, cls) for module, cls in modules if module is not None)
+                           f"(marked in {RunDir(workdir).sweep_results}); the others finished")
 
 
 def main() -> None:
@@ -260,12 +237,9 @@ def main() -> None:
             _page_task(flags.FLAGS.task)
             return
         _main(config_given)
-    except (UsageError, ConfigError, UnknownTask, SomeDiverged, *_loaded(*USER_ERRORS, *RUN_ERRORS, INTERRUPTED)) as e:
-        if isinstance(e, _loaded(INTERRUPTED)):
-            sys.stderr.write(f"{e}\n")
-            sys.exit(e.exit_code)
-        sys.stderr.write(f"error: {e}\n")
-        sys.exit(1 if isinstance(e, (SomeDiverged, *_loaded(*RUN_ERRORS))) else 2)
+    except ProductError as e:  # mnist_ae.errors: one line and the error's own exit status
+        sys.stderr.write(f"{e.prefix}{e}\n")
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted at once (second signal); the last committed checkpoint is kept: "
                          "rerun the same command to resume\n")

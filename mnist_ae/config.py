@@ -19,6 +19,7 @@ from typing import Any
 import ml_collections
 
 from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS
+from mnist_ae.errors import ConfigError
 from mnist_ae.metrics import direction
 
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
@@ -119,10 +120,6 @@ def resume_keys(task: str) -> tuple[str, ...]:
     """The keys a resume of a `task` checkpoint must match (an exported sweep member is a single run)."""
     kind = "sweep" if task == "sweep" else "run"
     return tuple(k for k, f in FIELDS.items() if f.resume in ("state", kind))
-
-
-class ConfigError(ValueError):
-    """A user mistake in the configuration; its message is one line with the fix."""
 
 
 def base_config() -> ml_collections.ConfigDict:

@@ -18,9 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """One-line, user-facing: names the file and the fix."""
+from mnist_ae.errors import DataError
 
 
 class Dataset(NamedTuple):

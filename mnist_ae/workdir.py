@@ -1,12 +1,14 @@
-"""The run directory's files as programs read and write them.
+"""The run directory: every path in it named once (`RunDir`), and its files as programs read and write them.
 
-Files a user opens (report.html, compare.html, figures) are written to a temporary file beside the
+Training, the analysis, the report, `api` and the tests meet only through these files, so their names
+live here and nowhere else. Files a user opens (report.html, compare.html, figures) are written to a temporary file beside the
 target and renamed over it, so a kill at any moment leaves the old file or the new one, never a torn
 or empty one (a rename within a folder is atomic on POSIX). metrics.jsonl has one reader.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable
@@ -51,3 +53,66 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     path = Path(path)
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     return [record for record in map(parse_record, lines) if record is not None]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+    """A run directory's layout. A sweep's members are run directories of their own under `members/`
+    (checkpoints, TensorBoard, W&B); their records are the tagged lines of the sweep's metrics.jsonl, so a
+    resume trims one file and no point is ever logged twice."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    metrics = property(lambda self: self.root / "metrics.jsonl")  # one JSON record per line, appended
+    config = property(lambda self: self.root / "config.json")  # the run's config, for the pages
+    log = property(lambda self: self.root / "run.log")  # third-party logs and warnings
+    lock = property(lambda self: self.root / ".lock")  # held by the one process writing the run
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    tensorboard = property(lambda self: self.root / "tb")
+    wandb = property(lambda self: self.root / "wandb")
+    report = property(lambda self: self.root / "report.html")
+    curves = property(lambda self: self.root / "curves.png")
+    confusion = property(lambda self: self.root / "confusion.png")
+    reconstructions = property(lambda self: self.root / "reconstructions")  # step_NNNNNNN.png per eval
+    codes = property(lambda self: self.root / "codes")  # step_NNNNNNN.npz: test codes per eval
+    latent = property(lambda self: self.root / "latent")  # decoded class means, interpolations, manifold
+    comparison = property(lambda self: self.root / "comparison.png")  # a sweep's reconstructions per member
+    sweep_results = property(lambda self: self.root / "sweep_results.md")  # for people
+    sweep_results_json = property(lambda self: self.root / "sweep_results.json")  # for programs
+    sweep_results_plot = property(lambda self: self.root / "sweep_results.png")
+    members = property(lambda self: self.root / "members")
+
+    def reconstruction_png(self, step: int) -> Path:
+        return self.reconstructions / f"step_{step:07d}.png"
+
+    def codes_npz(self, step: int) -> Path:
+        return self.codes / f"step_{step:07d}.npz"
+
+    def analysis(self, n_codes: int | None = None, subsample: int | None = 0) -> Path:
+        """RUN/analysis for all the codes, RUN/analysis_subsample<N> for a subset of N of them: an
+        analysis names its subset, and a smaller one never overwrites a larger one."""
+        whole = subsample in (0, None) or n_codes is None or subsample >= n_codes
+        return self.root / ("analysis" if whole else f"analysis_subsample{subsample}")
+
+    def analysis_metrics(self, n_codes: int | None = None, subsample: int | None = 0) -> Path:
+        return self.analysis(n_codes, subsample) / "metrics.json"
+
+    def member(self, name: str) -> RunDir:
+        return RunDir(self.members / name)
+
+    @property
+    def sweep(self) -> RunDir | None:
+        """The sweep this is a member of (its `members/<name>` folder), else None."""
+        return RunDir(self.root.parent.parent) if self.root.parent.name == "members" else None
+
+    def records(self) -> list[dict[str, Any]]:
+        """The run's records; a sweep member's are its tagged lines (and the start events) in the sweep's
+        metrics.jsonl (sweeps written before that decision kept a copy in the member's folder: read it)."""
+        sweep = self.sweep
+        if not self.metrics.exists() and sweep is not None:
+            return [r for r in read_records(sweep.metrics)
+                    if r.get("member") == self.root.name or r.get("event") == "start"]
+        return read_records(self.metrics)

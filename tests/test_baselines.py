@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mnist_ae import baselines
+from mnist_ae.analysis import baselines
 from mnist_ae.data import load_dataset
 
 

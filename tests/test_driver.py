@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mnist_ae.config import base_config
-from mnist_ae.progress import Reporter
+from mnist_ae.run.progress import Reporter
 from mnist_ae.run import driver
 from mnist_ae.run.driver import Hook, Run, due
 

@@ -96,13 +96,12 @@ def test_a_garbage_line_is_dropped_by_the_resume_and_skipped_by_every_reader(tmp
     """A valid-JSON line that is no record (`42`, a list, a string step) blocked every resume with an
     AttributeError until the file was edited by hand; now the resume drops it and the readers (report,
     curves, api) skip it, as they skip a torn line."""
-    from mnist_ae.report.collect import read_records as report_records
-    from mnist_ae.workdir import read_records
+    from mnist_ae.workdir import RunDir, read_records
 
     path = tmp_path / "metrics.jsonl"
     good = [{"step": 0, "test/recon_mse": 1.0}, {"step": 4, "train/loss": 2.0}]
     path.write_text(json.dumps(good[0]) + '\n42\n[1, 2]\n{"step": "four"}\n' + json.dumps(good[1]) + '\n{"st')
-    assert read_records(path) == report_records(tmp_path) == good
+    assert read_records(path) == RunDir(tmp_path).records() == good
     assert lifecycle.keep_records_before(path, 8) == 4
     assert [json.loads(line) for line in path.read_text().splitlines()] == good
 
@@ -254,7 +253,7 @@ def test_a_stream_whose_reader_went_away_switches_to_devnull_and_never_raises():
     """The unit under the next test: a write into a closed pipe (EPIPE) is swallowed, later writes and
     the flush go to /dev/null, and the descriptor itself now points there (the interpreter's own flush
     at exit cannot fail either)."""
-    from mnist_ae.run_log import _Unbreakable
+    from mnist_ae.run.run_log import _Unbreakable
 
     read_fd, write_fd = os.pipe()
     os.close(read_fd)

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from helpers import tiny
-from mnist_ae import latent_pictures as lp
+from mnist_ae.analysis import latent_pictures as lp
 from mnist_ae import tasks
 
 

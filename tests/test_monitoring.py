@@ -274,7 +274,7 @@ def test_tensorboard_server_serves_the_run(run, tmp_path):
 
 
 def test_wandb_tags_from_the_command_line_are_split_on_commas():
-    from mnist_ae.monitoring import split_tags
+    from mnist_ae.run.monitoring import split_tags
 
     assert split_tags(("baseline,mlp",)) == ("baseline", "mlp")  # what --config.wandb_tags=baseline,mlp gives
     assert split_tags(("a", " b , c", "")) == ("a", "b", "c")
@@ -314,7 +314,7 @@ def test_histograms_projector_and_end_of_run_share_one_encoding_per_step(tmp_pat
 
 def test_a_wandb_run_is_named_by_what_it_trains_not_by_its_task():
     from mnist_ae.config import base_config
-    from mnist_ae.monitoring import run_title
+    from mnist_ae.run.monitoring import run_title
 
     config = base_config()
     assert run_title(config, Path("runs/reconstruction")) == "reconstruction: mlp latent 64, lr 0.001, seed 0, 5 epochs"
@@ -325,7 +325,7 @@ def test_a_wandb_run_is_named_by_what_it_trains_not_by_its_task():
 
 
 def test_an_offline_wandb_run_says_so_and_how_to_sync(tmp_path, monkeypatch):
-    from mnist_ae.monitoring import wandb_note
+    from mnist_ae.run.monitoring import wandb_note
 
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "WANDB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(var, raising=False)

@@ -14,9 +14,9 @@ from unittest import mock
 import pytest
 from absl import logging as absl_logging
 
-from mnist_ae import run_log
-from mnist_ae.progress import Reporter
-from mnist_ae.run_log import configure_logging
+from mnist_ae.run import run_log
+from mnist_ae.run.progress import Reporter
+from mnist_ae.run.run_log import configure_logging
 
 ANSI = re.compile(r"\x1b\[")
 METRICS = {"train/recon_mse": 0.0978, "test/recon_mse": 0.095, "test/probe_accuracy": 0.877}

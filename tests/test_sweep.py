@@ -18,6 +18,7 @@ from mnist_ae.core import sweep
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.models import Autoencoder
+from mnist_ae.workdir import RunDir
 from mnist_ae.core.steps import init_state
 from mnist_ae.run import program
 
@@ -224,7 +225,7 @@ def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_th
     is left, no spread for one), PCA's number once; and the curves figure beside the table, with PCA's
     curve over the code sizes (no spread) on a log axis."""
     from mnist_ae.analysis import figures as plots
-    from mnist_ae.baselines import PCA_KEY
+    from mnist_ae.analysis.baselines import PCA_KEY
     from mnist_ae.run.sweep_outputs import results_table
 
     members = [build.Member(2, s, 1e-2) for s in (0, 1)] + [build.Member(5, s, 1e-2) for s in (0, 1)]
@@ -240,6 +241,11 @@ def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_th
     results_table(members, finals, tmp_path)
     assert table_rows() == [["2", "0.01", "2", "0", "0.2000 +- 0.1000", "0.2000", "0.6000 +- 0.1000"],
                             ["5", "0.01", "2", "1", "0.0500", "0.1000", "0.9000"]]
+    saved = json.loads((tmp_path / "sweep_results.json").read_text())  # the same numbers, for programs
+    assert [(g["latent_dim"], g["seeds"], g["diverged"], g["values"]["test/recon_mse"]) for g in saved["groups"]] == \
+        [(2, 2, 0, [0.1, 0.3]), (5, 2, 1, [0.05])]
+    assert [m["member"] for m in saved["members"]] == [m.name for m in members]
+    assert saved["members"][3]["test/recon_mse"] is None and saved["members"][3]["diverged"] == 1.0
     with Image.open(tmp_path / "sweep_results.png") as png:
         assert png.size[0] > 100 and png.size[1] > 100
     results_table(members[2:], finals[3:] * 2, tmp_path)  # every seed of the size diverged
@@ -277,6 +283,11 @@ def test_a_sweep_of_one_member_trains_and_resumes(tmp_path):
                              log_framework="none", quiet=True)
     evals = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "test/recon_mse" in r]
     assert [r["epoch"] for r in evals] == [0, 1, 2, 3] and more[0]["test/recon_mse"] <= evals[0]["test/recon_mse"]
+    # A member's records are its tagged lines in the sweep's one metrics.jsonl (trimmed on every resume), not a
+    # copy in its folder that a resume would not trim: each eval once, as the sweep logged it.
+    member = RunDir(tmp_path).member(build.members(config)[0].name)
+    assert member.checkpoints.is_dir() and not member.metrics.exists()
+    assert [r["epoch"] for r in member.records() if "test/recon_mse" in r] == [0, 1, 2, 3]
 
 
 @pytest.mark.slow
@@ -321,7 +332,7 @@ def test_exported_member_is_a_standalone_reconstruction_run(finished):
 def test_each_members_pca_baseline_has_its_own_code_size(finished):
     """PCA beside each member at the member's latent size, not the config's `latent_dim` (8 here):
     a latent-2 member compared with PCA-8 would flatter PCA in the table, the summary and the report."""
-    from mnist_ae import baselines
+    from mnist_ae.analysis import baselines
     from mnist_ae.data import load_dataset
 
     config, _, finals = finished

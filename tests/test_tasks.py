@@ -15,10 +15,9 @@ from mnist_ae import tasks
 # Lowest first; a module may import from its own layer or any below it, never from one above.
 LAYERS = (
     ("mnist_ae.core",),
-    ("mnist_ae.config", "mnist_ae.metrics", "mnist_ae.workdir", "mnist_ae.render", "mnist_ae.data",
-     "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel", "mnist_ae.baselines"),
-    ("mnist_ae.writers", "mnist_ae.monitoring", "mnist_ae.progress", "mnist_ae.run_log", "mnist_ae.analysis",
-     "mnist_ae.latent_pictures", "mnist_ae.api", "mnist_ae.report"),
+    ("mnist_ae.errors", "mnist_ae.config", "mnist_ae.metrics", "mnist_ae.workdir", "mnist_ae.render", "mnist_ae.data",
+     "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel"),
+    ("mnist_ae.writers", "mnist_ae.analysis", "mnist_ae.api", "mnist_ae.report"),
     ("mnist_ae.run",),
     ("mnist_ae.tasks",),
     ("mnist_ae.cli",),

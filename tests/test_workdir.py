@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,3 +42,21 @@ def test_a_png_is_replaced_whole(tmp_path, monkeypatch):
     render.save_png(np.full((8, 5, 3), 255, np.uint8), path)
     assert seen == [(6, 4)] and Image.open(path).size == (5, 8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
+
+
+def test_a_run_directory_names_its_files_and_a_members_records_are_its_sweeps_tagged_lines(tmp_path):
+    from mnist_ae.workdir import RunDir
+
+    sweep = RunDir(tmp_path)
+    member = sweep.member("latent2_seed0_lr0.001")
+    assert member.sweep == sweep and sweep.sweep is None and member.root == tmp_path / "members" / member.root.name
+    assert sweep.analysis(10_000, 0) == sweep.analysis(10_000, 20_000) == tmp_path / "analysis"
+    assert sweep.analysis(10_000, 2_000) == tmp_path / "analysis_subsample2000"
+    assert sweep.codes_npz(32) == tmp_path / "codes" / "step_0000032.npz"
+    lines = [{"event": "start", "from_step": 0}, {"step": 0, "member": member.root.name, "test/recon_mse": 1.0},
+             {"step": 0, "member": "latent5_seed0_lr0.001", "test/recon_mse": 2.0}]
+    sweep.metrics.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert member.records() == lines[:2]  # the start (provenance) and its own lines, nobody else's
+    member.root.mkdir(parents=True)
+    member.metrics.write_text(json.dumps({"step": 0, "test/recon_mse": 3.0}) + "\n")  # a sweep from before
+    assert member.records() == [{"step": 0, "test/recon_mse": 3.0}]

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
-from mnist_ae import baselines
+from mnist_ae.analysis import baselines
 from mnist_ae.analysis.embed import MAP_EXAGGERATION_ITERS, MAP_ITERS, host_pca, subsample_index, tsne
 from mnist_ae.analysis.quality import TRUST_POINTS, quality_numbers
 

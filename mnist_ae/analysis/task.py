@@ -18,6 +18,7 @@ from mnist_ae import render
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
+from mnist_ae.workdir import RunDir
 from mnist_ae.writers import MetricWriter
 
 ANALYSIS_KEYS = ("tsne_backend", "analysis_subsample", "analyze_checkpoint")  # always from the command line
@@ -26,7 +27,7 @@ DATA_KEYS = ("data_dir", "data_source")  # from the command line where given: th
 
 def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The run's own config from its checkpoint, with the analysis options from the command line."""
-    ckpt = Checkpointer(workdir / "checkpoints", 1)
+    ckpt = Checkpointer(RunDir(workdir).checkpoints, 1)
     try:
         if ckpt.latest_epoch() is None:
             raise ConfigError(f"no checkpoint in {workdir / 'checkpoints'}: train first with "
@@ -45,12 +46,6 @@ def run_config(workdir: Path, cli_config: ml_collections.ConfigDict) -> ml_colle
     return config
 
 
-def analysis_dir(workdir: Path, n_codes: int, subsample: int) -> Path:
-    """WORKDIR/analysis for all the codes, WORKDIR/analysis_subsample<N> for a subset of N of them: an
-    analysis names its subset, and a smaller one never overwrites a larger one."""
-    return workdir / ("analysis" if subsample in (0, None) or subsample >= n_codes else f"analysis_subsample{subsample}")
-
-
 def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_metrics: dict[str, Any],
                   test_y: jax.Array, test_x: jax.Array, class_names: tuple[str, ...], workdir: Path,
                   writer: MetricWriter, step: int, say: Callable[[str], None] | None = None) -> AnalysisResult:
@@ -58,7 +53,7 @@ def analyze_codes(config: ml_collections.ConfigDict, codes_nl: np.ndarray, eval_
     `say` gets a line as each stage ends."""
     result = run_analysis(
         codes_nl, np.asarray(test_y), np.asarray(test_x), class_names,
-        analysis_dir(workdir, len(codes_nl), config.analysis_subsample),
+        RunDir(workdir).analysis(len(codes_nl), config.analysis_subsample),
         probe_accuracy=float(eval_metrics["test/probe_accuracy"]),
         probe_confusion=np.asarray(eval_metrics["test/probe_confusion"]),
         tsne_backend=config.tsne_backend, subsample=config.analysis_subsample, seed=config.seed, say=say)

@@ -1,5 +1,6 @@
 """report.html per run and compare.html for any set of runs: self-contained, offline, interactive (Plotly)."""
 
 
-class ReportError(ValueError):
-    """A workdir the report cannot be written for: one line naming it and the fix."""
+from mnist_ae.errors import ReportError
+
+__all__ = ["ReportError"]

@@ -15,27 +15,27 @@ from typing import Any
 import numpy as np
 
 from mnist_ae import data as data_lib
-from mnist_ae import workdir as workdir_files
+from mnist_ae.workdir import RunDir, write_atomic
 from mnist_ae.analysis.embed import host_pca, subsample_index
-
-CODES_DIR = "codes"  # WORKDIR/codes/step_NNNNNNN.npz: test codes at each eval, for the latent space forming
-
 
 def save_codes(workdir: Path, step: int, codes_nl: np.ndarray, labels_n: np.ndarray,
                members: list[str] | None = None) -> Path:
     """The first test codes at this eval ([members,] n, L) as float16 with their labels (and a sweep's
     member names, in the order of the leading axis): 0.25 MB an eval for 2,000 64-unit codes."""
-    path = Path(workdir) / CODES_DIR / f"step_{step:07d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, codes=np.asarray(codes_nl, np.float16), labels=np.asarray(labels_n, np.uint8),
-             **({"members": np.asarray(members)} if members else {}))
-    return path
+    arrays = {"codes": np.asarray(codes_nl, np.float16), "labels": np.asarray(labels_n, np.uint8),
+              **({"members": np.asarray(members)} if members else {})}
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file object: np.savez would add ".npz" to the temporary name
+            np.savez(f, **arrays)
+
+    return write_atomic(RunDir(workdir).codes_npz(step), write)
 
 
 def codes_over_time(workdir: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """(step, codes [[members,] n, L] float32, labels [n]) for every eval that saved codes, by step."""
     out = []
-    for path in sorted((Path(workdir) / CODES_DIR).glob("step_*.npz")):
+    for path in sorted(RunDir(workdir).codes.glob("step_*.npz")):
         with np.load(path) as z:
             out.append((int(path.stem.split("_")[1]), z["codes"].astype(np.float32), z["labels"]))
     return out
@@ -44,11 +44,11 @@ def codes_over_time(workdir: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
 def member_codes_over_time(member_dir: Path, width: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """An exported sweep member's (RUN/members/<name>) codes over time: its slice (its own `width`
     units) of the codes its sweep saved; [] for any other folder."""
-    sweep_dir = Path(member_dir).parent.parent
-    names = member_names(sweep_dir) if Path(member_dir).parent.name == "members" else []
+    sweep = RunDir(member_dir).sweep
+    names = member_names(sweep.root) if sweep is not None else []
     if Path(member_dir).name not in names:
         return []
-    return member_slice(codes_over_time(sweep_dir), names.index(Path(member_dir).name), width)
+    return member_slice(codes_over_time(sweep.root), names.index(Path(member_dir).name), width)
 
 
 def member_slice(sweep_codes: list[tuple[int, np.ndarray, np.ndarray]], i: int,
@@ -59,25 +59,11 @@ def member_slice(sweep_codes: list[tuple[int, np.ndarray, np.ndarray]], i: int,
 
 def member_names(workdir: Path) -> list[str]:
     """A sweep's member names in the order of the leading axis of its saved codes ([] if none saved)."""
-    first = next(iter(sorted((Path(workdir) / CODES_DIR).glob("step_*.npz"))), None)
+    first = next(iter(sorted(RunDir(workdir).codes.glob("step_*.npz"))), None)
     if first is None:
         return []
     with np.load(first) as z:
         return [str(n) for n in z["members"]] if "members" in z.files else []
-
-
-def read_records(workdir: Path) -> list[dict[str, Any]]:
-    """WORKDIR/metrics.jsonl's records (`workdir.read_records`: torn and garbage lines skipped)."""
-    return workdir_files.read_records(Path(workdir) / "metrics.jsonl")
-
-
-def run_records(workdir: Path) -> list[dict[str, Any]]:
-    """A run's records; an exported sweep member's are its tagged lines in the sweep's metrics.jsonl."""
-    workdir = Path(workdir)
-    if not (workdir / "metrics.jsonl").exists() and workdir.parent.name == "members":
-        return [r for r in read_records(workdir.parent.parent)
-                if r.get("member") == workdir.name or r.get("event") == "start"]
-    return read_records(workdir)
 
 
 def pngs(folder: Path) -> dict[str, bytes]:
@@ -183,17 +169,18 @@ def run_data(trained: Any, name: str = "", records: list[dict[str, Any]] | None 
     images, labels, class_names = test_set(config)
     codes = trained.encode(images)
     preds = probe_predictions(trained, codes)
-    all_records = run_records(workdir) if records is None else records
-    analysis_json = workdir / "analysis" / "metrics.json"
+    run = RunDir(workdir)
+    all_records = run.records() if records is None else records
+    analysis_json = run.analysis_metrics()
     return RunData(
         name=name or workdir.name, workdir=workdir, config=config.to_dict(), epoch=trained.epoch,
         records=[r for r in all_records if "step" in r],
         starts=[r for r in all_records if r.get("event") == "start"],
         finals=finals_of(all_records),
-        recon_pngs={int(k.split("_")[1]): v for k, v in pngs(workdir / "reconstructions").items()},
+        recon_pngs={int(k.split("_")[1]): v for k, v in pngs(run.reconstructions).items()},
         forming=forming if forming is not None else (
             codes_over_time(workdir) or member_codes_over_time(workdir, config.latent_dim)),
         points=points(workdir, codes, labels, preds, images, config.analysis_subsample, config.seed),
         confusion_cc=confusion(labels, preds, len(class_names)), class_names=class_names,
         analysis=json.loads(analysis_json.read_text()) if analysis_json.exists() else {},
-        latent_pngs=pngs(workdir / "latent"))
+        latent_pngs=pngs(run.latent))

@@ -14,8 +14,8 @@ from mnist_ae import render
 from mnist_ae.config import FIELDS
 from mnist_ae.metrics import best_indices
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import finals_of, run_records, test_set
-from mnist_ae.workdir import write_text_atomic
+from mnist_ae.report.collect import finals_of, test_set
+from mnist_ae.workdir import RunDir, write_text_atomic
 
 DIGITS = 10  # test digits reconstructed by every run
 
@@ -26,7 +26,7 @@ def expand(patterns: str) -> list[Path]:
     for pattern in filter(None, (p.strip() for p in patterns.split(","))):
         matches = sorted(glob.glob(str(Path(pattern).expanduser()))) or [pattern]
         for match in map(Path, matches):
-            members = sorted(p.parent for p in (match / "members").glob("*/checkpoints"))
+            members = sorted(p.parent for p in RunDir(match).members.glob("*/checkpoints"))
             for path in members or [match]:
                 if path.resolve() not in [p.resolve() for p in paths]:
                     paths.append(path)
@@ -57,12 +57,12 @@ def compare_html(paths: list[Path]) -> str:
             raise ReportError(f"{path} is not an autoencoder run: compare takes reconstruction runs and sweep members")
     names = _names(paths)
     runs = [load_trained(p) for p in paths]
-    records = [run_records(p) for p in paths]
+    records = [RunDir(p).records() for p in paths]
     configs = [{k: json.dumps(r.config.to_dict().get(k)) for k in FIELDS} for r in runs]
     differing = [k for k in FIELDS if len({c[k] for c in configs}) > 1]
     finals = [{k: float(v) for k, v in finals_of(rec).items() if "per_class" not in k} for rec in records]
     for final, path in zip(finals, paths):
-        analysis = path / "analysis" / "metrics.json"
+        analysis = RunDir(path).analysis_metrics()
         if analysis.exists():
             codes = json.loads(analysis.read_text())["codes"]
             final.update({f"analysis/{k}": float(v) for k, v in codes.items() if isinstance(v, (int, float))})

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae.report import ReportError
-from mnist_ae.workdir import write_text_atomic
-from mnist_ae.report.collect import (RunData, codes_over_time, member_names, member_slice, pngs, read_records,
+from mnist_ae.workdir import RunDir, write_text_atomic
+from mnist_ae.report.collect import (RunData, codes_over_time, member_names, member_slice, pngs,
                                      run_data)
 
 PLOTLY_MISSING = "the report needs plotly (the report extra): pip install -e '.[report]'"
@@ -29,10 +29,17 @@ def saved_task(workdir: Path) -> str:
     """The task of the run in `workdir` (config.json), or a one-line ReportError saying what is missing."""
     if not workdir.is_dir():
         raise ReportError(f"no run in {workdir} (no such folder): pass --workdir of a run (e.g. runs/reconstruction)")
-    config = workdir / "config.json"
-    if config.exists():
-        return json.loads(config.read_text()).get("task", "")
-    if (workdir / "checkpoints").is_dir():  # an exported sweep member: its config is in its checkpoint
+    run = RunDir(workdir)
+    if run.config.exists():
+        try:
+            saved = json.loads(run.config.read_text())
+        except ValueError:
+            saved = None
+        if not isinstance(saved, dict):
+            raise ReportError(f"{run.config} is not a config (not a JSON object): rerun the run's training "
+                              "command, which writes it again")
+        return saved.get("task", "")
+    if run.checkpoints.is_dir():  # an exported sweep member: its config is in its checkpoint
         return "reconstruction"
     raise ReportError(f"{workdir} is not a run (no config.json): pass the --workdir a training task wrote")
 
@@ -42,7 +49,8 @@ def load_trained(workdir: Path) -> Any:
     from mnist_ae.api import load  # noqa: PLC0415
     from mnist_ae.checkpoint import CheckpointError  # noqa: PLC0415
 
-    if not (workdir / "checkpoints").is_dir() or not any((workdir / "checkpoints").iterdir()):
+    checkpoints = RunDir(workdir).checkpoints
+    if not checkpoints.is_dir() or not any(checkpoints.iterdir()):
         raise ReportError(f"{workdir} has no checkpoint yet (nothing trained to report): let it finish an epoch, "
                           "or rerun its training command")
     try:
@@ -63,7 +71,7 @@ def report(workdir: str | Path) -> Path:
     else:
         raise ReportError(f"{workdir} holds a {task!r} run: the report needs an autoencoder (a reconstruction "
                           "run or a sweep)")
-    return write_text_atomic(workdir / "report.html", text)
+    return write_text_atomic(RunDir(workdir).report, text)
 
 
 def run_html(data: RunData) -> str:
@@ -86,9 +94,10 @@ def sweep_members(workdir: Path, records: list[dict[str, Any]],
     def member(i: int, name: str) -> RunData | None:
         trained = (in_memory or {}).get(name)
         if trained is None:
-            if not (workdir / "members" / name / "checkpoints").is_dir():
+            member_dir = RunDir(workdir).member(name)
+            if not member_dir.checkpoints.is_dir():
                 return None
-            trained = load_trained(workdir / "members" / name)
+            trained = load_trained(member_dir.root)
         return run_data(trained, name, forming=member_slice(sweep_codes, i, trained.config.latent_dim))
 
     return [(name, member(i, name)) for i, name in enumerate(names)]
@@ -99,17 +108,18 @@ def sweep_html(workdir: Path, in_memory: dict[str, Any] | None = None) -> str:
     from mnist_ae.report.page import Page, img, table  # noqa: PLC0415
     from mnist_ae.report.sections import config_table, provenance, run_body  # noqa: PLC0415
 
-    records = read_records(workdir)
-    config = json.loads((workdir / "config.json").read_text())
+    run = RunDir(workdir)
+    records = run.records()
+    config = json.loads(run.config.read_text())
     members = sweep_members(workdir, records, in_memory)
     page = Page(f"{workdir.name}: mnist_ae sweep report")
     page.add(f"<h1>{workdir.name} (sweep of {len(members)})</h1><p class=note>{workdir}</p>",
              "<h3>Config</h3><details><summary>open the config</summary>" + config_table(config) + "</details>",
              "<h3>Provenance</h3>" + provenance([r for r in records if r.get("event") == "start"]))
-    results = workdir / "sweep_results.md"
+    results = run.sweep_results_json
     if results.exists():
-        lines = [ln.strip().strip("|").split("|") for ln in results.read_text().splitlines() if ln.strip()]
-        page.add("<h3>Results</h3>" + table([c.strip() for c in lines[0]], [[c.strip() for c in ln] for ln in lines[2:]]))
+        saved = json.loads(results.read_text())["table"]
+        page.add("<h3>Results</h3>" + table(saved["header"], saved["rows"]))
     for name, png in pngs(workdir).items():
         page.add(f"<h3>{name.replace('_', ' ')}</h3>" + img(png, name))
     curves = [(name, [r for r in records if r.get("member") == name and "step" in r]) for name, _ in members]
@@ -133,11 +143,11 @@ def end_of_run(run: Any, state: Any) -> None:
         require_plotly()
         if run.program.stacked:
             text = sweep_html(run.workdir, {
-                m.name: TrainedRun(run.workdir / "members" / m.name, single, int(s.epoch), s, build.learner(single))
+                m.name: TrainedRun(RunDir(run.workdir).member(m.name).root, single, int(s.epoch), s, build.learner(single))
                 for m, (single, s) in zip(build.members(run.config), run.member_runs(state))})
         else:
             trained = TrainedRun(run.workdir, run.config, int(state.epoch), state, run.program.learner)
             text = run_html(run_data(trained))
-        write_text_atomic(run.workdir / "report.html", text)
+        write_text_atomic(RunDir(run.workdir).report, text)
     except ReportError as e:
         run.reporter.warn(f"no report.html: {e}")

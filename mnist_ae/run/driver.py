@@ -21,18 +21,15 @@ import numpy as np
 
 from mnist_ae import build
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.monitoring import scalars
+from mnist_ae.errors import Interrupted, TrainingDiverged
+from mnist_ae.run.monitoring import scalars
 from mnist_ae.core.state import TrainState
-from mnist_ae.progress import Reporter
+from mnist_ae.run.progress import Reporter
 from mnist_ae.run.program import Program
 from mnist_ae.run.device_data import DeviceData
 from mnist_ae.run import lifecycle
-from mnist_ae.run.lifecycle import Interrupted, StopRequest
+from mnist_ae.run.lifecycle import StopRequest
 from mnist_ae.writers import MetricWriter, close_all
-
-
-class TrainingDiverged(RuntimeError):
-    """Non-finite metrics: the run stops and the last good checkpoint stays."""
 
 
 def due(epoch: int, every: int, *, at_start: bool = False) -> bool:
@@ -126,10 +123,11 @@ class Run:
 class Hook:
     """Something done every `every` epochs (0 = never during training), at step 0 if `at_start`,
     also after the last epoch if `at_last`, and once more after training if `at_end` (not when a
-    finished run is only reported again)."""
+    finished run is only reported again). An end hook may return numbers per member, which the driver
+    merges into the run's finals for the hooks after it (the summary, HParams, the sweep's table)."""
 
     name: str
-    fn: Callable[[Run, TrainState], None]
+    fn: Callable[[Run, TrainState], list[dict[str, float]] | None]
     every: int = 0
     at_start: bool = False
     at_last: bool = False
@@ -187,7 +185,9 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     for hook in hooks:
         if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
             with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
-                hook.fn(run, state)
+                numbers = hook.fn(run, state)
+            for final, extra in zip(run.finals, numbers or []):
+                final.update(extra)
     for writer in run.writers:
         writer.flush()
     lifecycle.record_end(run.workdir, program.step(state))

@@ -11,15 +11,15 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mnist_ae import baselines, build, monitoring, parallel, render
+from mnist_ae import build, parallel, render
 from mnist_ae import data as data_lib
 from mnist_ae.core.losses import sse01_from_mse
 from mnist_ae.core.models import NUM_PIXELS, code_dim
 from mnist_ae.core.state import TrainState
-from mnist_ae.analysis import ANALYSIS_PHASE
-from mnist_ae.run import sweep_outputs
+from mnist_ae.analysis import ANALYSIS_PHASE, baselines
+from mnist_ae.run import monitoring, sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
-from mnist_ae.workdir import read_records
+from mnist_ae.workdir import RunDir, read_records
 
 MEMBERS_PHASE = "analysis of every member (quality numbers, 2-D maps)"
 
@@ -48,10 +48,10 @@ def _figures(run: Run, state: TrainState) -> None:
     name = "test/probe_confusion" if run.program.learner.is_autoencoder else "test/confusion"
     counts = np.asarray(run.metrics(state)[0][name])
     render.save_png(render.confusion_image(counts, run.data.class_names, f"{name} at step {run.program.step(state):,}"),
-                    run.workdir / "confusion.png")
+                    RunDir(run.workdir).confusion)
     run.writers[0].flush()  # every record of this run in metrics.jsonl before it is read back
-    records = [r for r in read_records(run.workdir / "metrics.jsonl") if "step" in r]
-    training_curves(records, run.workdir / "curves.png", title=f"{run.workdir.name}: train and test (unsmoothed)")
+    records = [r for r in read_records(RunDir(run.workdir).metrics) if "step" in r]
+    training_curves(records, RunDir(run.workdir).curves, title=f"{run.workdir.name}: train and test (unsmoothed)")
 
 
 def _reconstructions(run: Run, state: TrainState) -> None:
@@ -104,7 +104,7 @@ def _projector(run: Run, state: TrainState) -> None:
 
 def _latent_pictures(run: Run, state: TrainState) -> None:
     """Class means, interpolations and (2-unit codes) the manifold, decoded; one row per sweep member."""
-    from mnist_ae.latent_pictures import latent_pictures  # noqa: PLC0415
+    from mnist_ae.analysis.latent_pictures import latent_pictures  # noqa: PLC0415
 
     codes = run.test_codes(state)
     codes = codes[None] if not run.program.stacked else codes
@@ -120,21 +120,22 @@ def _latent_pictures(run: Run, state: TrainState) -> None:
     if parallel.is_main_process():
         labels = np.asarray(run.data.test_y)
         figures = latent_pictures(models, labels, run.data.class_names, np.arange(len(labels)),
-                                  run.workdir / "latent")
+                                  RunDir(run.workdir).latent)
         run.writers[0].write_images(run.program.step(state), {f"views/latent/{k}": render.read_png(p)
                                                              for k, p in figures.items()})
 
 
-def _pca_baseline(run: Run, state: TrainState) -> None:
-    """PCA's test MSE at each member's code size, beside its own (in the finals: summary, HParams, table)."""
+def _pca_baseline(run: Run, state: TrainState) -> list[dict[str, float]]:
+    """PCA's test MSE at each member's code size, beside its own (for the summary, HParams, table)."""
     del state
     config = run.config
     ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
     train, test = ds.train_images[: config.train_limit or None], ds.test_images[: config.test_limit or None]
-    for final, tags in zip(run.finals, run.program.members):
-        size = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
-        final[baselines.PCA_KEY] = baselines.pca_test_mse(train, test, size)
-        final[baselines.PCA_SSE01_KEY] = sse01_from_mse(final[baselines.PCA_KEY], NUM_PIXELS)
+    numbers = []
+    for tags in run.program.members:
+        mse = baselines.pca_test_mse(train, test, tags.get("latent_dim") or code_dim(config.model, config.latent_dim))
+        numbers.append({baselines.PCA_KEY: mse, baselines.PCA_SSE01_KEY: sse01_from_mse(mse, NUM_PIXELS)})
+    return numbers
 
 
 def _hparams(run: Run, state: TrainState) -> None:
@@ -142,16 +143,16 @@ def _hparams(run: Run, state: TrainState) -> None:
     run.writers[0].write_hparams(run.config.to_dict(), run.finals[0])
 
 
-def _analysis(run: Run, state: TrainState) -> None:
+def _analysis(run: Run, state: TrainState) -> list[dict[str, float]] | None:
     from mnist_ae.analysis.task import analyze_codes  # noqa: PLC0415  (scikit-learn loads only when needed)
 
     codes, metrics = run.test_codes(state), run.metrics(state)[0]  # every process: collectives on a global mesh
     if not parallel.is_main_process():
-        return
+        return None
     result = analyze_codes(run.config, codes, metrics, run.data.test_y,
                            run.data.test_x, run.data.class_names, run.workdir, run.writers[0],
                            run.program.step(state), say=run.reporter.note)
-    run.finals[0].update(result.summary())
+    return [result.summary()]
 
 
 def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> list[Hook]:
@@ -194,26 +195,25 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
         for writer, member, final in zip(run.writers, members, run.finals):
             writer.write_hparams({**build.member_config(config, member).to_dict(), **member.tags}, final)
 
-    def member_analysis(run: Run, state: TrainState) -> None:
-        """Each member's quality numbers (kNN, linear probe, silhouette, trustworthiness) into its finals
-        (so into the results table, the HParams and the summary) and its 2-D map into one figure."""
+    def member_analysis(run: Run, state: TrainState) -> list[dict[str, float]] | None:
+        """Each member's quality numbers (kNN, linear probe, silhouette, trustworthiness: for the results
+        table, the HParams and the summary) and its 2-D map into one figure."""
         from mnist_ae.analysis.members import analyze_members  # noqa: PLC0415  (scikit-learn only when needed)
 
         codes = run.test_codes(state)  # every process: a collective on a global mesh
         if not parallel.is_main_process():
-            return
+            return None
         numbers = analyze_members(codes, np.asarray(run.data.test_y), [m.latent_dim for m in members],
-                                  [m.name for m in members], run.data.class_names, run.workdir / "analysis",
+                                  [m.name for m in members], run.data.class_names, RunDir(run.workdir).analysis(),
                                   tsne_backend=config.tsne_backend, seed=config.seed)
-        for final, member_numbers in zip(run.finals, numbers):
-            final.update({f"analysis/{k}": float(v) for k, v in member_numbers.items()})
+        return [{f"analysis/{k}": float(v) for k, v in member_numbers.items()} for member_numbers in numbers]
 
     def outputs(run: Run, state: TrainState) -> None:
         for member, (single, member_state) in zip(members, run.member_runs(state)):
-            sweep_outputs.export_member(single, member_state, run.workdir / "members" / member.name)
+            sweep_outputs.export_member(single, member_state, RunDir(run.workdir).member(member.name).root)
         recon = run.program.reconstructions(state, jnp.asarray(run.data.grid_x))
         if parallel.is_main_process():  # files written directly, not through the writers
-            sweep_outputs.comparison_figure(run.data.grid_x, recon, members, run.workdir / "comparison.png")
+            sweep_outputs.comparison_figure(run.data.grid_x, recon, members, RunDir(run.workdir).comparison)
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
     hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True)]

@@ -18,13 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae import parallel
-from mnist_ae.workdir import parse_record, read_records
-
-LOCK_FILE = ".lock"
-
-
-class WorkdirBusy(RuntimeError):
-    """Another live process holds the workdir; the message names it."""
+from mnist_ae.errors import WorkdirBusy
+from mnist_ae.workdir import RunDir, parse_record, read_records
 
 
 @contextlib.contextmanager
@@ -35,7 +30,7 @@ def workdir_lock(workdir: Path) -> Iterator[None]:
         yield
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    handle = (workdir / LOCK_FILE).open("a+", encoding="utf-8")
+    handle = RunDir(workdir).lock.open("a+", encoding="utf-8")
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,16 +46,6 @@ def workdir_lock(workdir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()  # releases the lock
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the run at an epoch boundary, after its checkpoint was committed."""
-
-    def __init__(self, signum: int, epoch: int | None):
-        self.exit_code = 128 + signum
-        name = signal.Signals(signum).name
-        where = f"after epoch {epoch}; checkpoint kept" if epoch is not None else "before the first epoch"
-        super().__init__(f"interrupted by {name} {where}: rerun the same command to resume")
 
 
 @dataclasses.dataclass
@@ -172,12 +157,12 @@ def _git_commit() -> str | None:
 def record_start(workdir: Path, config: Any, step: int) -> None:
     """The resolved config at the top of the workdir, and a start record in metrics.jsonl (one per
     start, so restarts show in the log)."""
-    (workdir / "config.json").write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    RunDir(workdir).config.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
     _append_event(workdir, {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()})
 
 
 def _append_event(workdir: Path, record: dict[str, Any]) -> None:
-    with (workdir / "metrics.jsonl").open("a", encoding="utf-8") as log:
+    with RunDir(workdir).metrics.open("a", encoding="utf-8") as log:
         log.write(json.dumps(record) + "\n")
 
 
@@ -190,14 +175,14 @@ def record_end(workdir: Path, step: int) -> None:
 
 def ended(workdir: Path, step: int) -> bool:
     """Whether the run's last start (or its first) was followed by its end record at `step`."""
-    events = [r for r in read_records(workdir / "metrics.jsonl") if "event" in r]
+    events = [r for r in read_records(RunDir(workdir).metrics) if "event" in r]
     return bool(events) and events[-1]["event"] == "end" and events[-1].get("at_step") == step
 
 
 def saved_finals(workdir: Path, members: list[dict[str, Any]]) -> list[dict[str, float]] | None:
     """Each member's final numbers as its last hparams record holds them (None if one has none): what a
     rerun of a finished run reports, the same table as its first run's."""
-    records = [r for r in read_records(workdir / "metrics.jsonl") if "hparams" in r]
+    records = [r for r in read_records(RunDir(workdir).metrics) if "hparams" in r]
     finals = []
     for tags in members:
         mine = [r for r in records if r.get("member") == tags.get("member")]

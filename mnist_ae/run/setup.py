@@ -10,29 +10,32 @@ from typing import Any
 import jax
 import ml_collections
 
-from mnist_ae import monitoring, parallel
+from mnist_ae import parallel
+from mnist_ae.run import monitoring
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.state import TrainState
-from mnist_ae.progress import Reporter
+from mnist_ae.run.progress import Reporter
 from mnist_ae.run import lifecycle
 from mnist_ae.run.device_data import load_data
 from mnist_ae.run.driver import Run
 from mnist_ae.run.program import Program
+from mnist_ae.workdir import RunDir
 from mnist_ae.writers import JsonlWriter, MetricWriter, MultiWriter
 
 
 def open_writers(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
                  members: list[dict[str, Any]]) -> list[MetricWriter]:
     """One writer per member. A single run: metrics.jsonl plus TensorBoard/W&B in the workdir. A sweep:
-    tagged lines in the shared metrics.jsonl plus each member's own TensorBoard dir / W&B run (grouped)."""
+    tagged lines in the shared metrics.jsonl (its only records: one file to trim on resume) plus each
+    member's own TensorBoard dir / W&B run (grouped)."""
     if members == [{}]:
         return [monitoring.open_writer(config, workdir, log_framework)]
     group = config.wandb_group or workdir.name
     main = parallel.is_main_process()  # as with every writer, only the main process writes anything
     return [MultiWriter([
-        JsonlWriter(workdir / "metrics.jsonl", tags=tags) if main else MultiWriter([]),
+        JsonlWriter(RunDir(workdir).metrics, tags=tags) if main else MultiWriter([]),
         monitoring.open_writer(config, workdir, log_framework, run_name=f"{workdir.name}/{tags['member']}",
-                               group=group, jsonl_tags=tags, subdir=f"members/{tags['member']}"),
+                               group=group, member=tags["member"]),
     ]) for tags in members]
 
 
@@ -47,13 +50,13 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     data_s = time.perf_counter() - t
     program, state = make_program(config, mesh)
     best = config.best_checkpoint_metric if len(program.members) == 1 else ""  # a sweep has no single best
-    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints, best=best)
+    ckpt = Checkpointer(RunDir(workdir).checkpoints, config.keep_checkpoints, best=best)
     if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
         state = ckpt.restore(state, fits=config)
     finished = program.epoch(state) >= config.epochs
     complete = finished and lifecycle.ended(workdir, program.step(state))  # reported only: it writes nothing
     if parallel.is_main_process() and not complete:  # each (step, member) once in the log, however often it restarted
-        lifecycle.keep_records_before(workdir / "metrics.jsonl", program.step(state))
+        lifecycle.keep_records_before(RunDir(workdir).metrics, program.step(state))
         lifecycle.record_start(workdir, config, program.step(state))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
     reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
@@ -70,8 +73,10 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
 
 def summary_paths(workdir: Path) -> dict[str, Path]:
     """What a run leaves behind, for the end-of-run summary."""
-    paths = {"workdir": workdir, "metrics": workdir / "metrics.jsonl", "checkpoints": workdir / "checkpoints"}
-    for name in ("report.html", "curves.png", "confusion.png", "reconstructions", "analysis", "comparison.png", "sweep_results.md"):
-        if (workdir / name).exists():
-            paths[name] = workdir / name
+    run = RunDir(workdir)
+    paths = {"workdir": workdir, "metrics": run.metrics, "checkpoints": run.checkpoints}
+    for path in (run.report, run.curves, run.confusion, run.reconstructions, run.analysis(), run.comparison,
+                 run.sweep_results):
+        if path.exists():
+            paths[path.name] = path
     return paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,12 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import build
-from mnist_ae.baselines import PCA_KEY
+from mnist_ae.analysis.baselines import PCA_KEY
 from mnist_ae.analysis import digit_figures
 from mnist_ae.analysis import figures as plots
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core import losses
+from mnist_ae.workdir import RunDir, write_text_atomic
 
 
 def export_member(single: ml_collections.ConfigDict, state: Any, member_dir: Path) -> Path:
@@ -23,7 +25,7 @@ def export_member(single: ml_collections.ConfigDict, state: Any, member_dir: Pat
 
     `--task analyze --workdir member_dir` (or a resumed `--task reconstruction`) accepts it.
     """
-    ckpt = Checkpointer(member_dir / "checkpoints", single.keep_checkpoints)
+    ckpt = Checkpointer(RunDir(member_dir).checkpoints, single.keep_checkpoints)
     try:
         if ckpt.latest_epoch() != int(state.epoch):  # a rerun of a finished sweep exported it already
             ckpt.save(int(state.epoch), state, single)
@@ -49,36 +51,63 @@ QUALITY_COLUMNS = {"analysis/knn5_accuracy": "kNN accuracy", "analysis/logreg_ac
 def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
     """Final test MSE, probe accuracy and (when the members were analysed) their quality numbers per
     latent size (and lr), mean +- std over the seeds that did not diverge; diverged members are counted
-    in their own column."""
-    groups: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
-    for m, f in zip(members, finals):
-        groups[(m.latent_dim, m.learning_rate)].append(f)
+    in their own column. Written for people (sweep_results.md, .png) and for programs (sweep_results.json:
+    every member's finals and the same groups, read by the report)."""
     quality = {key: label for key, label in QUALITY_COLUMNS.items() if any(key in f for f in finals)}
-    lines = ["| latent | learning rate | seeds | diverged | test MSE | PCA test MSE | probe accuracy |"
-             + "".join(f" {label} |" for label in quality.values()),
-             "|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(quality)]
+    columns = {"test/recon_mse": "test MSE", "test/probe_accuracy": "probe accuracy", **quality}
+    groups = _groups(members, finals, columns)
+    header = ["latent", "learning rate", "seeds", "diverged", "test MSE", "PCA test MSE",
+              *list(columns.values())[1:]]
+    rows = [[str(g["latent_dim"]), f"{g['learning_rate']:g}", str(g["seeds"]), str(g["diverged"]),
+             _spread(np.array(g["values"]["test/recon_mse"])), f"{g['pca_test_mse']:.4f}",
+             *(_spread(np.array(g["values"][key])) for key in list(columns)[1:])] for g in groups]
+    run = RunDir(workdir)
+    write_text_atomic(run.sweep_results_json, json.dumps(_no_nan({
+        "table": {"header": header, "rows": rows}, "columns": columns, "groups": groups,
+        "members": [{**m.tags, **{k: float(v) for k, v in f.items()}} for m, f in zip(members, finals)]}),
+        indent=1, allow_nan=False) + "\n")
+    table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---:|" * len(header),
+                       *("| " + " | ".join(row) + " |" for row in rows)])
+    write_text_atomic(run.sweep_results, table + "\n")
     series: dict[str, tuple[list, list]] = {}
-    for (latent, lr), fs in sorted(groups.items()):
-        healthy = [f for f in fs if not f.get("diverged")]
-        columns = {"test MSE": "test/recon_mse", "probe accuracy": "test/probe_accuracy",
-                   **{label: key for key, label in quality.items()}}
-        values = {label: np.array([f.get(key, np.nan) for f in healthy] or [np.nan]) for label, key in columns.items()}
-        pca = np.array([fs[0].get(PCA_KEY, np.nan)])  # one number per code size, whatever the seed
-        lines.append(f"| {latent} | {lr:g} | {len(fs)} | {len(fs) - len(healthy)} | {_spread(values['test MSE'])} | "
-                     f"{pca[0]:.4f} | " + " | ".join(_spread(values[label]) for label in list(columns)[1:]) + " |")
-        for label, column in values.items():
-            means, stds = series.setdefault(f"{label} (lr {lr:g})", ([], []))
-            means.append(column.mean())
-            stds.append(column.std())
-    table = "\n".join(lines)
-    (workdir / "sweep_results.md").write_text(table + "\n")
+    for g in groups:
+        for key, label in columns.items():
+            means, stds = series.setdefault(f"{label} (lr {g['learning_rate']:g})", ([], []))
+            means.append(np.mean(g["values"][key]))
+            stds.append(np.std(g["values"][key]))
     latents = sorted({m.latent_dim for m in members})
     pca_by_latent = {m.latent_dim: f[PCA_KEY] for m, f in zip(members, finals) if PCA_KEY in f}
     if len(pca_by_latent) == len(latents):  # the autoencoders' curves against PCA's over code size
         series["PCA test MSE"] = ([pca_by_latent[l] for l in latents], [0.0] * len(latents))
-    plots.line_plot(latents, series, "latent size", "final value",
-                    workdir / "sweep_results.png", title="Sweep: final test metrics", logx=True)
+    plots.line_plot(latents, series, "latent size", "final value", run.sweep_results_plot,
+                    title="Sweep: final test metrics", logx=True)
     return table
+
+
+def _groups(members: list[build.Member], finals: list[dict[str, float]],
+            columns: dict[str, str]) -> list[dict[str, Any]]:
+    """One group per (latent size, learning rate), in that order: its healthy seeds' values per column
+    ([nan] when every seed diverged) and PCA's number at that code size (one whatever the seed)."""
+    by_key: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
+    for m, f in zip(members, finals):
+        by_key[(m.latent_dim, m.learning_rate)].append(f)
+    groups = []
+    for (latent, lr), fs in sorted(by_key.items()):
+        healthy = [f for f in fs if not f.get("diverged")]
+        groups.append({"latent_dim": latent, "learning_rate": lr, "seeds": len(fs), "diverged": len(fs) - len(healthy),
+                       "pca_test_mse": float(fs[0].get(PCA_KEY, np.nan)),
+                       "values": {key: [float(f.get(key, np.nan)) for f in healthy] or [float("nan")]
+                                  for key in columns}})
+    return groups
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN (a diverged member's number) as null: strict JSON, which every reader parses."""
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return None if isinstance(value, float) and np.isnan(value) else value
 
 
 def _spread(values: np.ndarray) -> str:

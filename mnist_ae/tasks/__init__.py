@@ -21,6 +21,8 @@ from typing import Any
 
 import ml_collections
 
+from mnist_ae.errors import UnknownTask
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -93,10 +95,6 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("compare", "compare.html: several runs side by side (--workdirs A,B,'runs/*', --out FILE)", compare,
          trains=False),
 )}
-
-
-class UnknownTask(ValueError):
-    """A task name that is not in TASKS: reported in one line."""
 
 
 def check_task(name: str, *, trains: bool | None = None) -> Task:

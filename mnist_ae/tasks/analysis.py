@@ -14,14 +14,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from mnist_ae import build, monitoring, parallel
+from mnist_ae import build, parallel
+from mnist_ae.run import monitoring
 from mnist_ae.analysis import ANALYSIS_PHASE
-from mnist_ae.analysis.task import analysis_dir, analyze_codes, chosen_epoch, run_config
+from mnist_ae.analysis.task import analyze_codes, chosen_epoch, run_config
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.steps import encode, evaluate, init_state
-from mnist_ae.progress import Reporter
+from mnist_ae.run.progress import Reporter
 from mnist_ae.run.device_data import load_data
 from mnist_ae.tasks import entered
+from mnist_ae.workdir import RunDir
 
 
 def analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
@@ -38,7 +40,7 @@ def _analyze(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
     with reporter.phase("data"):
         data = load_data(config, mesh)
-    ckpt = Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    ckpt = Checkpointer(RunDir(workdir).checkpoints, config.keep_checkpoints)
     try:  # into an abstract target: nothing is initialised only to be overwritten
         epoch = chosen_epoch(ckpt, config)
         with reporter.phase(f"checkpoint ({config.analyze_checkpoint})"):
@@ -56,7 +58,7 @@ def _analyze(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
                                    writer, int(state.step), say=reporter.note)
     finally:
         reporter.close()
-    outdir = analysis_dir(workdir, len(codes), config.analysis_subsample)
+    outdir = RunDir(workdir).analysis(len(codes), config.analysis_subsample)
     reporter.summary(final={**monitoring.scalars(metrics), **result.summary()}, workdir=workdir,
                      paths={"analysis": outdir, "metrics.json": outdir / "metrics.json"})
     return result.metrics

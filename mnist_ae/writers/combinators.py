@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from mnist_ae.errors import WriterError
+
 from mnist_ae.writers.base import Embeddings, MetricWriter
 
 
@@ -73,10 +75,6 @@ class MultiWriter(_Forwarding):
         errors = close_all(self._writers)
         if errors:
             raise errors[0]
-
-
-class WriterError(RuntimeError):
-    """A writer could not be built (e.g. `wandb.init` failed online): reported in one line."""
 
 
 class AsyncWriter(_Forwarding):

@@ -12,6 +12,7 @@ from mnist_ae.writers.combinators import AsyncWriter, MultiWriter
 from mnist_ae.writers.jsonl import JsonlWriter
 from mnist_ae.writers.tensorboard import TensorBoardWriter
 from mnist_ae.writers.wandb import WandbWriter
+from mnist_ae.workdir import RunDir
 
 
 def create_writer(
@@ -25,10 +26,12 @@ def create_writer(
     group: str | None = None,
     tags: Sequence[str] = (),
     jsonl_tags: Mapping[str, Any] | None = None,
+    jsonl: bool = True,
     asynchronous: bool = True,
     is_main_process: bool | None = None,
 ) -> MetricWriter:
-    """The writer for a run: JSONL at workdir/metrics.jsonl plus the chosen framework.
+    """The writer for a run: JSONL at workdir/metrics.jsonl (unless `jsonl` is False: a sweep member's
+    records go to the sweep's file) plus the chosen framework.
 
     framework: "tensorboard" (logdir workdir/tb), "wandb" (dir workdir; `config` becomes
     the run config at init, so it is there even if the run crashes), "both" or "none".
@@ -47,9 +50,10 @@ def create_writer(
     workdir = Path(workdir)
 
     def build() -> MetricWriter:
-        writers: list[MetricWriter] = [JsonlWriter(workdir / "metrics.jsonl", tags=jsonl_tags)]
+        run = RunDir(workdir)
+        writers: list[MetricWriter] = [JsonlWriter(run.metrics, tags=jsonl_tags)] if jsonl else []
         if framework in ("tensorboard", "both"):
-            writers.append(TensorBoardWriter(workdir / "tb"))
+            writers.append(TensorBoardWriter(run.tensorboard))
         if framework in ("wandb", "both"):
             writers.append(WandbWriter(project=wandb_project, entity=wandb_entity, name=run_name, group=group,
                                        tags=tags, config=config, dir=workdir))

@@ -1,5 +1,5 @@
 """WORKDIR/run.log: where library logs (absl/orbax, jax, tensorflow, wandb) and Python warnings go,
-so that the terminal belongs to the progress reporter (`mnist_ae.progress`)."""
+so that the terminal belongs to the progress reporter (`mnist_ae.run.progress`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
+from mnist_ae.workdir import RunDir
 
 # Third-party loggers that `configure_logging` takes off the terminal (plus the root logger).
 LIBRARY_LOGGERS = ("absl", "jax", "orbax", "tensorflow", "wandb", "py.warnings")
@@ -63,7 +64,7 @@ def configure_logging(workdir: Path, verbose: bool) -> None:
         if logger is not root:
             logger.propagate = True  # to the root's handlers below, even where a library turned it off
     workdir.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [_RunLogHandler(workdir / "run.log")]
+    handlers: list[logging.Handler] = [_RunLogHandler(RunDir(workdir).log)]
     if verbose:
         handlers.append(_StderrHandler())
     for handler in handlers:

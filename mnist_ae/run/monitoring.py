@@ -17,6 +17,7 @@ import psutil
 
 from mnist_ae.render import save_png
 from mnist_ae.writers import Embeddings, MetricWriter, create_writer
+from mnist_ae.workdir import RunDir
 
 __all__ = ["MetricWriter", "open_writer", "scalars"]
 
@@ -24,14 +25,14 @@ MAX_CODE_HISTOGRAMS = 64
 
 
 def open_writer(config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
-                *, run_name: str = "", group: str = "", jsonl_tags: Mapping[str, Any] | None = None,
-                subdir: str = "") -> MetricWriter:
-    """metrics.jsonl always; TensorBoard and/or W&B as chosen. Sweeps pass a member subdir."""
+                *, run_name: str = "", group: str = "", member: str = "") -> MetricWriter:
+    """metrics.jsonl and TensorBoard and/or W&B as chosen; a sweep member (`member`): only its
+    TensorBoard/W&B, in RUN/members/<member> (its records are tagged lines of the sweep's metrics.jsonl)."""
     return create_writer(
-        log_framework, workdir / subdir if subdir else workdir, config=config.to_dict(),
+        log_framework, RunDir(workdir).member(member).root if member else workdir, config=config.to_dict(),
         wandb_project=config.wandb_project, wandb_entity=config.wandb_entity or None,
         run_name=run_name or config.run_name or run_title(config, workdir), group=group or config.wandb_group or None,
-        tags=split_tags(config.wandb_tags), jsonl_tags=jsonl_tags)
+        tags=split_tags(config.wandb_tags), jsonl=not member)
 
 
 def run_title(config: ml_collections.ConfigDict, workdir: Path) -> str:
@@ -113,7 +114,7 @@ def log_reconstructions(writer: MetricWriter, step: int, grid: np.ndarray, workd
     Pictures are tagged `views/*` and code histograms `z/*`: TensorBoard's Time Series, the page it opens
     on, orders groups alphabetically, and these names put them after the `test/*` and `train/*` curves."""
     writer.write_images(step, {"views/reconstructions": grid})
-    save_png(grid, workdir / "reconstructions" / f"step_{step:07d}.png")
+    save_png(grid, RunDir(workdir).reconstruction_png(step))
 
 
 def log_histograms(writer: MetricWriter, step: int, codes_nl: np.ndarray | None, params: Any) -> None:

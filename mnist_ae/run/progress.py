@@ -26,6 +26,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn)
 from rich.table import Table
 from rich.text import Text
+from mnist_ae.workdir import RunDir
 
 # Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
 LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/probe_accuracy", "test/accuracy")
@@ -223,12 +224,13 @@ class Reporter:
             info.add_row("device", self.device)
         for label, path in {"workdir": workdir, **paths}.items():
             info.add_row(label, str(path))
-        if (workdir / "tb").exists():
-            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(workdir / 'tb'))}")
-        elif any((workdir / "members").glob("*/tb")):  # a sweep: one TensorBoard run per member
-            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(workdir / 'members'))}")
-        if any((workdir / "wandb").glob("offline-run-*")):
-            info.add_row("wandb", f"wandb sync {shlex.quote(str(workdir / 'wandb'))}/offline-run-*")
+        run = RunDir(workdir)
+        if run.tensorboard.exists():
+            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(run.tensorboard))}")
+        elif any(run.members.glob(f"*/{run.tensorboard.name}")):  # a sweep: one TensorBoard run per member
+            info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(run.members))}")
+        if any(run.wandb.glob("offline-run-*")):
+            info.add_row("wandb", f"wandb sync {shlex.quote(str(run.wandb))}/offline-run-*")
         summary = Group(table, info)
         text = _plain(summary)
         if self.is_main:

@@ -7,15 +7,16 @@ each function in a trampoline that flax's `nn.compact` methods do not expect; co
 the files in place and generates every operator swap (about 12 mutants per `+`), too many for
 2 shared cores. Here each mutant is one fresh `pytest -x` process on a scratch copy of the repo,
 run on the module's covering tests only, with a timeout; results are appended to
-`tools/mutation_results.jsonl` (tracked: a fresh clone resumes where the last run stopped, and
+`tools/mutation/results.jsonl` (tracked: a fresh clone resumes where the last run stopped, and
 `--report` can be rerun from it; a row is keyed by its module's source hash, so an edited module's
 mutants run again).
 
-    python tools/mutation.py                      # every module (resumes)
-    python tools/mutation.py mnist_ae/core/pca.py # one module
-    python tools/mutation.py --list MODULE        # the mutants, numbered
-    python tools/mutation.py --apply MODULE:N     # write mutant N into the worktree (git checkout to undo)
-    python tools/mutation.py --report             # the score and the survivors into docs/mutation.md
+    python tools/mutation/mutation.py                      # every module (resumes)
+    python tools/mutation/mutation.py mnist_ae/core/pca.py # one module
+    python tools/mutation/mutation.py --list MODULE        # the mutants, numbered
+    python tools/mutation/mutation.py --apply MODULE:N     # write mutant N into the worktree (git checkout to undo)
+    python tools/mutation/mutation.py --report             # the score and the survivors into docs/mutation.md
+    python tools/mutation/mutation.py --prune              # keep only the current modules' results
 
 Mutations: arithmetic/bitwise operator swaps (also in `+=`), comparison flips (`<` to `<=`, `==` to
 `!=`, `is`/`in` negated), `and`/`or`, a removed `not` or unary minus, numbers +1 and True/False
@@ -43,10 +44,10 @@ import pytest
 
 from mutants import Mutant, mutants, mutated_source
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATE = ROOT / ".mutation"
-RESULTS = ROOT / "tools" / "mutation_results.jsonl"
-UNOBSERVABLE = ROOT / "tools" / "mutation_unobservable.toml"
+RESULTS = Path(__file__).with_name("results.jsonl")
+UNOBSERVABLE = Path(__file__).with_name("unobservable.toml")
 REPORT = ROOT / "docs" / "mutation.md"
 
 # Module -> the tests that cover it, the most direct first (`-x` stops at the first failure), in
@@ -389,8 +390,8 @@ def report(modules: list[str]) -> str:
     late = {e["key"]: e["test"] for e in listed.get("killed", [])}  # killed by a test added after the run
     done = {k: {**r, "outcome": "killed"} if r["outcome"] == "survived" and r["key"] in late else r
             for k, r in done.items()}
-    lines = ["# Mutation testing", "", "Written by `python tools/mutation.py --report` from the last "
-             "run's results; reasons for unobservable mutants are in `tools/mutation_unobservable.toml`.",
+    lines = ["# Mutation testing", "", "Written by `python tools/mutation/mutation.py --report` from the last "
+             "run's results; reasons for unobservable mutants are in `tools/mutation/unobservable.toml`.",
              "", "| module | mutants | run | killed | unobservable | survived | score |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     survivors, total = [], {"all": 0, "run": 0, "killed": 0, "unobs": 0, "surv": 0, "secs": 0.0}
@@ -429,6 +430,16 @@ def report(modules: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def prune() -> int:
+    """Drop the results of module versions that exist no more (a row is keyed by its module's source
+    hash), so results.jsonl holds the current mutants only and stops growing with each edit."""
+    current = {_source_hash(m) for m in MODULES}
+    lines = [line for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+    kept = [line for line in lines if json.loads(line)["id"].split(":")[0] in current]
+    RESULTS.write_text("".join(f"{line}\n" for line in kept))
+    return len(lines) - len(kept)
+
+
 def check(spec: str) -> None:
     """Run one mutant on all of its module's tests, slow ones included (no tracing), and record it."""
     module, n = spec.rsplit(":", 1)
@@ -451,6 +462,7 @@ def main() -> None:
     p.add_argument("--apply", metavar="MODULE:N", help="write mutant N into the worktree and exit")
     p.add_argument("--check", metavar="MODULE:N", help="run mutant N on all its module's tests, record it")
     p.add_argument("--report", action="store_true", help=f"write {REPORT.relative_to(ROOT)}")
+    p.add_argument("--prune", action="store_true", help="drop the results of module versions that exist no more")
     p.add_argument("--jobs", type=int, default=1, help="mutants tested at once (default 1)")
     p.add_argument("--retest-survivors", action="store_true",
                    help="run the mutants that survived or timed out again (after adding tests)")
@@ -468,6 +480,8 @@ def main() -> None:
         print(f"applied {m.module}:{m.index} L{m.line} {m.desc}  (undo: git checkout {module})")
     elif args.check:
         check(args.check)
+    elif args.prune:
+        print(f"dropped {prune()} results of old module versions")
     elif args.list:
         for module in modules:
             for m in mutants(module):

@@ -1,0 +1,51 @@
+"""The errors a command reports in one line: one module, each class with its exit status."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO
+from mnist_ae import errors
+
+
+@pytest.mark.parametrize("cls", [errors.UsageError, errors.UnknownTask, errors.ConfigError, errors.DataError,
+                                 errors.WriterError, errors.WorkdirBusy, errors.ReportError])
+def test_a_users_mistake_exits_2(cls):
+    assert cls("x").exit_code == 2 and isinstance(cls("x"), (ValueError, errors.ProductError))
+
+
+@pytest.mark.parametrize("cls", [errors.TrainingDiverged, errors.CheckpointError, errors.SomeDiverged])
+def test_a_run_that_stopped_exits_1(cls):
+    assert cls("x").exit_code == 1 and isinstance(cls("x"), RuntimeError)
+
+
+def test_a_signal_exits_128_plus_its_number_and_says_what_was_kept():
+    stop = errors.Interrupted(signal.SIGTERM, 3)
+    assert stop.exit_code == 143 and stop.prefix == ""
+    assert str(stop) == "interrupted by SIGTERM after epoch 3; checkpoint kept: rerun the same command to resume"
+    assert "before the first epoch" in str(errors.Interrupted(signal.SIGINT, None))
+
+
+def test_the_modules_that_raise_them_name_the_same_classes():
+    """`mnist_ae.data.DataError` and the like stay importable where users caught them before."""
+    from mnist_ae import checkpoint, config, data, report, tasks
+    from mnist_ae.run import driver, lifecycle
+    from mnist_ae.writers import combinators
+
+    assert (data.DataError, config.ConfigError, checkpoint.CheckpointError, report.ReportError, tasks.UnknownTask,
+            driver.TrainingDiverged, lifecycle.WorkdirBusy, combinators.WriterError) == (
+        errors.DataError, errors.ConfigError, errors.CheckpointError, errors.ReportError, errors.UnknownTask,
+        errors.TrainingDiverged, errors.WorkdirBusy, errors.WriterError)
+
+
+def test_every_product_error_the_cli_catches_is_one_line_with_its_status(tmp_path):
+    """A report of a folder that is no run (ReportError, raised after the CLI imported nothing heavy):
+    'error: ' and the message, status 2, no traceback."""
+    result = subprocess.run([sys.executable, "launch.py", "--task", "report", "--workdir", str(tmp_path / "none")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: no run in ") and "Traceback" not in result.stderr
