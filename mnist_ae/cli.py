@@ -7,6 +7,7 @@ unwritable workdir) end with one line on stderr and exit status 2, before any co
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ from mnist_ae.config import FIELDS
 from mnist_ae.run.run_log import guard_terminal_streams
 from mnist_ae.errors import ProductError, SomeDiverged, UsageError
 from mnist_ae.tasks import TASKS, check_task
-from mnist_ae.workdir import RunDir
+from mnist_ae.workdir import RunDir, check_free
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -203,6 +204,8 @@ def _main(config_given: bool) -> None:
     else:
         check_data(config)  # a refusal for bad data leaves nothing behind: checked before the workdir exists
         workdir = check_workdir(flags.FLAGS.workdir or f"runs/{config.task}")
+    if locks_workdir():  # a second run is refused now, not after JAX's import
+        check_free(workdir)
     from mnist_ae.run.run_log import configure_logging  # noqa: PLC0415
 
     configure_logging(workdir, flags.FLAGS.verbose)
@@ -215,6 +218,13 @@ def _main(config_given: bool) -> None:
     if config.task == "sweep" and any(final.get("diverged") for final in result):
         raise SomeDiverged(f"{sum(bool(f.get('diverged')) for f in result)} of {len(result)} sweep members diverged "
                            f"(marked in {RunDir(workdir).sweep_results}); the others finished")
+
+
+def locks_workdir() -> bool:
+    """Whether this process holds the workdir's lock: a single run, or process 0 of several."""
+    ranks = (flags.FLAGS.process_id, *(int(os.environ.get(name) or 0) for name in
+                                       ("SLURM_PROCID", "OMPI_COMM_WORLD_RANK", "TPU_WORKER_ID")))
+    return all(rank <= 0 for rank in ranks)
 
 
 def main() -> None:
@@ -240,7 +250,13 @@ def main() -> None:
     except ProductError as e:  # mnist_ae.errors: one line and the error's own exit status
         sys.stderr.write(f"{e.prefix}{e}\n")
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted at once (second signal); the last committed checkpoint is kept: "
-                         "rerun the same command to resume\n")
+    except OSError as e:  # the file system refused: read-only, a folder where a file goes, disk full
+        if logging.getLogger().handlers:  # a training task's run.log: the traceback, for a bug report
+            logging.getLogger(__name__).error("stopped by an OSError", exc_info=True)
+        where = f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e)
+        sys.stderr.write(f"error: {where}; what was written before is intact (files are replaced whole, the "
+                         "last committed checkpoint is kept): fix it and rerun the same command\n")
+        sys.exit(1)
+    except KeyboardInterrupt:  # before any task's handlers were set (loading the config, importing JAX)
+        sys.stderr.write("interrupted before the task started: rerun the same command\n")
         sys.exit(130)

@@ -22,6 +22,7 @@ from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS
 from mnist_ae.errors import ConfigError
 from mnist_ae.metrics import direction
 
+MAX_GRID_DIGITS = 1000  # 1,000 digits: a 56 x 28,000-pixel strip, the most an image viewer still opens
 LOG_FRAMEWORKS = ("tensorboard", "wandb", "both", "none")
 # backend -> the module it needs ("auto": the exact JAX t-SNE up to 3,000 points, openTSNE above)
 TSNE_BACKENDS = {"auto": "openTSNE", "exact": "jax", "opentsne": "openTSNE", "sklearn": "sklearn", "umap": "umap"}
@@ -206,6 +207,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                  "keep_checkpoints", "grid_digits"):
         _check(isinstance(config[name], int) and config[name] >= 1,
                f"{name}={config[name]!r}: must be a positive integer")
+    _check(config.grid_digits <= MAX_GRID_DIGITS, f"grid_digits={config.grid_digits}: at most {MAX_GRID_DIGITS} "
+           "(a wider grid is an image no viewer opens; the report and TensorBoard show 10)")
     _check(isinstance(config.augment_shift, int) and 0 <= config.augment_shift <= 7,
            f"augment_shift={config.augment_shift!r}: give a whole number of pixels in [0, 7], e.g. 1")
     for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample", "report_codes",

@@ -54,6 +54,14 @@ class WorkdirBusy(UserError, RuntimeError):
     """Another live process holds the workdir; the message names it."""
 
 
+class PathError(UserError):
+    """A path the run must write and cannot (a file in place of a folder, a read-only folder)."""
+
+
+class ResourceError(UserError):
+    """A run too big for its device: refused before it allocates, naming the sizes."""
+
+
 class ReportError(UserError):
     """A workdir the report cannot be written for."""
 
@@ -71,12 +79,16 @@ class SomeDiverged(RunStopped):
 
 
 class Interrupted(ProductError):
-    """SIGINT or SIGTERM stopped the run at an epoch boundary, after its checkpoint was committed."""
+    """SIGINT or SIGTERM: at an epoch boundary after its checkpoint committed, or (`during`: what was
+    cut short and what a rerun does) at once."""
 
     prefix = ""
 
-    def __init__(self, signum: int, epoch: int | None):
+    def __init__(self, signum: int, epoch: int | None, during: str = ""):
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
+        if during:
+            super().__init__(f"interrupted by {name} {during}")
+            return
         where = f"after epoch {epoch}; checkpoint kept" if epoch is not None else "before the first epoch"
         super().__init__(f"interrupted by {name} {where}: rerun the same command to resume")

@@ -8,12 +8,18 @@ or empty one (a rename within a folder is atomic on POSIX). metrics.jsonl has on
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from mnist_ae.errors import WorkdirBusy
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
@@ -116,3 +122,34 @@ class RunDir:
             return [r for r in read_records(sweep.metrics)
                     if r.get("member") == self.root.name or r.get("event") == "start"]
         return read_records(self.metrics)
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """An OS lock on RUN/.lock while the block runs (released by the OS even after kill -9), holding host,
+    PID and start time for the refusal of a second run. Needs no JAX: the CLI probes it before the imports."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    handle = RunDir(root).lock.open("a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkdirBusy(f"{root} is in use by {holder}: wait for that run to end or pass another "
+                              "--workdir") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+def check_free(root: Path) -> None:
+    """WorkdirBusy now if another process holds RUN/.lock (taken and dropped at once: the run takes it
+    for good later), so a second run is refused in a second, not after the imports."""
+    with locked(root):
+        pass

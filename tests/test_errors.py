@@ -32,12 +32,12 @@ def test_a_signal_exits_128_plus_its_number_and_says_what_was_kept():
 
 def test_the_modules_that_raise_them_name_the_same_classes():
     """`mnist_ae.data.DataError` and the like stay importable where users caught them before."""
-    from mnist_ae import checkpoint, config, data, report, tasks
-    from mnist_ae.run import driver, lifecycle
+    from mnist_ae import checkpoint, config, data, report, tasks, workdir
+    from mnist_ae.run import driver
     from mnist_ae.writers import combinators
 
     assert (data.DataError, config.ConfigError, checkpoint.CheckpointError, report.ReportError, tasks.UnknownTask,
-            driver.TrainingDiverged, lifecycle.WorkdirBusy, combinators.WriterError) == (
+            driver.TrainingDiverged, workdir.WorkdirBusy, combinators.WriterError) == (
         errors.DataError, errors.ConfigError, errors.CheckpointError, errors.ReportError, errors.UnknownTask,
         errors.TrainingDiverged, errors.WorkdirBusy, errors.WriterError)
 
@@ -49,3 +49,14 @@ def test_every_product_error_the_cli_catches_is_one_line_with_its_status(tmp_pat
                             cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: no run in ") and "Traceback" not in result.stderr
+
+
+def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path):
+    """A folder where the lock file goes (as a read-only mount or a full disk would, for root too): the
+    OSError is one line naming the path (its traceback goes to run.log), status 1, nothing touched."""
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / ".lock").mkdir()
+    result = subprocess.run([sys.executable, "launch.py", "--task", "report", "--workdir", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: cannot write or read {tmp_path / '.lock'}: Is a directory; ")

@@ -22,6 +22,7 @@ from helpers import REPO, tiny
 from mnist_ae import build, tasks
 from mnist_ae.checkpoint import CheckpointError, Checkpointer
 from mnist_ae.run import lifecycle
+from mnist_ae.errors import WorkdirBusy
 
 
 def _final_state(workdir: Path, config):
@@ -59,11 +60,22 @@ def _copy(source: Path, tmp_path: Path) -> Path:
 
 def test_a_second_run_on_a_busy_workdir_is_refused_naming_the_holder(tmp_path):
     with lifecycle.workdir_lock(tmp_path):
-        with pytest.raises(lifecycle.WorkdirBusy, match=rf"in use by pid {os.getpid()} on .* since"):
+        with pytest.raises(WorkdirBusy, match=rf"in use by pid {os.getpid()} on .* since"):
             tasks.train_and_evaluate(tiny(epochs=1), tmp_path, "none", quiet=True)
     assert not (tmp_path / "checkpoints").exists()  # refused before any set-up
     with lifecycle.workdir_lock(tmp_path):  # released on exit
         pass
+
+
+def test_the_command_line_refuses_a_busy_workdir_before_its_imports_and_logs(tmp_path):
+    """The lock is probed before JAX is imported (a second run used to wait 11.6 s for its refusal):
+    one line, status 2, and not even run.log, which the logging set-up after the probe would create."""
+    with lifecycle.workdir_lock(tmp_path):
+        result = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path), "--log_framework", "none"],
+                                cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"error: {tmp_path} is in use by pid {os.getpid()}")
+    assert not (tmp_path / "run.log").exists()
 
 
 def test_the_lock_of_a_process_killed_with_sigkill_is_released(tmp_path):
@@ -72,7 +84,7 @@ def test_the_lock_of_a_process_killed_with_sigkill_is_released(tmp_path):
         f"with workdir_lock(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True, cwd=REPO)
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(lifecycle.WorkdirBusy, match=f"pid {holder.pid}"):
+    with pytest.raises(WorkdirBusy, match=f"pid {holder.pid}"):
         with lifecycle.workdir_lock(tmp_path):
             pass
     holder.kill()

@@ -4,13 +4,19 @@ per member. Its map quality against scikit-learn's is in test_analysis.py (with 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae.analysis import embed
+from helpers import REPO
+from mnist_ae.analysis import embed, map_process
 from mnist_ae.core import tsne as exact
 from mnist_ae.data import load_dataset
 
@@ -176,3 +182,32 @@ def test_a_failed_map_process_is_one_line_and_a_running_one_is_stopped_with_its_
         folder = job.path
         assert folder.is_dir()
     assert job.child.returncode is not None and not folder.exists()
+
+
+def test_a_map_process_dies_with_its_parent_even_by_kill_9_and_its_folder_is_removed_later(tmp_path):
+    """kill -9 of a run left its t-SNE child running as an orphan and its exchange folder behind: the
+    child now dies with its parent (the kernel's parent-death signal), and the next map removes the
+    folder of a dead PID."""
+    script = ("import numpy as np, sys, time\nfrom mnist_ae.analysis.map_process import MapProcess\n"
+              "job = MapProcess(np.random.default_rng(0).normal(size=(6000, 20)).astype(np.float32), 2, seed=0,"
+              " perplexity=30.0, max_iter=5000, exaggeration_iter=100, threads=1)\n"
+              "print(job.child.pid, job.path, flush=True)\ntime.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    child_pid, folder = parent.stdout.readline().split()
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while _running(int(child_pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(int(child_pid))
+    assert Path(folder).is_dir()  # nobody cleaned it up after the kill...
+    map_process.remove_orphaned_folders()
+    assert not Path(folder).exists()  # ...until the next map looks
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its (dead) parent's reaper."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False

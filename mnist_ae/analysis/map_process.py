@@ -9,8 +9,11 @@ only numpy and openTSNE, so the child starts in about a second.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,7 +56,8 @@ class MapProcess:
     the exchange folder `path` removed."""
 
     def __init__(self, x_nl: np.ndarray, dims: int, **settings: float | int):
-        self._folder = tempfile.TemporaryDirectory(prefix="mnist_ae_map_")
+        remove_orphaned_folders()
+        self._folder = tempfile.TemporaryDirectory(prefix=f"{FOLDER_PREFIX}{os.getpid()}_")
         self.path = Path(self._folder.name)
         np.save(self.path / "x.npy", np.ascontiguousarray(x_nl, dtype=np.float32))
         threads = str(settings["threads"])
@@ -62,7 +66,7 @@ class MapProcess:
         env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         self.child = subprocess.Popen(
-            [sys.executable, "-m", __name__, str(self.path), json.dumps({"dims": dims, **settings})],
+            [sys.executable, "-m", __name__, str(self.path), json.dumps({"dims": dims, **settings}), str(os.getpid())],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
     def result(self) -> tuple[np.ndarray, float]:
@@ -84,9 +88,40 @@ class MapProcess:
         self._folder.cleanup()
 
 
+FOLDER_PREFIX = "mnist_ae_map_"  # + the parent's PID: a folder whose parent died (kill -9) is removed later
+
+
+def remove_orphaned_folders() -> None:
+    """The exchange folders of runs killed with -9 (their cleanup never ran), found by their dead PID."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*_*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("_")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def die_with(parent: int) -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent dies, even by kill -9, so no t-SNE
+    outlives its run; if the parent is already gone, exit now."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        sys.exit(1)
+
+
 def main(argv: list[str]) -> None:
-    """`python -m mnist_ae.analysis.map_process FOLDER SETTINGS_JSON`: FOLDER/x.npy -> FOLDER/map.npz."""
+    """`python -m mnist_ae.analysis.map_process FOLDER SETTINGS_JSON PARENT_PID`: FOLDER/x.npy -> FOLDER/map.npz."""
     path, settings = Path(argv[0]), json.loads(argv[1])
+    die_with(int(argv[2]))
     start_s = time.perf_counter()
     map_nd = opentsne_map(np.load(path / "x.npy"), settings.pop("dims"), **settings)
     np.savez(path / "map.npz", map=map_nd, seconds=time.perf_counter() - start_s)

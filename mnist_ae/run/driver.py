@@ -182,6 +182,7 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         reporter.warn(f"{run.workdir} is trained to epoch {start}, but a stop cut its end-of-run stages short "
                       "(analysis, report, final records): finishing them")
         run.finals = _evaluated_finals(run, state)
+    run.stop.during = END_STAGES  # nothing left to commit: a signal now stops at once; the rerun finishes them
     for hook in hooks:
         if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
             with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
@@ -192,6 +193,10 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
         writer.flush()
     lifecycle.record_end(run.workdir, program.step(state))
     return run.finals
+
+
+END_STAGES = ("during the end-of-run stages (analysis, report, final records); training is committed: rerun the "
+              "same command to finish them")
 
 
 def _evaluated_finals(run: Run, state: TrainState) -> list[dict[str, float]]:

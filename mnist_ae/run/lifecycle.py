@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -18,63 +18,110 @@ from pathlib import Path
 from typing import Any
 
 from mnist_ae import parallel
-from mnist_ae.errors import WorkdirBusy
-from mnist_ae.workdir import RunDir, parse_record, read_records
+from mnist_ae.errors import Interrupted
+from mnist_ae.workdir import RunDir, locked, parse_record, read_records
 
 
 @contextlib.contextmanager
 def workdir_lock(workdir: Path) -> Iterator[None]:
-    """An OS lock on WORKDIR/.lock for the whole run (released by the OS even after kill -9), holding
-    host, PID and start time. Several processes of one multi-process run: process 0 holds it."""
-    if not parallel.is_main_process():
+    """`workdir.locked` for the whole run. Several processes of one multi-process run: process 0 holds it."""
+    with locked(workdir) if parallel.is_main_process() else contextlib.nullcontext():
         yield
-        return
-    workdir.mkdir(parents=True, exist_ok=True)
-    handle = RunDir(workdir).lock.open("a+", encoding="utf-8")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise WorkdirBusy(f"{workdir} is in use by {holder}: wait for that run to end or pass another "
-                              "--workdir") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        handle.flush()
-        yield
-    finally:
-        handle.close()  # releases the lock
 
 
 @dataclasses.dataclass
 class StopRequest:
-    """Set by the first SIGINT/SIGTERM; the driver stops at the end of the compiled epoch in flight."""
+    """Set by the first SIGINT/SIGTERM. While training, the driver stops at the end of the compiled
+    epoch in flight; once `during` is set (what a stop would cut short: the end-of-run stages, a page
+    being written), a signal raises `Interrupted` where it lands, and a second one always does."""
 
     signum: int | None = None
+    during: str = ""
+    handled: int = 0  # signals the Python handler has seen (the watchdog compares)
+
+
+AT_ONCE = "at once (a second signal); the last committed checkpoint is kept: rerun the same command to resume"
+GRACE_S = 5.0  # a first signal the main thread has not seen by then: it is blocked in a device call
+SECOND_GRACE_S = 1.0  # a second signal not acted on by then: stop at once, as promised
+STOP_GRACE_S = 30.0  # a seen signal whose epoch has not ended by then (a scheduler's usual kill wait)
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopRequest]:
-    """SIGINT and SIGTERM ask for a clean stop; a second one stops at once (KeyboardInterrupt)."""
-    request = StopRequest()
+def stop_on_signals(during: str = "") -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM ask for a clean stop (or, with `during`, stop at once); a second one stops at
+    once. A watchdog thread sees every signal the moment it arrives (`signal.set_wakeup_fd`), so a main
+    thread blocked in a device call, where Python runs no handler, still ends within GRACE_S."""
+    request = StopRequest(during=during)
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
 
     def handler(signum: int, frame: Any) -> None:
         del frame
+        request.handled += 1
         if request.signum is not None:
-            raise KeyboardInterrupt
+            raise Interrupted(signum, None, AT_ONCE)
         request.signum = signum
+        if request.during:
+            raise Interrupted(signum, None, request.during)
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    watchdog = _Watchdog(request)
     try:
         yield request
     finally:
+        watchdog.close()
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+class _Watchdog(threading.Thread):
+    """Reads the signal numbers the interpreter writes to a pipe as each signal arrives, and ends the
+    process with one line when the stop does not come in time: a first signal the handler has not seen
+    after GRACE_S (the main thread is stuck, e.g. waiting on a device that cannot finish), a second after
+    SECOND_GRACE_S (two quick Ctrl-Cs the interpreter merged into one handler call), a seen one whose
+    epoch has not ended after STOP_GRACE_S. Committed checkpoints stay; the resume treats the cut like
+    kill -9 (bit-identical)."""
+
+    def __init__(self, request: StopRequest):
+        super().__init__(name="mnist_ae-signal-watchdog", daemon=True)
+        self._request = request
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        self._closed = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        arrived: list[tuple[int, float]] = []
+        while not self._closed.is_set():
+            ready, _, _ = select.select([self._read], [], [], 0.2)
+            if ready:
+                try:
+                    data = os.read(self._read, 64)
+                except OSError:
+                    return
+                arrived += [(b, time.monotonic()) for b in data if b in (signal.SIGINT, signal.SIGTERM)]
+            if not arrived:
+                continue
+            seen = min(self._request.handled, len(arrived))
+            if seen < len(arrived):  # the handler has not run for the latest signal
+                signum, at = arrived[seen]
+                limit, why = (SECOND_GRACE_S, "a second signal") if len(arrived) >= 2 else (
+                    GRACE_S, "the run was blocked in a device call")
+            else:
+                (signum, at), limit, why = arrived[0], STOP_GRACE_S, "the epoch in flight did not end"
+            if time.monotonic() - at > limit:
+                os.write(2, f"interrupted by {signal.Signals(signum).name} at once ({why} within {limit:g} s); "
+                            "the last committed checkpoint is kept: rerun the same command to resume\n".encode())
+                os._exit(128 + signum)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous_fd)
+        self._closed.set()
+        self.join()
+        os.close(self._read)
+        os.close(self._write)
 
 
 def keep_records_before(path: Path, step: int) -> int:

@@ -15,7 +15,7 @@ from mnist_ae.run import monitoring
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.state import TrainState
 from mnist_ae.run.progress import Reporter
-from mnist_ae.run import lifecycle
+from mnist_ae.run import lifecycle, preflight
 from mnist_ae.run.device_data import load_data
 from mnist_ae.run.driver import Run
 from mnist_ae.run.program import Program
@@ -44,6 +44,7 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
              ) -> tuple[Run, TrainState]:
     """Mesh, data on the device, the program and its state (restored when the workdir has a checkpoint),
     progress and the writers: the set-up shared by every task that trains."""
+    preflight.check(config, workdir)  # a run that cannot fit or save is refused before it allocates
     mesh = parallel.make_mesh(config.num_devices)
     t = time.perf_counter()
     data = load_data(config, mesh)

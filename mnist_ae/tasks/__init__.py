@@ -35,15 +35,20 @@ class Task:
     trains: bool = True
 
 
+NOTHING_TORN = ("before it finished; every file it writes is replaced whole, so none is torn: rerun the same "
+                "command to finish")
+
+
 @contextlib.contextmanager
 def entered(workdir: Path | None, *, finishes_epochs: bool = False) -> Iterator[Any]:
     """What every task holds while it runs: the workdir's lock (none for compare, which only reads runs)
-    and, for the tasks that train, SIGINT/SIGTERM handlers that let the epoch in flight finish and commit
-    (yields their stop request); the others stop at the first Ctrl-C, as a command should."""
+    and SIGINT/SIGTERM handlers (yields their stop request): for the tasks that train, the epoch in
+    flight finishes and commits; the others stop at the first signal, as a command should, with one
+    line. Either way a watchdog ends a run whose main thread is stuck in a device call."""
     from mnist_ae.run import lifecycle  # noqa: PLC0415
 
     with lifecycle.workdir_lock(workdir) if workdir is not None else contextlib.nullcontext(), \
-            lifecycle.stop_on_signals() if finishes_epochs else contextlib.nullcontext() as stop:
+            lifecycle.stop_on_signals("" if finishes_epochs else NOTHING_TORN) as stop:
         yield stop
 
 

@@ -1,0 +1,87 @@
+"""Checks before any compute, where the answer is knowable: the run's memory against what the device
+has, and a checkpoint folder it can write. A run that cannot fit or save is refused in one line at its
+start, instead of hanging in an allocation or failing after its first epoch."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import jax
+import ml_collections
+import psutil
+
+from mnist_ae import build, data
+from mnist_ae.core.models import code_dim
+from mnist_ae.errors import PathError, ResourceError
+from mnist_ae.workdir import RunDir
+
+FLOAT_BYTES = 4
+HEADROOM = 0.9  # of the free memory: the runtime, the compiled programs and the libraries need the rest
+
+
+def check_checkpoints_writable(workdir: Path) -> None:
+    """RUN/checkpoints is a folder this process can write (a file in its place, or a read-only folder,
+    made orbax wait 300 s for its own timeout before failing)."""
+    folder = RunDir(workdir).checkpoints
+    probe = folder / f".write_probe.{os.getpid()}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise PathError(f"cannot write checkpoints in {folder}: {e.strerror}; make it a writable folder or pass "
+                        "another --workdir") from None
+
+
+def estimated_bytes(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """The run's largest allocations, in bytes, from shapes alone (`jax.eval_shape`: nothing allocated):
+    the state (parameters and Adam's two moments) with its gradients, the test codes on the device and
+    their copy on the host, and the analysis' working copies of them."""
+    if config.task == "sweep":
+        setup = build.sweep_setup(config)
+        state = jax.eval_shape(lambda: setup.initial_states(config))
+        members, width = len(setup.members), max(config.latent_dims)
+    else:
+        state = jax.eval_shape(lambda: build.initial_state(config, config.seed))
+        members, width = 1, code_dim(config.model, config.latent_dim)
+    state_bytes = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state))
+    params = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state.params))
+    test_n = min(config.test_limit or data.SPECS[config.dataset].test_size, data.SPECS[config.dataset].test_size)
+    codes = members * test_n * width * FLOAT_BYTES if config.task != "classification" else 0
+    analysed = config.task == "reconstruction" and config.analyze_at_end
+    return {"state": state_bytes + params, "codes": 2 * codes, "analysis": 3 * codes if analysed else 0}
+
+
+def free_bytes() -> tuple[float, str]:
+    """Memory the run can still take on its device (GPU/TPU: the allocator's limit less what it holds;
+    CPU: the host's available memory) and the device's name."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"] - stats.get("bytes_in_use", 0)), device.device_kind
+    return float(psutil.virtual_memory().available), "this host"
+
+
+def check_memory(config: ml_collections.ConfigDict) -> None:
+    """Refuse a run whose estimated memory exceeds what its device has free, naming the sizes."""
+    need = estimated_bytes(config)
+    free, where = free_bytes()
+    if sum(need.values()) <= HEADROOM * free:
+        return
+    parts = ", ".join(f"{name} {gb(v)}" for name, v in need.items() if v)
+    raise ResourceError(f"this run needs about {gb(sum(need.values()))} ({parts}) but {where} has {gb(free)} free: "
+                        "use smaller --config.hidden / latent_dim, a lower --config.test_limit, or "
+                        "--config.analyze_at_end=False")
+
+
+def gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def check(config: ml_collections.ConfigDict, workdir: Path) -> None:
+    """Every check, cheapest first."""
+    check_checkpoints_writable(workdir)
+    check_memory(config)
+

@@ -1,0 +1,50 @@
+"""Refusals before any compute: a run too big for its device, a checkpoint folder it cannot write."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO, tiny
+from mnist_ae.errors import PathError, ResourceError
+from mnist_ae.run import preflight
+
+
+def test_the_estimate_counts_the_state_its_gradients_and_the_test_codes():
+    config = tiny(latent_dim=8, test_limit=500, analyze_at_end=True)
+    need = preflight.estimated_bytes(config)
+    hidden = config.hidden
+    widths = [784, *hidden, 8]
+    ae = sum(a * b + b for a, b in zip(widths, widths[1:])) * 2 - 8 + 784  # encoder + mirrored decoder
+    assert need["state"] >= 4 * 4 * ae  # parameters, Adam's two moments and the gradients, float32
+    assert need["codes"] == 2 * 500 * 8 * 4 and need["analysis"] == 3 * 500 * 8 * 4
+
+
+def test_a_model_too_big_for_the_device_is_refused_naming_its_size(monkeypatch):
+    """The issue's model (two hidden layers of 100,000) hung forever in its initialisation; its shapes
+    alone say it needs ~300 GiB (2e10 parameters, 16 bytes each with the moments and gradients)."""
+    config = tiny(hidden=(100_000, 100_000))
+    monkeypatch.setattr(preflight, "free_bytes", lambda: (16 * 2**30, "this host"))
+    with pytest.raises(ResourceError, match=r"needs about 3\d\d\.\d GiB \(state .*\) but this host has 16\.0 GiB "
+                                            r"free: use smaller --config.hidden"):
+        preflight.check_memory(config)
+    preflight.check_memory(tiny())  # the tests' own model fits
+
+
+def test_a_file_or_a_read_only_folder_for_the_checkpoints_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "checkpoints").write_text("not a folder")
+    with pytest.raises(PathError, match=r"cannot write checkpoints in .*a/checkpoints: File exists"):
+        preflight.check_checkpoints_writable(tmp_path / "a")
+    preflight.check_checkpoints_writable(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == []  # the probe is gone
+
+
+def test_the_command_line_refuses_the_hung_model_at_once(tmp_path):
+    result = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path), "--log_framework", "none",
+                             "--config.hidden=100000,100000"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: this run needs about ") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
