@@ -165,6 +165,13 @@ def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
     assert 'id="plotly-2d"' in html and 'id="plotly-3d"' in html  # the 3-D map needs the 3-D bundle
     parsed = Parsed(html)
     assert [h for h in SECTIONS if h not in parsed.headings] == []
+    # the first screen: the headline numbers, then the pictures; the config and provenance last
+    order = parsed.headings
+    assert order.index("Training and test curves") < order.index("Maps of the codes") < order.index("Final numbers") \
+        < order.index("Config") < order.index("Provenance")
+    head = html[html.index('<div class="headline">'):html.index("<h3>Training and test curves")]
+    assert "test MSE" in head and "PCA&#x27;s test MSE" in head and "probe accuracy" in head and "kNN" in head
+    assert str(run_dir) not in html  # no local path in a file meant to be shared
     assert points(titled(parsed, "PCA of 512 test codes")) == 512  # tiny(): test_limit=512, all analysed
     assert points(titled(parsed, "t-SNE of 512 test codes")) == 512
     assert points(titled(parsed, "t-SNE 3-D")) == min(512, TSNE_3D_POINTS)
@@ -356,7 +363,10 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path, monkeypatch):
     assert members == [f"Member latent{l}_seed{s}_lr0.01" for l in (2, 5) for s in (0, 1)]
     assert sum(1 for f in parsed.figures.values()
                if f["layout"].get("title", {}).get("text", "") == "PCA of 512 test codes") == 4
-    assert "Results" in parsed.headings
+    assert "Results (click a column to sort)" in parsed.headings
+    assert parsed.headings.index("Results (click a column to sort)") < parsed.headings.index(members[0])
+    html = (tmp_path / "report.html").read_text()
+    assert "--workdir RUN" not in html and html.count("no t-SNE: the sweep ran without its analysis") == 4
     # each member's section shows the latent space forming, from its slice of the sweep's saved codes
     sliders = [v for k, v in parsed.scripts.items() if k.startswith("steps")]
     assert len(sliders) == 4

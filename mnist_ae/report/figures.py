@@ -133,7 +133,7 @@ def heatmap(z_rc: np.ndarray, title: str, x: Sequence[str], y: Sequence[str], *,
                        + "<extra></extra>")
     fig = _figure(trace)
     side = min(700, 160 + 22 * len(x))
-    fig.update_layout(**LAYOUT, title=title, height=side, width=side + 80, yaxis=dict(autorange="reversed"),
+    fig.update_layout(**LAYOUT, title=title, height=side, yaxis=dict(autorange="reversed"),  # as wide as its column
                       xaxis_title="predicted" if counts else None, yaxis_title="true" if counts else None)
     return fig
 

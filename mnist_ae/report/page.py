@@ -35,7 +35,9 @@ flex-wrap:wrap;align-items:flex-start}.grid>div{flex:1 1 460px;min-width:0}img{i
 max-width:100%}.thumbs figure{display:inline-block;margin:2px;text-align:center;font-size:11px}
 .thumbs img{width:56px}#hover-thumb{position:fixed;pointer-events:none;display:none;width:84px;height:84px;
 border:1px solid #888;background-color:#000;image-rendering:pixelated;z-index:10}
-.wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
+.headline{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}.headline div{border:1px solid #ddd;
+border-radius:6px;padding:6px 12px;background:#fafafa}.headline b{display:block;font-size:20px}
+.headline span{color:#666;font-size:12px}.wide{overflow-x:auto}.recon{width:100%;max-width:560px}.slider{display:flex;gap:12px;align-items:center;margin:8px 0}.slider input{flex:1}details{margin:6px 0}
 """
 
 # Glue only: unpack the 2-D plotly.js bundle (the 3-D one when a 3-D map needs it), draw each figure
@@ -52,18 +54,31 @@ async function unpack(id){
 const libs={};
 function lib(name){return libs[name]??=unpack('plotly-'+name).then(()=>name==='3d'?Plotly3d:Plotly);}
 function libOf(div){return lib(div.dataset.lib||'2d');}
-const drawn=new Map();
+const drawn=new Map(),queue=new Map();
 const TEMPLATE=JSON.parse(document.getElementById('plotly-template').textContent);  // every figure's look
+function later(div,step){const p=(queue.get(div)||Promise.resolve()).then(step);queue.set(div,p);return p;}
 function draw(div){
   if(!drawn.has(div)){
     const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
     f.layout.template=TEMPLATE;
-    drawn.set(div,libOf(div).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
+    drawn.set(div,later(div,()=>libOf(div).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
       if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
         div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
-    }));
+      const slider=document.querySelector('.slider[data-map="'+div.id+'"] input');  // redrawn: back to its step
+      if(slider&&slider.value!==slider.max)slider.dispatchEvent(new Event('input'));
+    })));
   }
   return drawn.get(div);
+}
+// A browser keeps about 16 WebGL contexts and drops the oldest beyond that: a WebGL figure far from the
+// screen gives its context back (Plotly.purge) and is drawn again when it comes near.
+function release(div){
+  if(!drawn.has(div))return;drawn.delete(div);
+  later(div,()=>libOf(div).then(P=>{
+    const gl=[...div.querySelectorAll('canvas')].map(c=>c.getContext('webgl2')||c.getContext('webgl'));
+    P.purge(div);  // purge leaves the contexts to the garbage collector, which may come too late: lose them now
+    gl.forEach(g=>g&&g.getExtension('WEBGL_lose_context')?.loseContext());
+  }));
 }
 function drawAll(){return Promise.all([...document.querySelectorAll('.plot')].map(draw));}
 function showThumb(ev,div){
@@ -96,9 +111,9 @@ function sortTable(th){
   document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
   const plots=[...document.querySelectorAll('.plot')],near=innerHeight+300;
   await Promise.all(plots.filter(d=>d.getBoundingClientRect().top<near).map(draw));
-  const io=new IntersectionObserver(es=>es.forEach(e=>{if(e.isIntersecting){io.unobserve(e.target);draw(e.target);}}),
-                                    {rootMargin:'300px'});
-  plots.forEach(d=>io.observe(d));
+  const io=new IntersectionObserver(es=>es.forEach(e=>{if(e.isIntersecting)draw(e.target);}),{rootMargin:'300px'});
+  const far=new IntersectionObserver(es=>es.forEach(e=>{if(!e.isIntersecting)release(e.target);}),{rootMargin:'2000px'});
+  plots.forEach(d=>{io.observe(d);if(d.dataset.gl)far.observe(d);});
   document.body.dataset.ready='1';
   if(document.querySelector('[data-lib="3d"]'))setTimeout(()=>lib('3d'),500);  // before the reader scrolls to it
 })();
@@ -187,6 +202,8 @@ class Page:
         if any(trace.type == "scatter3d" for trace in fig.data):
             data += ' data-lib="3d"'
             self.needs_3d = True
+        if any(trace.type in ("scatter3d", "scattergl") for trace in fig.data):
+            data += ' data-gl="1"'  # holds a WebGL context while drawn: released when far away
         height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
         return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
                 + json_script(div_id + "-json", fig.to_json(), "fig", target=div_id))

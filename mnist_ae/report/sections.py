@@ -12,6 +12,7 @@ from mnist_ae.config import FIELDS
 from mnist_ae.report import figures, forming
 from mnist_ae.report.collect import RunData
 from mnist_ae.report.page import Page, array_png, esc, img, png_url, table
+from mnist_ae.workdir import RunDir
 
 PROVENANCE_KEYS = ("time", "from_step", "host", "commit", "devices", "versions")
 
@@ -53,6 +54,21 @@ def status_line(data: RunData) -> str:
     state = "finished" if data.epoch >= (epochs or 0) else "interrupted"
     span = f", last record {_when(max(times))}" if times else ""
     return f'<p>{state}: checkpoint of epoch {data.epoch} of {epochs}, step {data.records[-1]["step"] if data.records else 0}{span}</p>'
+
+
+# The headline row (label, where the number is: the finals, or the analysis' numbers of the codes).
+HEADLINE = (("test MSE", "test/recon_mse"), ("PCA's test MSE, same code size", "baseline/pca_recon_mse"),
+            ("probe accuracy", "test/probe_accuracy"), ("accuracy", "test/accuracy"),
+            ("kNN accuracy (k=5)", "analysis/knn5_accuracy"), ("trustworthiness", "analysis/trustworthiness"))
+
+
+def headline(data: RunData) -> str:
+    """The few numbers a reader looks for first, in one row: the rest are in the tables below."""
+    codes = data.analysis.get("codes", {})
+    found = {**{f"analysis/{k}": v for k, v in codes.items()}, **data.finals}
+    cells = [(label, float(found[key])) for label, key in HEADLINE if isinstance(found.get(key), (int, float))]
+    return '<div class="headline">' + "".join(f"<div><b>{value:.4g}</b><span>{esc(label)}</span></div>"
+                                              for label, value in cells) + "</div>"
 
 
 def finals_table(data: RunData) -> str:
@@ -106,8 +122,13 @@ def maps(page: Page, data: RunData) -> str:
             fig = figures.scatter_map(p.maps[key], p.labels_n, custom, data.class_names,
                                       f"{name} of {len(p.index_n)} test codes")
             parts.append(f"<div>{page.figure(fig, sprite, 'plot map')}</div>")
-    note = "" if "tsne_2d" in p.maps else \
-        '<p class="note">no t-SNE yet: python launch.py --task analyze --workdir RUN computes it</p>'
+    sweep = RunDir(data.workdir).sweep
+    note = "" if "tsne_2d" in p.maps else (
+        ('<p class="note">this member\'s t-SNE is in the sweep\'s member maps above</p>'
+         if (sweep.analysis() / "member_maps.png").exists() else
+         '<p class="note">no t-SNE: the sweep ran without its analysis (--config.analyze_at_end)</p>') if sweep else
+        f'<p class="note">no t-SNE yet: python launch.py --task analyze --workdir {esc(data.workdir.name)} (from the '
+        "run's parent folder) computes it</p>")
     name, rows, coords = p.map3d
     fig3 = figures.scatter_3d(coords, p.labels_n[rows], custom[rows], data.class_names,
                               f"{name} 3-D of {len(rows)} test codes (drag to turn)")
@@ -146,18 +167,25 @@ def _digit_png(image_hw: np.ndarray) -> bytes:
     return array_png(image_hw[..., None])
 
 
+LATENT_CAPTIONS = {"class_means": "the mean code of each class, decoded",
+                   "interpolations": "decoded codes on straight lines between test digits' codes",
+                   "manifold": "a grid over the 2-D code space, decoded"}
+
+
 def run_body(page: Page, data: RunData, *, with_provenance: bool = True) -> str:
-    """Everything about one run, as HTML (its figures registered on `page`)."""
-    latent = "".join(f"<figure>{img(png, name)}<figcaption>{esc(name)}</figcaption></figure>"
-                     for name, png in data.latent_pngs.items())
+    """Everything about one run, as HTML (its figures registered on `page`): the headline numbers and the
+    pictures first, the config, provenance and full tables last."""
+    latent = "".join(f"<figure>{img(png, name)}<figcaption>{esc(LATENT_CAPTIONS.get(name, name.replace('_', ' ')))}"
+                     "</figcaption></figure>" for name, png in data.latent_pngs.items())
     return "".join([
+        headline(data),
         status_line(data),
-        "<h3>Config</h3><details><summary>open the config</summary>" + config_table(data.config) + "</details>",
-        ("<h3>Provenance</h3>" + provenance(data.starts)) if with_provenance else "",
-        "<h3>Final numbers</h3>" + finals_table(data),
         "<h3>Training and test curves</h3>" + page.figure(figures.curves(data.records)),
         "<h3>Over training</h3>" + over_training(page, data),
         "<h3>Maps of the codes</h3>" + maps(page, data),
         "<h3>The codes</h3>" + codes_section(page, data),
         ("<h3>Latent pictures</h3>" + latent) if latent else "",
+        "<h3>Final numbers</h3>" + finals_table(data),
+        "<h3>Config</h3><details><summary>open the config</summary>" + config_table(data.config) + "</details>",
+        ("<h3>Provenance</h3>" + provenance(data.starts)) if with_provenance else "",
     ])

@@ -79,7 +79,7 @@ def run_html(data: RunData) -> str:
     from mnist_ae.report.sections import run_body  # noqa: PLC0415
 
     page = Page(f"{data.name}: mnist_ae report")
-    page.add(f"<h1>{data.name}</h1><p class=note>{data.workdir}</p>", run_body(page, data))
+    page.add(f"<h1>{data.name}</h1>", run_body(page, data))  # no local path: the file is shared
     return page.html()
 
 
@@ -113,21 +113,24 @@ def sweep_html(workdir: Path, in_memory: dict[str, Any] | None = None) -> str:
     config = json.loads(run.config.read_text())
     members = sweep_members(workdir, records, in_memory)
     page = Page(f"{workdir.name}: mnist_ae sweep report")
-    page.add(f"<h1>{workdir.name} (sweep of {len(members)})</h1><p class=note>{workdir}</p>",
-             "<h3>Config</h3><details><summary>open the config</summary>" + config_table(config) + "</details>",
-             "<h3>Provenance</h3>" + provenance([r for r in records if r.get("event") == "start"]))
+    page.add(f"<h1>{workdir.name} (sweep of {len(members)})</h1>")
     results = run.sweep_results_json
-    if results.exists():
+    if results.exists():  # the overview first: quality per member (sortable), then the pictures
         saved = json.loads(results.read_text())["table"]
-        page.add("<h3>Results</h3>" + table(saved["header"], saved["rows"]))
-    for name, png in pngs(workdir).items():
-        page.add(f"<h3>{name.replace('_', ' ')}</h3>" + img(png, name))
+        page.add("<h3>Results (click a column to sort)</h3>" + table(saved["header"], saved["rows"], sortable=True))
+    titles = {"comparison": "Reconstructions of every member", "member_maps": "2-D maps of every member's codes",
+              "sweep_results": "Final numbers over the latent size"}
+    for name, png in {**pngs(workdir), **pngs(run.analysis())}.items():
+        page.add(f"<h3>{titles.get(name, name.replace('_', ' '))}</h3>" + img(png, name))
     curves = [(name, [r for r in records if r.get("member") == name and "step" in r]) for name, _ in members]
     page.add("<h3>Curves of every member</h3>" + page.figure(figures.overlaid_curves(curves)))
     for name, data in members:
         page.add(f"<h2>Member {name}</h2>")
         page.add(run_body(page, data, with_provenance=False) if data is not None else
                  '<p class="note">not exported yet: a sweep exports its members when it finishes</p>')
+    page.add("<h2>The sweep's config and provenance</h2>",
+             "<h3>Config</h3><details><summary>open the config</summary>" + config_table(config) + "</details>",
+             "<h3>Provenance</h3>" + provenance([r for r in records if r.get("event") == "start"]))
     return page.html()
 
 
