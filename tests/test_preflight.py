@@ -48,3 +48,40 @@ def test_the_command_line_refuses_the_hung_model_at_once(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: this run needs about ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_free_memory_is_the_hosts_available_on_cpu_and_the_allocators_room_on_an_accelerator(monkeypatch):
+    import jax
+    import psutil
+
+    free, where = preflight.free_bytes()
+    assert where == "this host" and abs(free - psutil.virtual_memory().available) < 2**30
+
+    class Accelerator:
+        platform, device_kind = "gpu", "NVIDIA H100"
+
+        def memory_stats(self):
+            return {"bytes_limit": 80 * 2**30, "bytes_in_use": 30 * 2**30}
+
+    monkeypatch.setattr(jax, "devices", lambda: [Accelerator()])
+    assert preflight.free_bytes() == (50 * 2**30, "NVIDIA H100")
+
+
+def test_only_a_reconstruction_run_with_its_analysis_counts_the_analysis_copies():
+    assert preflight.estimated_bytes(tiny(analyze_at_end=False))["analysis"] == 0
+    assert preflight.estimated_bytes(tiny(task="classification", analyze_at_end=True)) == {
+        "state": preflight.estimated_bytes(tiny(task="classification"))["state"], "codes": 0, "analysis": 0}
+
+
+def test_a_run_that_exactly_fits_is_let_through_and_check_runs_both_checks(tmp_path, monkeypatch):
+    config = tiny()
+    need = sum(preflight.estimated_bytes(config).values())
+    monkeypatch.setattr(preflight, "free_bytes", lambda: (need / preflight.HEADROOM, "this host"))
+    preflight.check(config, tmp_path / "fits")  # at the limit: allowed
+    monkeypatch.setattr(preflight, "free_bytes", lambda: (need / preflight.HEADROOM - 64, "this host"))
+    with pytest.raises(ResourceError):
+        preflight.check(config, tmp_path / "fits")
+    (tmp_path / "file").mkdir()
+    (tmp_path / "file" / "checkpoints").write_text("")
+    with pytest.raises(PathError):  # the cheaper check first
+        preflight.check(config, tmp_path / "file")
