@@ -22,6 +22,24 @@ def test_the_estimate_counts_the_state_its_gradients_and_the_test_codes():
     assert need["codes"] == 2 * 500 * 8 * 4 and need["analysis"] == 3 * 500 * 8 * 4
 
 
+def test_a_sweeps_estimate_is_its_stacked_state_padded_to_the_widest_code():
+    import math
+
+    import jax
+
+    from helpers import tiny_sweep
+    from mnist_ae import build
+
+    config = tiny_sweep(test_limit=300)
+    setup = build.sweep_setup(config)
+    state = jax.eval_shape(lambda: setup.initial_states(config))
+    size = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state))
+    params = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state.params))
+    need = preflight.estimated_bytes(config)
+    assert need["state"] == size + params  # the state and one gradient per parameter, exactly
+    assert need["codes"] == 2 * len(setup.members) * 300 * max(config.latent_dims) * 4
+
+
 def test_a_model_too_big_for_the_device_is_refused_naming_its_size(monkeypatch):
     """The issue's model (two hidden layers of 100,000) hung forever in its initialisation; its shapes
     alone say it needs ~300 GiB (2e10 parameters, 16 bytes each with the moments and gradients)."""
