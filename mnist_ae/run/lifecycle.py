@@ -40,7 +40,8 @@ class StopRequest:
     handled: int = 0  # signals the Python handler has seen (the watchdog compares)
 
 
-AT_ONCE = "at once (a second signal); the last committed checkpoint is kept: rerun the same command to resume"
+KEPT = "the last committed checkpoint is kept: rerun the same command to resume"
+AT_ONCE = f"at once (a second signal); {KEPT}"
 GRACE_S = 5.0  # a first signal the main thread has not seen by then: it is blocked in a device call
 SECOND_GRACE_S = 1.0  # a second signal not acted on by then: stop at once, as promised
 STOP_GRACE_S = 30.0  # a seen signal whose epoch has not ended by then (a scheduler's usual kill wait)
@@ -94,8 +95,8 @@ class _Watchdog(threading.Thread):
 
     def run(self) -> None:
         arrived: list[tuple[int, float]] = []
-        while not self._closed.is_set():
-            ready, _, _ = select.select([self._read], [], [], 0.2)
+        while not self._closed.is_set():  # asleep until a signal (or close's wake-up byte) arrives
+            ready, _, _ = select.select([self._read], [], [], 0.2 if arrived else None)
             if ready:
                 try:
                     data = os.read(self._read, 64)
@@ -113,12 +114,13 @@ class _Watchdog(threading.Thread):
                 (signum, at), limit, why = arrived[0], STOP_GRACE_S, "the epoch in flight did not end"
             if time.monotonic() - at > limit:
                 os.write(2, f"interrupted by {signal.Signals(signum).name} at once ({why} within {limit:g} s); "
-                            "the last committed checkpoint is kept: rerun the same command to resume\n".encode())
+                            f"{KEPT}\n".encode())
                 os._exit(128 + signum)
 
     def close(self) -> None:
         signal.set_wakeup_fd(self._previous_fd)
         self._closed.set()
+        os.write(self._write, b"\0")  # wakes the thread at once (0 is no signal's number)
         self.join()
         os.close(self._read)
         os.close(self._write)
