@@ -19,9 +19,11 @@ MAPS = 30  # the default sweep's report draws 36 figures, most of them WebGL map
 def test_thirty_webgl_maps_keep_every_figure_drawn_through_a_full_scroll(tmp_path):
     rng = np.random.default_rng(0)
     page = Page("many maps")
-    for i in range(MAPS):
-        fig = figures.scatter_map(rng.normal(size=(200, 2)), rng.integers(0, 10, 200), None,
-                                  [str(c) for c in range(10)], f"map {i}")
+    names = [str(c) for c in range(10)]
+    for i in range(MAPS):  # every fifth a rotatable 3-D map, as each member section of a sweep has one
+        fig = (figures.scatter_3d(rng.normal(size=(200, 3)), rng.integers(0, 10, 200), None, names, f"map {i}")
+               if i % 5 == 4 else figures.scatter_map(rng.normal(size=(200, 2)), rng.integers(0, 10, 200), None,
+                                                      names, f"map {i}"))
         page.add(f"<h3>map {i}</h3>", page.figure(fig, css_class="plot map"))
     path = tmp_path / "maps.html"
     path.write_text(page.html())

@@ -75,7 +75,9 @@ function draw(div){
 function release(div){
   if(!drawn.has(div))return;drawn.delete(div);
   later(div,()=>libOf(div).then(P=>{
-    const gl=[...div.querySelectorAll('canvas')].map(c=>c.getContext('webgl2')||c.getContext('webgl'));
+    // the 2-D WebGL canvases only (a 3-D scene loses its own context in purge): asking another canvas
+    // for a context would create one
+    const gl=[...div.querySelectorAll('canvas.gl-canvas')].map(c=>c.getContext('webgl2')||c.getContext('webgl'));
     P.purge(div);  // purge leaves the contexts to the garbage collector, which may come too late: lose them now
     gl.forEach(g=>g&&g.getExtension('WEBGL_lose_context')?.loseContext());
   }));
