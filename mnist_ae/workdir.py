@@ -1,9 +1,10 @@
 """The run directory: every path in it named once (`RunDir`), and its files as programs read and write them.
 
 Training, the analysis, the report, `api` and the tests meet only through these files, so their names
-live here and nowhere else. Files a user opens (report.html, compare.html, figures) are written to a temporary file beside the
-target and renamed over it, so a kill at any moment leaves the old file or the new one, never a torn
-or empty one (a rename within a folder is atomic on POSIX). metrics.jsonl has one reader.
+live here and nowhere else. Files a user opens (report.html, compare.html, figures) are written to a
+temporary file beside the target and renamed over it, so a kill at any moment leaves the old file or
+the new one, never a torn or empty one (a rename within a folder is atomic on POSIX). metrics.jsonl
+has one reader.
 """
 
 from __future__ import annotations
