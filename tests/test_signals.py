@@ -67,10 +67,10 @@ def test_a_run_blocked_where_no_handler_runs_ends_within_the_grace_with_one_line
 def test_two_quick_ctrl_cs_stop_at_once_even_when_the_interpreter_merges_them():
     result, seconds = _run(HANDLER_NEVER_RUNS, [(0, signal.SIGINT), (0.3, signal.SIGINT)])
     assert result.returncode == 130 and "(a second signal within 1 s)" in result.stderr, result.stderr
-    assert seconds < lifecycle.GRACE_S  # not the first signal's longer grace
+    assert seconds < lifecycle.GRACE_S  # not the first signal's longer grace (4 s of slack for a loaded machine)
 
 
 def test_an_epoch_that_does_not_end_after_a_seen_signal_is_cut_at_the_stop_grace():
     result, seconds = _run("lifecycle.STOP_GRACE_S = 1.5", [(0, signal.SIGTERM)])
     assert result.returncode == 143 and "(the epoch in flight did not end within 1.5 s)" in result.stderr
-    assert 1.5 <= seconds < lifecycle.GRACE_S
+    assert 1.5 <= seconds < lifecycle.GRACE_S  # cut at the patched grace, well before the first signal's 5 s
