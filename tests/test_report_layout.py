@@ -43,7 +43,7 @@ def test_thirty_webgl_maps_keep_every_figure_drawn_through_a_full_scroll(tmp_pat
                                       arg=div_id, timeout=30_000)
         live = tab.evaluate("[...document.querySelectorAll('.map')].filter(d => d._fullLayout).length")
         assert not [m for m in messages if "WebGL" in m], messages
-        assert live < 16, live  # the far ones gave their contexts back
+        assert live <= tab.evaluate("GL_LIVE"), live  # the others gave their contexts back
         assert not browser.errors and not browser.requests
 
 

@@ -57,11 +57,17 @@ function libOf(div){return lib(div.dataset.lib||'2d');}
 const drawn=new Map(),queue=new Map();
 const TEMPLATE=JSON.parse(document.getElementById('plotly-template').textContent);  // every figure's look
 function later(div,step){const p=(queue.get(div)||Promise.resolve()).then(step);queue.set(div,p);return p;}
+// A browser keeps about 16 WebGL contexts and blanks the oldest beyond that (a 2-D WebGL map holds two):
+// at most GL_LIVE WebGL figures are drawn at once. Drawing another first releases the ones farthest from
+// the screen (Plotly.purge, their contexts lost) and waits for that; a released figure is drawn again when
+// it comes near. A cap, not a distance: however fast the reader scrolls, the count never passes it.
+const GL_LIVE=6;
 function draw(div){
   if(!drawn.has(div)){
     const f=JSON.parse(document.querySelector('script.fig[data-target="'+div.id+'"]').textContent);
     f.layout.template=TEMPLATE;
-    drawn.set(div,later(div,()=>libOf(div).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
+    const room=div.dataset.gl?makeRoom():null;
+    drawn.set(div,later(div,()=>Promise.resolve(room).then(()=>libOf(div)).then(P=>P.newPlot(div,f.data,f.layout,{displaylogo:false,responsive:true})).then(()=>{
       if(div.dataset.sprite){div.on('plotly_hover',ev=>showThumb(ev,div));
         div.on('plotly_unhover',()=>{document.getElementById('hover-thumb').style.display='none';});}
       const slider=document.querySelector('.slider[data-map="'+div.id+'"] input');  // redrawn: back to its step
@@ -70,11 +76,14 @@ function draw(div){
   }
   return drawn.get(div);
 }
-// A browser keeps about 16 WebGL contexts and drops the oldest beyond that: a WebGL figure far from the
-// screen gives its context back (Plotly.purge) and is drawn again when it comes near.
+function makeRoom(){
+  const live=[...drawn.keys()].filter(d=>d.dataset.gl);
+  const away=d=>Math.abs(d.getBoundingClientRect().top+d.offsetHeight/2-innerHeight/2);
+  return Promise.all(live.sort((a,b)=>away(b)-away(a)).slice(0,Math.max(0,live.length-GL_LIVE+1)).map(release));
+}
 function release(div){
-  if(!drawn.has(div))return;drawn.delete(div);
-  later(div,()=>libOf(div).then(P=>{
+  drawn.delete(div);
+  return later(div,()=>libOf(div).then(P=>{
     // the 2-D WebGL canvases only (a 3-D scene loses its own context in purge): asking another canvas
     // for a context would create one
     const gl=[...div.querySelectorAll('canvas.gl-canvas')].map(c=>c.getContext('webgl2')||c.getContext('webgl'));
@@ -114,8 +123,7 @@ function sortTable(th){
   const plots=[...document.querySelectorAll('.plot')],near=innerHeight+300;
   await Promise.all(plots.filter(d=>d.getBoundingClientRect().top<near).map(draw));
   const io=new IntersectionObserver(es=>es.forEach(e=>{if(e.isIntersecting)draw(e.target);}),{rootMargin:'300px'});
-  const far=new IntersectionObserver(es=>es.forEach(e=>{if(!e.isIntersecting)release(e.target);}),{rootMargin:'2000px'});
-  plots.forEach(d=>{io.observe(d);if(d.dataset.gl)far.observe(d);});
+  plots.forEach(d=>io.observe(d));
   document.body.dataset.ready='1';
   if(document.querySelector('[data-lib="3d"]'))setTimeout(()=>lib('3d'),500);  // before the reader scrolls to it
 })();
@@ -205,7 +213,7 @@ class Page:
             data += ' data-lib="3d"'
             self.needs_3d = True
         if any(trace.type in ("scatter3d", "scattergl") for trace in fig.data):
-            data += ' data-gl="1"'  # holds a WebGL context while drawn: released when far away
+            data += ' data-gl="1"'  # holds WebGL contexts while drawn: one of the GL_LIVE the page allows
         height = fig.layout.height or 450  # held before the figure is drawn, so lazy drawing sees where it is
         return (f'<div id="{div_id}" class="{css_class}" style="min-height:{height}px"{data}></div>'
                 + json_script(div_id + "-json", fig.to_json(), "fig", target=div_id))
