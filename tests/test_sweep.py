@@ -241,7 +241,11 @@ def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_th
     results_table(members, finals, tmp_path)
     assert table_rows() == [["2", "0.01", "2", "0", "0.2000 +- 0.1000", "0.2000", "0.6000 +- 0.1000"],
                             ["5", "0.01", "2", "1", "0.0500", "0.1000", "0.9000"]]
+    header = ["latent", "learning rate", "seeds", "diverged", "test MSE", "PCA test MSE", "probe accuracy"]
+    assert [c.strip() for c in (tmp_path / "sweep_results.md").read_text().splitlines()[0].strip("|").split("|")] \
+        == header
     saved = json.loads((tmp_path / "sweep_results.json").read_text())  # the same numbers, for programs
+    assert saved["table"] == {"header": header, "rows": table_rows()}
     assert [(g["latent_dim"], g["seeds"], g["diverged"], g["values"]["test/recon_mse"]) for g in saved["groups"]] == \
         [(2, 2, 0, [0.1, 0.3]), (5, 2, 1, [0.05])]
     assert [m["member"] for m in saved["members"]] == [m.name for m in members]
