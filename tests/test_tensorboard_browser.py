@@ -165,3 +165,18 @@ def test_the_projector_opens_on_the_codes_with_points_and_no_nan(server, tmp_pat
     assert shape == ["Points: 2000", "Dimension: 64"], shape  # the codes: projector_points x latent_dim
     canvas = pixels[int(box["y"]) : int(box["y"] + box["height"]), int(box["x"]) : int(box["x"] + box["width"])]
     assert (canvas < 64).mean() > 0.01, "the projector's canvas shows no points"  # dark digit thumbnails on white
+
+
+def test_the_graphs_tab_opens_on_the_encoder_decoder_and_probe(server, tmp_path):
+    """The training round (`writers.graph`): the networks and each phase's update as collapsed boxes."""
+    base, _, _ = server
+    with open_browser(allow=(f"{base}/", "data:", "blob:")) as browser:
+        page = browser.new_page()
+        page.goto(f"{base}/#graphs")
+        page.locator("svg g.node").first.wait_for(timeout=60000)
+        page.wait_for_timeout(2000)  # the layout settles and the view fits
+        labels = page.locator("svg g.node text").evaluate_all(  # the label's own text, not its <title> tooltip
+            "ts => ts.map(t => [...t.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent).join('').trim())")
+        _shot(page, "tensorboard_graph.png", tmp_path)
+        assert browser.requests == [] and browser.errors == []
+    assert {"encoder", "decoder", "probe", "ae_step", "probe_step"} <= set(labels), labels

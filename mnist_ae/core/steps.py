@@ -70,9 +70,10 @@ def update_part(learner: Learner, state: TrainState, part: str,
     """One optimizer step on `part` alone: the other parts are constants of `loss_fn`, whose
     auxiliary output is reported as `aux_name`."""
     params, opt_state = state.params[part], state.opt_states[part]
-    (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = learner.optimizers[part].update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
+    with jax.named_scope(part):  # groups the step's operations in the TensorBoard graph (`writers.graph`)
+        (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = learner.optimizers[part].update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
     state = state.replace(params={**state.params, part: params},
                           opt_states={**state.opt_states, part: opt_state})
     return state, {"loss": loss, aux_name: acc, "grad_norm": optax.tree.norm(grads)}
@@ -109,8 +110,9 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
 
         state, m = update_part(learner, state, "ae", recon_loss, aux_name="recon_mse")
         ae_metrics.append(m)
-    codes_gbl = [jax.lax.stop_gradient(ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode))
-                 for x in x_gbhw]
+    codes_gbl = [ae.apply(state.params["ae"], x, mask_l, method=Autoencoder.encode) for x in x_gbhw]
+    with jax.named_scope("codes"):  # the probe's inputs: a box of its own in the TensorBoard graph
+        codes_gbl = [jax.lax.stop_gradient(z_bl) for z_bl in codes_gbl]
     probe_metrics = []
     for j in range(learner.probe_steps):
         z_bl, y_b = codes_gbl[j % len(codes_gbl)], y_gb[j % len(codes_gbl)]

@@ -32,6 +32,22 @@ def _model_summary(run: Run, state: TrainState) -> None:
     monitoring.log_model_summary(run.writers[0], state.params)
 
 
+def _graph(run: Run, state: TrainState) -> None:
+    """The training round as a graph for TensorBoard's Graphs tab (every member's writer: a sweep's is the
+    vmapped round). A picture must never stop a run: a graph that cannot be built is one warning line."""
+    from mnist_ae.writers.graph import graph_def  # noqa: PLC0415  (tensorboardX protos only when needed)
+
+    if not parallel.is_main_process():
+        return
+    try:
+        graph = graph_def(*run.program.round_jaxpr(state, run.data))
+    except Exception as e:  # noqa: BLE001
+        run.reporter.warn(f"no graph for TensorBoard's Graphs tab ({type(e).__name__}: {e}); training goes on")
+        return
+    for writer in run.writers:
+        writer.write_graph(graph)
+
+
 def _confusion(run: Run, state: TrainState) -> None:
     name = "test/probe_confusion" if run.program.learner.is_autoencoder else "test/confusion"
     run.writers[0].write_confusion(run.program.step(state), name, run.metrics(state)[0][name],
@@ -159,6 +175,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
     """A reconstruction or classification run, in the order they fire at each epoch."""
     evals = config.eval_every_epochs
     hooks = [Hook("model summary", _model_summary, at_start=True),
+             Hook("graph", _graph, at_start=True),
              Hook("system", _system, every=1),
              eval_hook(evals),
              Hook("confusion", _confusion, every=evals, at_start=True, at_last=True)]
@@ -216,7 +233,8 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, RunDir(run.workdir).comparison)
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    hooks = [eval_hook(config.eval_every_epochs), *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True)]
+    hooks = [Hook("graph", _graph, at_start=True), eval_hook(config.eval_every_epochs), *_codes_hooks(config),
+             Hook("pca baseline", _pca_baseline, at_end=True)]
     if config.analyze_at_end:  # before hparams and the table: they show its numbers
         hooks.append(Hook(MEMBERS_PHASE, member_analysis, at_end=True, shown=True))
     hooks += [Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]

@@ -21,7 +21,7 @@ from mnist_ae import build, parallel
 from mnist_ae.core import sweep
 from mnist_ae.core.loop import rounds_per_epoch
 from mnist_ae.core.state import TrainState
-from mnist_ae.core.steps import Learner, decode, encode, evaluate, reconstruct
+from mnist_ae.core.steps import Learner, decode, encode, evaluate, reconstruct, train_round
 from mnist_ae.run.device_data import DeviceData
 
 
@@ -82,6 +82,20 @@ class Program:
         """Images in [-1, 1] decoded from codes by one member's decoder (codes at the program's width)."""
         params = self.member(state.params["ae"], member)
         return np.asarray(self.decode_fn(params, jnp.asarray(codes_nl, jnp.float32)))
+
+    def round_jaxpr(self, state: TrainState, data: DeviceData) -> tuple[jax.extend.core.ClosedJaxpr, list[str]]:
+        """The training round as traced (not the epoch's scan around it: one round is what the epoch
+        repeats), vmapped over members for a sweep; and its inputs' names, for the TensorBoard graph."""
+        from mnist_ae.writers.graph import input_names  # noqa: PLC0415  (tensorboardX protos only when asked)
+
+        batch = (self.learner.batches_per_round, self.batch_size)
+        args = (state, jax.ShapeDtypeStruct((*batch, *data.train_x.shape[1:]), jnp.float32),
+                jax.ShapeDtypeStruct(batch, jnp.int32), *self.extra_args)
+        round_fn = functools.partial(train_round, self.learner)
+        if self.stacked:
+            round_fn = jax.vmap(round_fn, in_axes=(0, None, None, 0))
+        names = input_names(["state", "x_gbhw", "y_gb", "mask_ml"][:len(args)], args)
+        return jax.make_jaxpr(round_fn)(*args), names
 
     def reconstructions(self, state: TrainState, images_bhw: jax.Array) -> np.ndarray:
         """Reconstructions in [-1, 1] of a small batch ([members,] b, h, w)."""

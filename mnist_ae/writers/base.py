@@ -10,9 +10,12 @@ import abc
 import dataclasses
 import numbers
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tensorboardX.proto.graph_pb2 import GraphDef
 
 HParamValue = bool | int | float | str
 
@@ -88,6 +91,9 @@ class MetricWriter(abc.ABC):
     @abc.abstractmethod
     def write_embeddings(self, step: int, embeddings: Embeddings) -> None:
         """Projector data for one set of points (see `Embeddings`)."""
+
+    def write_graph(self, graph: GraphDef) -> None:  # noqa: B027  (optional: only TensorBoard draws graphs)
+        """A TensorBoard `GraphDef` (`writers.graph`) for the Graphs tab; other backends ignore it."""
 
     @abc.abstractmethod
     def flush(self) -> None: ...

@@ -5,9 +5,12 @@ from __future__ import annotations
 import collections
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tensorboardX.proto.graph_pb2 import GraphDef
 
 from mnist_ae.errors import WriterError
 
@@ -44,6 +47,9 @@ class _Forwarding(MetricWriter):
 
     def write_embeddings(self, step: int, embeddings: Embeddings) -> None:
         self._dispatch("write_embeddings", step, embeddings)
+
+    def write_graph(self, graph: GraphDef) -> None:
+        self._dispatch("write_graph", graph)
 
 
 def close_all(resources: Iterable[Any]) -> list[Exception]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tensorboardX.proto.graph_pb2 import GraphDef
 
 from mnist_ae import render
 from mnist_ae.writers.base import (
@@ -141,6 +144,11 @@ class TensorBoardWriter(MetricWriter):
         if f'tensor_name: "{tensor_name}"' not in existing:
             with config.open("a") as f:
                 f.write("embeddings {\n" + "".join(f"  {line}\n" for line in entry) + "}\n")
+
+    def write_graph(self, graph: GraphDef) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        self._writer.file_writer.add_event(Event(graph_def=graph.SerializeToString()))
 
     def flush(self) -> None:
         self._writer.flush()
