@@ -60,3 +60,52 @@ def test_a_run_directory_names_its_files_and_a_members_records_are_its_sweeps_ta
     member.root.mkdir(parents=True)
     member.metrics.write_text(json.dumps({"step": 0, "test/recon_mse": 3.0}) + "\n")  # a sweep from before
     assert member.records() == [{"step": 0, "test/recon_mse": 3.0}]
+
+
+def test_a_run_directory_is_a_value_whatever_the_path_type_and_its_names_are_the_readmes(tmp_path):
+    """RunDir("x") and RunDir(Path("x")) are one key of a dict; every file it names under the root is one the
+    README's "What a run writes" lists (or a sweep's, in docs/sweeps.md)."""
+    from helpers import REPO
+    from mnist_ae.workdir import RunDir
+
+    run = RunDir(str(tmp_path))
+    assert {run: 1}[RunDir(tmp_path)] == 1 and run.metrics == tmp_path / "metrics.jsonl"
+    with pytest.raises(AttributeError):  # frozen: a RunDir never points elsewhere once made
+        run.root = tmp_path / "other"
+    documented = (REPO / "README.md").read_text() + (REPO / "docs" / "sweeps.md").read_text()
+    for name in ("metrics", "config", "log", "lock", "checkpoints", "tensorboard", "report", "curves", "confusion",
+                 "reconstructions", "codes", "latent", "comparison", "sweep_results", "sweep_results_json",
+                 "sweep_results_plot", "members", "wandb"):
+        path = getattr(run, name)
+        assert path.parent == tmp_path and path.name in documented, name
+
+
+def test_an_analysis_without_a_subsample_is_of_every_code_and_names_its_numbers(tmp_path):
+    from mnist_ae.workdir import RunDir
+
+    run = RunDir(tmp_path)
+    assert run.analysis(500) == run.analysis(500, 500) == run.analysis() == tmp_path / "analysis"
+    assert run.analysis(500, 499) == tmp_path / "analysis_subsample499"
+    assert run.analysis_metrics(500) == tmp_path / "analysis" / "metrics.json"
+    assert run.analysis_metrics(500, 100) == tmp_path / "analysis_subsample100" / "metrics.json"
+
+
+def test_an_atomic_write_makes_the_folders_it_needs(tmp_path):
+    path = write_text_atomic(tmp_path / "a" / "b" / "notes.txt", "hello")
+    assert path.read_text() == "hello" and sorted(p.name for p in path.parent.iterdir()) == ["notes.txt"]
+
+
+def test_the_lock_makes_its_run_folder_and_holds_only_the_current_holder(tmp_path):
+    import os
+
+    from mnist_ae.errors import WorkdirBusy
+    from mnist_ae.workdir import RunDir, check_free, locked
+
+    root = tmp_path / "runs" / "new"
+    for _ in range(2):
+        with locked(root):
+            with pytest.raises(WorkdirBusy, match=f"is in use by pid {os.getpid()} on "):
+                check_free(root)
+    lines = RunDir(root).lock.read_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pid {os.getpid()} on ")  # the last holder, not a history
+    check_free(root)  # released when the block ended
