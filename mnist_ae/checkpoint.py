@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -25,11 +26,24 @@ from mnist_ae.config import FIELDS, ConfigError, resume_keys
 from mnist_ae.errors import CheckpointError
 from mnist_ae.metrics import higher_is_better
 
-# A replicated array is written whole by its first replica. Orbax's default off GPU splits it over its
-# replicas instead, slicing every array on every device: on 8 CPU devices the first save compiled about
-# 100 slice programs (17 s) to write a few MB. Orbax turns that off on GPU itself.
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+
+def _register_array_handler() -> None:
+    """A replicated array is written whole by its first replica. Orbax's default off GPU splits it over its
+    replicas instead, slicing every array on every device: on 8 CPU devices the first save compiled about
+    100 slice programs (17 s) to write a few MB. Orbax turns that off on GPU itself. Its warning that the
+    handler is overridden (on stderr at every import, before run.log exists) is what we ask for: muted."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
+        ocp.type_handlers.register_type_handler(
+            jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+    finally:
+        absl_logger.setLevel(level)
+
+
+_register_array_handler()
 
 
 def _jsonable(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +76,8 @@ def _cause(error: BaseException) -> str:
             return f"{seen.strerror}" + (f" ({seen.filename})" if seen.filename else "")
         seen = seen.__cause__ or seen.__context__
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"
+    first = text[0].split(" See full TensorStore details")[0] if text else ""  # then a repr of the whole spec
+    return f"{type(error).__name__}: {first}"
 
 
 def _stderr_warning(message: str) -> None:

@@ -73,6 +73,17 @@ def configure_logging(workdir: Path, verbose: bool) -> None:
         root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    sys.unraisablehook = _unraisable_to_log
+
+
+def _unraisable_to_log(unraisable: Any) -> None:
+    """An error no caller can catch (in a finalizer, or in a callback on a library's own thread: each
+    pending TensorStore read of a damaged checkpoint whose restore already failed, into a closed event
+    loop, printed 50 tracebacks) is a library log line, not a traceback on the terminal."""
+    where = f" in {unraisable.object!r}" if unraisable.object is not None else ""
+    logging.getLogger("py.unraisable").warning(
+        "%s%s", unraisable.err_msg or "Exception ignored", where,
+        exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
 
 
 class _Unbreakable:
