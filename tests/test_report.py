@@ -341,6 +341,8 @@ def test_compare_needs_two_runs(run_dir):
 
     with pytest.raises(ReportError, match="compare needs at least two"):
         compare(str(run_dir))
+    with pytest.raises(ReportError, match=r"^--workdirs: '.*/nothing\*' matches no folder: check the path$"):
+        compare(f"{run_dir},{run_dir.parent}/nothing*")  # not "names 1 run(s)"
 
 
 # ----------------------------------------------------------------------------- sweeps

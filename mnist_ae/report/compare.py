@@ -24,7 +24,10 @@ def expand(patterns: str) -> list[Path]:
     """Comma-separated paths and globs, in the order given; a sweep stands for its exported members."""
     paths: list[Path] = []
     for pattern in filter(None, (p.strip() for p in patterns.split(","))):
-        matches = sorted(glob.glob(str(Path(pattern).expanduser()))) or [pattern]
+        matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if not matches and glob.has_magic(pattern):
+            raise ReportError(f"--workdirs: {pattern!r} matches no folder: check the path")
+        matches = matches or [pattern]  # a plain path that is missing: named by the error that reads it
         for match in map(Path, matches):
             members = sorted(p.parent for p in RunDir(match).members.glob("*/checkpoints"))
             for path in members or [match]:
