@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -76,6 +78,8 @@ def _cause(error: BaseException) -> str:
             return f"{seen.strerror}" + (f" ({seen.filename})" if seen.filename else "")
         seen = seen.__cause__ or seen.__context__
     text = str(error).strip().splitlines()
+    if text and (code := re.search(r"\[os_error_code='(\d+)'\]", text[0])) is not None:
+        return os.strerror(int(code.group(1)))  # TensorStore's write error: a paragraph around an errno
     first = text[0].split(" See full TensorStore details")[0] if text else ""  # then a repr of the whole spec
     return f"{type(error).__name__}: {first}"
 
@@ -106,6 +110,7 @@ class Checkpointer:
         self.directory = Path(directory)
         self.warn = warn
         self.best = best
+        self._pending: int | None = None  # the epoch whose asynchronous save may still fail
         policies = [ocp.checkpoint_managers.LatestN(n=keep)]
         if best:
             policies.append(ocp.checkpoint_managers.BestN(
@@ -141,14 +146,36 @@ class Checkpointer:
     def save(self, epoch: int, state: Any, config: ml_collections.ConfigDict,
              metrics: dict[str, float] | None = None) -> None:
         """Asynchronous save of the state, its config and its checksum (and the test metrics it was
-        evaluated with, which rank it for the best checkpoint); write errors are one line."""
+        evaluated with, which rank it for the best checkpoint); write errors are one line naming the
+        checkpoint that failed (the previous one, when its asynchronous write did) and those intact."""
+        self._settle()
         try:
             self._manager.save(epoch, metrics=metrics, args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(_jsonable(config)),
                 checksum=ocp.args.JsonSave({"sha256": state_digest(state)})))
         except Exception as e:  # noqa: BLE001 - orbax wraps OS errors in many types; keep the cause
-            raise CheckpointError(f"cannot write checkpoint {self.directory / str(epoch)}: {_cause(e)}; "
-                                  "earlier checkpoints are kept: free space or fix permissions and rerun") from None
+            raise self._write_error(epoch, e) from None
+        self._pending = epoch
+
+    def _settle(self) -> None:
+        """Waits for the pending save: its failure surfaces here, named by its own epoch."""
+        epoch, self._pending = self._pending, None
+        if epoch is not None:
+            try:
+                self._manager.wait_until_finished()
+            except Exception as e:  # noqa: BLE001
+                raise self._write_error(epoch, e) from None
+
+    def _write_error(self, epoch: int, error: BaseException) -> CheckpointError:
+        try:
+            self._manager.reload()
+            intact = [e for e in self.epochs() if e != epoch]
+        except Exception:  # noqa: BLE001 - the folder itself may be gone; then nothing is known intact
+            intact = []
+        kept = (f"checkpoint{'s' if len(intact) > 1 else ''} {', '.join(map(str, intact))} "
+                f"{'are' if len(intact) > 1 else 'is'} intact" if intact else "no earlier checkpoint exists")
+        return CheckpointError(f"cannot write checkpoint {self.directory / str(epoch)}: {_cause(error)}; {kept}: "
+                               "free space or fix permissions and rerun")
 
     def saved_config(self, epoch: int | None = None) -> dict[str, Any]:
         epoch = self.latest_epoch() if epoch is None else epoch
@@ -270,8 +297,13 @@ class Checkpointer:
 
     def close(self) -> None:
         """Waits for pending saves; asynchronous write errors surface here, as one line."""
+        settled = False
         try:
-            self._manager.close()
-        except Exception as e:  # noqa: BLE001
-            raise CheckpointError(f"cannot write checkpoints in {self.directory}: {_cause(e)}; earlier "
-                                  "checkpoints are kept: free space or fix permissions and rerun") from None
+            self._settle()
+            settled = True
+        finally:
+            try:
+                self._manager.close()
+            except Exception as e:  # noqa: BLE001
+                if settled:  # else the pending save's error, which names its checkpoint, is on its way
+                    raise CheckpointError(f"cannot close the checkpoints in {self.directory}: {_cause(e)}") from None

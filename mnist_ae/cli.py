@@ -220,6 +220,19 @@ def _main(config_given: bool) -> None:
                            f"(marked in {RunDir(workdir).sweep_results}); the others finished")
 
 
+def _committed_checkpoints(workdir: str | None) -> str:
+    """Which checkpoints a rerun can resume from, for a message about a failed write: the committed
+    step folders (orbax writes a step under a temporary name and renames it when complete)."""
+    try:
+        folder = RunDir(Path(workdir)).checkpoints
+        epochs = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+    except (OSError, TypeError):  # no workdir given or parsed yet, no checkpoints folder
+        epochs = []
+    if not epochs:
+        return "no checkpoint was written"
+    return f"checkpoint{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))} {'are' if len(epochs) > 1 else 'is'} intact"
+
+
 def locks_workdir() -> bool:
     """Whether this process holds the workdir's lock: a single run, or process 0 of several."""
     ranks = (flags.FLAGS.process_id, *(int(os.environ.get(name) or 0) for name in
@@ -254,8 +267,9 @@ def main() -> None:
         if logging.getLogger().handlers:  # a training task's run.log: the traceback, for a bug report
             logging.getLogger(__name__).error("stopped by an OSError", exc_info=True)
         where = f"cannot write or read {e.filename}: {e.strerror}" if e.filename else str(e)
-        sys.stderr.write(f"error: {where}; what was written before is intact (files are replaced whole, the "
-                         "last committed checkpoint is kept): fix it and rerun the same command\n")
+        sys.stderr.write(f"error: {where}; what was written before is intact (files are replaced whole; "
+                         f"{_committed_checkpoints(flags.FLAGS.workdir if flags.FLAGS.is_parsed() else None)}): "
+                         "fix it and rerun the same command\n")
         sys.exit(1)
     except KeyboardInterrupt:  # before any task's handlers were set (loading the config, importing JAX)
         sys.stderr.write("interrupted before the task started: rerun the same command\n")

@@ -23,6 +23,18 @@ from typing import Any
 from mnist_ae.errors import WorkdirBusy
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised by a write to an open file (a full disk: `[Errno 28]`, no file name) names `path`,
+    so the one-line error says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
 def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     """`write(tmp)` fills a temporary file beside `path` (its folder made if needed), which then
     replaces `path`; on any error the temporary file is removed and `path` is untouched."""
@@ -30,7 +42,8 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        write(tmp)
+        with naming(path):
+            write(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

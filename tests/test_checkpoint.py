@@ -61,6 +61,9 @@ def test_a_cause_is_the_innermost_os_error_or_the_first_line():
     assert _cause(OSError(13, "Permission denied")) == "Permission denied"
     assert _cause(ValueError("first\nsecond")) == "ValueError: first"
     assert _cause(ValueError("")) == "ValueError: "
+    disk_full = ('RESOURCE_EXHAUSTED: Error writing "epoch/0" in OCDBT database at local file "/x/": Failed '
+                 "to write 240948 bytes to file 13: No space left on device [os_error_code='28']")
+    assert _cause(ValueError(disk_full)) == "No space left on device"
     tensorstore = ("Encountered error while reading array index: (slice(0, 784, 1),). See full TensorStore "
                    "details: <bound method pybind11_detail_function_record.spec of TensorStore({")
     assert _cause(Exception(tensorstore)) == ("Exception: Encountered error while reading array index: "
@@ -73,8 +76,10 @@ def test_a_checkpoint_folder_that_cannot_be_made_is_a_one_line_error(tmp_path):
         Checkpointer(tmp_path / "file" / "ckpt", keep=1)
 
 
-def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
-    """A failed save, and an asynchronous write error surfacing at close, are one-line CheckpointErrors."""
+def test_write_errors_are_one_line_naming_the_checkpoint_that_failed_and_those_intact(tmp_path, monkeypatch):
+    """A failed save, and an asynchronous write that fails after its save returned (surfacing at the next save
+    or at close), are one-line CheckpointErrors naming that checkpoint, not the one being saved, and what is
+    intact (the message said "earlier checkpoints are kept" when there were none)."""
     import errno
 
     import orbax.checkpoint as ocp
@@ -82,15 +87,27 @@ def test_write_errors_are_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
     def full_disk(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt"))
 
-    checkpointer = Checkpointer(tmp_path / "ckpt", keep=1)
-    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
-    monkeypatch.setattr(ocp.CheckpointManager, "close", full_disk)
-    with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/3: No space left on device"):
-        checkpointer.save(3, {"w": np.zeros(2)}, tiny())
-    with pytest.raises(CheckpointError, match=r"^cannot write checkpoints in .*ckpt: No space left on device"):
-        checkpointer.close()
-    monkeypatch.undo()
-    checkpointer.close()
+    state, config = {"w": np.zeros(2)}, tiny()
+    checkpointer = Checkpointer(tmp_path / "ckpt", keep=5)
+    with monkeypatch.context() as m:
+        m.setattr(ocp.CheckpointManager, "save", full_disk)
+        with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/1: No space left on device "
+                                                  r".*; no earlier checkpoint exists: free space"):
+            checkpointer.save(1, state, config)
+    checkpointer.save(1, state, config)
+    checkpointer.save(2, state, config)
+    with monkeypatch.context() as m:  # epoch 3's write fails after its save returned
+        checkpointer.save(3, state, config)
+        m.setattr(ocp.CheckpointManager, "wait_until_finished", full_disk)
+        with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/3: No space left on device "
+                                                  r".*; checkpoints 1, 2 are intact: free space"):
+            checkpointer.save(4, state, config)
+    checkpointer.save(4, state, config)
+    with monkeypatch.context() as m:
+        m.setattr(ocp.CheckpointManager, "wait_until_finished", full_disk)
+        with pytest.raises(CheckpointError, match=r"^cannot write checkpoint .*ckpt/4: .*; checkpoints 1, 2, 3 are"):
+            checkpointer.close()
+    assert Checkpointer(tmp_path / "ckpt", keep=5).epochs()[:3] == [1, 2, 3]  # what the message called intact
 
 
 def test_when_every_checkpoint_is_damaged_restore_says_so_and_keeps_them(tmp_path):

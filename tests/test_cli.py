@@ -206,3 +206,15 @@ def test_a_command_refused_before_any_compute_imports_neither_jax_nor_orbax():
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
     assert result.stderr.startswith("error: unknown task 'bogus'")
+
+
+def test_a_failed_write_names_the_checkpoints_a_rerun_resumes_from(tmp_path):
+    """The committed step folders, not orbax's temporary one of the step that was being written."""
+    from mnist_ae.cli import _committed_checkpoints
+
+    assert _committed_checkpoints(None) == _committed_checkpoints(str(tmp_path)) == "no checkpoint was written"
+    for name in ("1", "2.orbax-checkpoint-tmp-1733"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    assert _committed_checkpoints(str(tmp_path)) == "checkpoint 1 is intact"
+    (tmp_path / "checkpoints" / "3").mkdir()
+    assert _committed_checkpoints(str(tmp_path)) == "checkpoints 1, 3 are intact"

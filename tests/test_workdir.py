@@ -109,3 +109,16 @@ def test_the_lock_makes_its_run_folder_and_holds_only_the_current_holder(tmp_pat
     lines = RunDir(root).lock.read_text().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"pid {os.getpid()} on ")  # the last holder, not a history
     check_free(root)  # released when the block ended
+
+
+def test_a_write_that_fails_without_a_file_name_is_named_and_leaves_nothing(tmp_path):
+    def full_disk(tmp):
+        tmp.write_text("partial")
+        raise OSError(28, "No space left on device")
+
+    (tmp_path / "report.html").write_text("the old report")
+    with pytest.raises(OSError) as error:
+        write_atomic(tmp_path / "report.html", full_disk)
+    assert (error.value.errno, error.value.filename) == (28, str(tmp_path / "report.html"))
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+    assert (tmp_path / "report.html").read_text() == "the old report"

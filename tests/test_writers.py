@@ -566,3 +566,52 @@ def test_non_main_process_writes_nothing(tmp_path):
         w.write_hparams({"lr": 0.1}, {"acc": 1.0})
         w.write_embeddings(1, W.Embeddings("codes", np.ones((2, 2)), ["a", "b"]))
     assert not (tmp_path / "run").exists()
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(28, "No space left on device")  # what a write to an open file raises: no file name
+
+
+def test_a_full_disk_under_tensorboard_is_an_error_naming_its_folder_not_a_hang(tmp_path, monkeypatch):
+    """tensorboardX's writer thread died at its first OSError and every later event waited forever on its full
+    queue (a run hung 10 minutes on a 5 MiB disk): the error now comes back from the next call, and close ends."""
+    import tensorboardX.record_writer
+
+    with monkeypatch.context() as m:  # already at the event file's first record
+        m.setattr(tensorboardX.record_writer.RecordWriter, "write", _full_disk)
+        with pytest.raises(OSError) as error:
+            W.TensorBoardWriter(tmp_path / "full")
+        assert (error.value.errno, error.value.filename) == (28, str(tmp_path / "full"))
+    writer = W.TensorBoardWriter(tmp_path / "tb")
+    monkeypatch.setattr(tensorboardX.record_writer.RecordWriter, "write", _full_disk)
+    errors = []
+
+    def log_a_run():
+        try:
+            for step in range(50):  # many more events than tensorboardX's queue holds (10)
+                writer.write_scalars(step, {"loss": 1.0})
+                time.sleep(0.01)
+        except OSError as e:
+            errors.append(e)
+        try:
+            writer.close()
+        except OSError as e:
+            errors.append(e)
+
+    thread = threading.Thread(target=log_a_run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "the writer hung on a full disk"
+    assert errors and all((e.errno, e.filename) == (28, str(tmp_path / "tb")) for e in errors)
+
+
+def test_a_full_disk_under_the_jsonl_log_names_the_file(tmp_path):
+    writer = W.JsonlWriter(tmp_path / "metrics.jsonl")
+    writer.write_scalars(0, {"loss": 1.0})
+    real, writer._file = writer._file, mock.Mock(write=_full_disk, flush=_full_disk, close=_full_disk)
+    for call in (lambda: writer.write_scalars(1, {"loss": 0.5}), writer.flush, writer.close):
+        with pytest.raises(OSError) as error:
+            call()
+        assert (error.value.errno, error.value.filename) == (28, str(tmp_path / "metrics.jsonl"))
+    real.close()
+    assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0]

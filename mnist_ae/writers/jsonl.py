@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from mnist_ae.workdir import naming
 from mnist_ae.writers.base import Embeddings, MetricWriter, _numbers, flatten_hparams
 
 
@@ -32,7 +33,8 @@ class JsonlWriter(MetricWriter):
         self._file = self._path.open("a", buffering=1, encoding="utf-8")
 
     def _append(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(record) + "\n")
+        with naming(self._path):
+            self._file.write(json.dumps(record) + "\n")
 
     def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
         clash = {"step", "time", *self._tags} & set(scalars)
@@ -64,7 +66,9 @@ class JsonlWriter(MetricWriter):
         """Not logged in JSONL."""
 
     def flush(self) -> None:
-        self._file.flush()
+        with naming(self._path):
+            self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        with naming(self._path):
+            self._file.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from tensorboardX.proto.graph_pb2 import GraphDef
 
 from mnist_ae import render
+from mnist_ae.workdir import naming
 from mnist_ae.writers.base import (
     _HISTOGRAM_BINS,
     Embeddings,
@@ -52,10 +53,35 @@ class TensorBoardWriter(MetricWriter):
         from tensorboardX import SummaryWriter
 
         self._logdir = Path(logdir)
-        self._writer = SummaryWriter(logdir=str(self._logdir))
+        with naming(self._logdir):
+            self._writer = SummaryWriter(logdir=str(self._logdir))
         self._last_step = 0
+        self._failed: OSError | None = None
+        self._keep_write_errors(self._writer.file_writer.event_writer._ev_writer)  # noqa: SLF001
+
+    def _keep_write_errors(self, events: Any) -> None:
+        """tensorboardX writes on a thread of its own, which dies at its first OSError (a full disk); every
+        later event then waits forever on its full queue (a run hung for 10 minutes on a 5 MiB disk, after
+        a thread traceback). The file's writes keep their first error here instead, the thread lives on,
+        and the next call of this writer raises it."""
+        def kept(write: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any) -> Any:
+                if self._failed is None:
+                    try:
+                        return write(*args)
+                    except OSError as e:
+                        self._failed = e
+                return None
+            return call
+
+        events.write_event, events.flush = kept(events.write_event), kept(events.flush)
+
+    def _check(self) -> None:
+        if self._failed is not None:
+            raise OSError(self._failed.errno, self._failed.strerror or str(self._failed), str(self._logdir))
 
     def _step(self, step: int) -> int:
+        self._check()
         self._last_step = max(self._last_step, int(step))
         return int(step)
 
@@ -86,6 +112,7 @@ class TensorBoardWriter(MetricWriter):
     ) -> None:
         from tensorboardX.summary import hparams as hparams_summaries
 
+        self._check()
         final = {f"{FINAL_PREFIX}{k}": v for k, v in _numbers(metrics or {}).items()}
         experiment, start, end = hparams_summaries(flatten_hparams(hparams), final)
         summaries = (experiment, start, end) if final else (start, end)
@@ -148,10 +175,13 @@ class TensorBoardWriter(MetricWriter):
     def write_graph(self, graph: GraphDef) -> None:
         from tensorboardX.proto.event_pb2 import Event
 
+        self._check()
         self._writer.file_writer.add_event(Event(graph_def=graph.SerializeToString()))
 
     def flush(self) -> None:
         self._writer.flush()
+        self._check()
 
     def close(self) -> None:
         self._writer.close()
+        self._check()
