@@ -133,6 +133,7 @@ def test_a_sweep_writes_each_members_hparams_export_pictures_table_and_report(tm
     assert run.comparison.exists() and run.sweep_results.exists() and any(run.latent.glob("*.png"))
     assert "0.25" in run.sweep_results.read_text()
     assert stubbed == [("members", True), ("report", True)]
+    assert tasks.run(config, tmp_path, log_framework="tensorboard", quiet=True) == finals  # a rerun: the saved
 
 
 def test_a_run_of_several_processes_names_the_report_command_instead_of_writing_it(tmp_path, monkeypatch, stubbed):
