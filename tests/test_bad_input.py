@@ -111,3 +111,36 @@ def test_a_process_whose_coordinator_never_comes_says_so_in_one_line(tmp_path):
     assert done.stdout.strip() == f"process 1 of 2: waiting up to 2 s for the coordinator (process 0) at {address}"
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"the coordinator (process 0) at {address} did not answer within 2 s" in lines[0]
+
+
+def _documented_refusals() -> list[tuple[str, str]]:
+    """(command-line arguments, the quoted error line) of each row of docs/reliability.md's bad-input table
+    that names one command that runs anywhere (rows with alternatives, several devices or a missing extra
+    are checked by the tests above with their own set-up)."""
+    import re
+
+    text = (REPO / "docs" / "reliability.md").read_text()
+    table = text[text.index("| input | what the user sees (`error: ...`) |"):].split("\n\n")[0].splitlines()[2:]
+    rows = []
+    for row in table:
+        command_cell, message_cell = row.split(" | ")[:2]
+        command = re.fullmatch(r"\| `([^`]+)`( \([^)]*\))?", command_cell)
+        message = re.match(r"`([^`]+)`", message_cell)
+        if command and message and not re.search(r"\bon \d|without", command_cell):
+            rows.append((command.group(1), message.group(1)))
+    return rows
+
+
+@pytest.mark.parametrize("args, message", _documented_refusals())
+def test_every_refusal_the_docs_quote_is_the_line_the_program_prints(tmp_path, args, message):
+    """The docs quote what the program prints, with `...` for the parts that vary (paths, the fix's details)."""
+    import re
+    import shlex
+
+    for name in ("experiments", "data"):  # the repo's, from a fresh folder where any default workdir can go
+        (tmp_path / name).symlink_to(REPO / name)
+    (tmp_path / "EMPTY").mkdir()  # the docs' name for an empty data folder
+    result = subprocess.run([sys.executable, str(REPO / "launch.py"), *shlex.split(args)], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    pattern = ".*".join(map(re.escape, f"error: {message}".split("...")))
+    assert result.returncode == 2 and re.fullmatch(pattern + r"\n", result.stderr), (pattern, result.stderr)
