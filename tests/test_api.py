@@ -29,6 +29,7 @@ def test_a_loaded_run_reconstructs_the_test_set_with_the_runs_own_error(trained)
     images = load_dataset("mnist").test_images[:512]  # tiny(): test_limit=512
     codes = run.encode(images)
     chex.assert_shape(codes, (512, 8))
+    assert type(codes) is np.ndarray and codes.dtype == np.float32  # host arrays, as the README says
     recon = run.reconstruct(images)
     chex.assert_shape(recon, (512, 28, 28))
     mse = np.mean((recon - (images.astype(np.float32) / 127.5 - 1.0)) ** 2)  # numpy, not the eval path
