@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -170,16 +171,22 @@ def test_summary_names_no_viewer_that_has_nothing_to_show(tmp_path):
 
 
 def test_sweep_summary_has_one_row_per_member(tmp_path):
+    """The member's name (which holds its latent size, seed and rate) and its main numbers under short
+    headers: a table that fits a terminal (it was 222 characters wide with every number and tag)."""
+    numbers = {"test/recon_mse": 0.1234, "baseline/pca_recon_mse": 0.0811, "test/recon_sse01": 24.1,
+               "baseline/pca_recon_sse01": 15.9, "test/probe_accuracy": 0.512, "analysis/knn5_accuracy": 0.61,
+               "analysis/trustworthiness": 0.9012, "analysis/silhouette": 0.1}
     final = [({"member": f"latent{d}_seed0_lr0.001", "latent_dim": d, "seed": 0, "learning_rate": 1e-3},
-              {"test/recon_mse": mse, "test/probe_accuracy": acc})
-             for d, mse, acc in [(2, 0.1234, 0.512), (16, 0.0321, 0.951)]]
+              {**numbers, "test/recon_mse": mse}) for d, mse in [(2, 0.1234), (16, 0.0321)]]
     text = Reporter(total_epochs=3, rounds_per_epoch=100, stream=io.StringIO(), is_main=True,
                     title="sweep").summary(final=final, workdir=tmp_path, paths={})
-    header = next(line for line in text.splitlines() if "member" in line)
-    assert header.split() == ["member", "latent_dim", "seed", "learning_rate", "test/recon_mse",
-                              "test/probe_accuracy"]
-    assert re.search(r"latent2_seed0_lr0\.001 +2 +0 +0\.001 +0\.1234 +0\.512\n", text)
-    assert re.search(r"latent16_seed0_lr0\.001 +16 +0 +0\.001 +0\.0321 +0\.951\n", text)
+    lines = text.splitlines()
+    header = next(line for line in lines if "member" in line)
+    assert header.split() == ["member", "recon_mse", "pca_mse", "probe_acc", "knn5_acc", "trust"]
+    assert re.search(r"latent2_seed0_lr0\.001 +0\.1234 +0\.0811 +0\.512 +0\.61 +0\.9012\n", text)
+    assert re.search(r"latent16_seed0_lr0\.001 +0\.0321 +0\.0811 +0\.512 +0\.61 +0\.9012\n", text)
+    table = lines[lines.index(header) - 2: lines.index(header) + 4]
+    assert max(map(len, table)) <= 100 and "sweep_results.md" in table[0]
 
 
 # ----------------------------------------------------------------------------- library logs
@@ -190,7 +197,7 @@ def restore_logging():
     """Undo configure_logging: its handlers, levels, propagation, warning capture and environment."""
     loggers = [logging.getLogger(name) for name in ("", *run_log.LIBRARY_LOGGERS)]
     saved = [(logger, logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
-    with mock.patch.dict(os.environ), warnings.catch_warnings():
+    with mock.patch.dict(os.environ), warnings.catch_warnings(), mock.patch.object(sys, "unraisablehook"):
         yield
         logging.captureWarnings(False)
     for logger, level, propagate, handlers in saved:

@@ -34,6 +34,10 @@ FINAL_METRICS = ("test/recon_mse", "baseline/pca_recon_mse", "test/recon_sse01",
                  "test/probe_accuracy", "test/accuracy",
                  "analysis/knn5_accuracy",
                  "analysis/trustworthiness")
+# A sweep's terminal table: one row per member (its name holds its latent size, seed and rate), the main
+# numbers under short headers, so it fits a terminal (it was 222 characters wide); sweep_results.md has all.
+SWEEP_COLUMNS = {"test/recon_mse": "recon_mse", "baseline/pca_recon_mse": "pca_mse", "test/probe_accuracy": "probe_acc",
+                 "test/accuracy": "accuracy", "analysis/knn5_accuracy": "knn5_acc", "analysis/trustworthiness": "trust"}
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
 PLAIN_WIDTH = 10_000
 
@@ -243,26 +247,21 @@ class Reporter:
 
 
 def _final_table(final: Mapping[str, float] | Sequence[tuple[Mapping[str, Any], Mapping[str, float]]]) -> Table:
-    """One row per final metric, or for a sweep one row per member: its tags, then its metrics."""
-    table = Table(box=box.SIMPLE_HEAD, title="final metrics", title_justify="left")
+    """One row per final metric, or for a sweep one row per member: its name, then its main numbers."""
     if isinstance(final, Mapping):
+        table = Table(box=box.SIMPLE_HEAD, title="final metrics", title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
         for key in FINAL_METRICS:
             if key in final:
                 table.add_row(key, f"{final[key]:.4g}")
         return table
-    tags = list(dict.fromkeys(k for member_tags, _ in final for k in member_tags))
-    metrics = [k for k in FINAL_METRICS if any(k in m for _, m in final)]
-    for key in tags:
-        table.add_column(key)
+    table = Table(box=box.SIMPLE_HEAD, title="final metrics (every number: sweep_results.md)", title_justify="left")
+    metrics = [k for k in SWEEP_COLUMNS if any(k in m for _, m in final)]
+    table.add_column("member")
     for key in metrics:
-        table.add_column(key, justify="right")
+        table.add_column(SWEEP_COLUMNS[key], justify="right")
     for member_tags, member_metrics in final:
-        table.add_row(*(_tag(member_tags.get(k, "-")) for k in tags),
+        table.add_row(str(member_tags.get("member", "-")),
                       *(f"{member_metrics[k]:.4g}" if k in member_metrics else "-" for k in metrics))
     return table
-
-
-def _tag(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
