@@ -163,6 +163,11 @@ def test_summary_has_metrics_times_memory_paths_and_commands(tmp_path):
         assert str(path) in text
     assert f"tensorboard --logdir {tmp_path / 'tb'}\n" in text
     assert f"wandb sync {tmp_path / 'wandb'}/offline-run-*\n" in text
+    assert "Color by" not in text  # no projector data yet
+    (tmp_path / "tb" / "projector_config.pbtxt").write_text("embeddings {}\n")
+    text = reporter(io.StringIO()).summary(final=METRICS, workdir=tmp_path, paths={})
+    assert re.search(f"tensorboard --logdir {tmp_path / 'tb'}\n +in the Projector, pick \"Color by: label\" "
+                     r"\(it opens uncoloured\)\n", text)
 
 
 def test_summary_names_no_viewer_that_has_nothing_to_show(tmp_path):

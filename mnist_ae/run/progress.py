@@ -231,6 +231,8 @@ class Reporter:
         run = RunDir(workdir)
         if run.tensorboard.exists():
             info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(run.tensorboard))}")
+            if (run.tensorboard / "projector_config.pbtxt").exists():  # its config has no default colouring
+                info.add_row("", "in the Projector, pick \"Color by: label\" (it opens uncoloured)")
         elif any(run.members.glob(f"*/{run.tensorboard.name}")):  # a sweep: one TensorBoard run per member
             info.add_row("tensorboard", f"tensorboard --logdir {shlex.quote(str(run.members))}")
         if any(run.wandb.glob("offline-run-*")):
