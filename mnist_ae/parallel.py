@@ -24,11 +24,13 @@ independent of the device count.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
@@ -79,6 +81,27 @@ def wait_for_coordinator(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
+JAX_GRACE_S = 60  # JAX's own deadline for process 0, after ours: it ends in a C++ abort and a stack trace
+
+
+@contextlib.contextmanager
+def _peers_join_within(timeout_s: float, message: str) -> Iterator[None]:
+    """Process 0 hosts the coordinator, so it cannot wait for its peers in Python before JAX does: it waits
+    in JAX (which releases the GIL), and a timer ends the process with one line (exit 2) when the peers have
+    not joined by then, before JAX's later deadline would abort it (exit 134, a C++ stack trace)."""
+    def give_up() -> None:
+        os.write(2, f"error: {message}\n".encode())
+        os._exit(2)
+
+    timer = threading.Timer(timeout_s, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
 def initialize_distributed(coordinator_address: str = "", num_processes: int = 0,
                            process_id: int = -1, timeout_s: int = 300,
                            say: Callable[[str], None] = lambda line: None) -> None:
@@ -100,8 +123,18 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
                    else f"the coordinator (process 0) at {coordinator_address}"))
             if process_id > 0:
                 wait_for_coordinator(coordinator_address, timeout_s)
-            jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id,
-                                       initialization_timeout=timeout_s)
+                jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id,
+                                           initialization_timeout=timeout_s)
+            else:
+                with _peers_join_within(timeout_s, f"the other {num_processes - 1} process(es) did not join at "
+                                        f"{coordinator_address} within {timeout_s:g} s: start them (--process_id=1.."
+                                        f"{num_processes - 1}, the same --coordinator_address) or raise "
+                                        "--distributed_timeout"):
+                    jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=0,
+                                               initialization_timeout=timeout_s + JAX_GRACE_S)
+            return
+        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id,
+                                   initialization_timeout=timeout_s)
         return
     if num_processes > 1 or process_id >= 0:
         raise ConfigError("--num_processes / --process_id need --coordinator_address=HOST:PORT (of process 0)")

@@ -144,3 +144,34 @@ def test_every_refusal_the_docs_quote_is_the_line_the_program_prints(tmp_path, a
                             capture_output=True, text=True, timeout=120)
     pattern = ".*".join(map(re.escape, f"error: {message}".split("...")))
     assert result.returncode == 2 and re.fullmatch(pattern + r"\n", result.stderr), (pattern, result.stderr)
+
+
+@pytest.mark.slow
+def test_a_coordinator_whose_peers_never_come_says_so_in_one_line(tmp_path):
+    """Process 0 waits inside JAX, whose deadline ended in a C++ abort (exit 134, a stack trace)."""
+    from helpers import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    done = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path / "run"), "--log_framework", "none",
+                           f"--coordinator_address={address}", "--num_processes=2", "--process_id=0",
+                           "--distributed_timeout=2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stdout.strip() == f"process 0 of 2: waiting up to 2 s for the other 1 process(es) to join at {address}"
+    assert done.stderr == (f"error: the other 1 process(es) did not join at {address} within 2 s: start them "
+                           "(--process_id=1..1, the same --coordinator_address) or raise --distributed_timeout\n")
+
+
+def test_the_coordinator_s_timer_ends_the_process_only_when_the_peers_are_late(monkeypatch, capfd):
+    import os
+    import time
+
+    from mnist_ae import parallel
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    with parallel._peers_join_within(0.5, "joined in time"):
+        pass  # JAX returned: the timer is cancelled
+    with parallel._peers_join_within(0.2, "the others did not join"):
+        time.sleep(1.0)  # JAX still waiting
+    time.sleep(0.6)
+    assert exits == [2] and capfd.readouterr().err == "error: the others did not join\n"
