@@ -133,3 +133,33 @@ def test_a_graph_that_cannot_be_built_is_one_warning_and_the_run_trains_on(tmp_p
                         "this primitive); training goes on"]
     assert np.isfinite(final["test/recon_mse"]) and (tmp_path / "checkpoints").exists()
     assert not EventAccumulator(str(tmp_path / "tb")).Reload().Tags()["graph"]
+
+
+def test_names_are_tensorboards_and_repeats_are_numbered():
+    assert [graph._safe(n) for n in ("x/y z", "/a/", ".a", "-a", "x_gbhw")] == ["x/y_z", "a", ".a", "_-a", "x_gbhw"]
+    closed = jax.make_jaxpr(lambda x: x + x + x)(1.0)
+    assert [n.name for n in graph.graph_def(closed, ["x"]).node] == ["x", "round/add", "round/add_1"]
+    with pytest.raises(ValueError):
+        graph.input_names(["state"], [1.0, 2.0])  # a name per argument
+
+
+def test_calls_are_opened_outputs_keep_their_index_and_long_parameters_stay_out():
+    def f(x):
+        y, one = jax.jit(lambda v: (v, 1.0))(x)  # a call that passes its input through and returns a literal
+        values, indices = jax.lax.top_k(y * one, 2)  # a primitive with two outputs
+        carry, _ = jax.lax.scan(lambda c, v: (c + v, None), 0.0, values)  # a sub-jaxpr that stays one node
+        return carry + indices[0]
+
+    closed = jax.make_jaxpr(f)(jnp.arange(4.0))
+    nodes = {n.name: n for n in graph.graph_def(closed, ["x"]).node}
+    assert list(nodes["round/mul"].input)[0] == "x"  # through the opened call, to the caller's input
+    assert list(nodes["round/convert_element_type"].input) == []  # the call's literal 1.0: no edge
+    [consumer] = [n for n in nodes.values() if "round/top_k:1" in n.input]
+    assert "round/top_k" in [i for n in nodes.values() for i in n.input]
+    assert consumer.op in ("slice", "squeeze", "gather", "dynamic_slice")
+    assert nodes["round/scan"].attr["length"].s == b"2"  # a short parameter: on the node's info card
+    branchy = jax.make_jaxpr(lambda x: jax.lax.cond(x > 0, lambda v: jnp.sin(v) * 2 + 1 - 3, lambda v: v - 1, x))
+    cond = next(n for n in graph.graph_def(branchy(1.0), ["x"]).node if n.op == "cond")
+    assert "branches" not in cond.attr  # two listed jaxprs (208 characters): not an info-card line
+    passthrough = jax.make_jaxpr(lambda x: x + jax.jit(lambda v: v)(2.0))(1.0)  # a call given a literal
+    assert [list(n.input) for n in graph.graph_def(passthrough, ["x"]).node] == [[], ["x"]]

@@ -28,6 +28,7 @@ from tensorboardX.proto.versions_pb2 import VersionDef
 PARTS = ("ae", "probe", "classifier")  # the scopes `core.steps.update_part` opens
 _INLINED = {"jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
             "custom_vjp_call_jaxpr", "remat", "checkpoint"}
+MAX_PARAM_CHARS = 200
 _TRANSFORM = re.compile(r"^\w+\((.*)\)$")  # "transpose(jvp(MLP))": a scope seen through transforms
 
 
@@ -87,8 +88,7 @@ def _attrs(avals: Sequence[Any], params: dict[str, Any] | None = None) -> dict[s
     attrs = {"_output_shapes": _shape_attr(avals),
              "dtype": AttrValue(s=",".join(str(getattr(a, "dtype", "")) for a in avals).encode())}
     for key, value in (params or {}).items():
-        text = str(value)
-        if len(text) <= 200 and not isinstance(value, (jex_core.Jaxpr, jex_core.ClosedJaxpr)):
+        if len(text := str(value)) <= MAX_PARAM_CHARS:  # not a sub-jaxpr's listing
             attrs[key] = AttrValue(s=text.encode())
     return attrs
 
