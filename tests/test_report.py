@@ -404,3 +404,15 @@ def test_a_run_without_plotly_finishes_and_says_what_to_install(tmp_path, monkey
     out = capsys.readouterr()
     assert "no report.html: the report needs plotly (the report extra): pip install -e '.[report]'" in out.out + out.err
     assert len(list((tmp_path / "codes").glob("step_*.npz"))) == 2  # the codes are saved all the same
+
+
+def test_overlaid_curves_say_which_line_is_train_and_which_is_test():
+    """The legend names the runs; the faint lines are each run's train windows, which the figure says."""
+    from mnist_ae.report import figures
+
+    records = [{"step": s, "train/recon_mse": 1.0 / (s + 1), "test/recon_mse": 1.1 / (s + 1)} for s in (0, 10)]
+    fig = figures.overlaid_curves([("a", records), ("b", records)])
+    assert fig.layout.legend.title.text == figures.OVERLAID_NOTE
+    faint = [t for t in fig.data if t.opacity < 1]
+    assert faint and all(t.mode == "lines" and "train/" in t.hovertemplate for t in faint)
+    assert [t.name for t in fig.data if t.showlegend] == ["a", "b"]

@@ -51,8 +51,12 @@ def curves(records: Sequence[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+OVERLAID_NOTE = "markers: test evals, faint lines: train windows; runs:"
+
+
 def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> go.Figure:
-    """The same panels with one colour per run: test (markers) and train (thin line)."""
+    """The same panels with one colour per run: test (markers) and train (thin faint line), as the legend's
+    title says (its entries name the runs)."""
     fig = _subplots(1, len(CURVES), [title for title, _ in CURVES])
     for i, (name, records) in enumerate(runs):
         colour = COLOURS[i % len(COLOURS)]
@@ -65,7 +69,7 @@ def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> go.
                         mode="lines+markers" if split == "test" else "lines", opacity=1.0 if split == "test" else 0.35,
                         line=dict(color=colour, width=2 if split == "test" else 1),
                         hovertemplate=f"{name} {split}/{key}<br>step %{{x}}: %{{y:.4f}}<extra></extra>"), row=1, col=col)
-    fig.update_layout(**LAYOUT, height=340, legend=dict(orientation="h", y=-0.25))
+    fig.update_layout(**LAYOUT, height=340, legend=dict(orientation="h", y=-0.25, title=dict(text=OVERLAID_NOTE)))
     return fig
 
 
