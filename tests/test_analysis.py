@@ -223,8 +223,9 @@ def test_logreg_accuracy_is_the_held_out_fifth_of_a_converged_fit(digits):
     assert abs(numbers["logreg_accuracy"] - held_out) <= 1 / n_test + 1e-12
 
 
-def test_pca_matches_numpy_svd(digits):
-    x_nl = fake_codes(digits[0][:1000], latent=32)
+@pytest.mark.parametrize("n, latent", [(1000, 32), (40, 300)])  # tall, and wide (codes wider than the points)
+def test_pca_matches_numpy_svd(digits, n, latent):
+    x_nl = fake_codes(digits[0][:n], latent=latent)
     result = pca(jnp.asarray(x_nl), 5)
     centred = x_nl.astype(np.float64) - x_nl.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -234,7 +235,7 @@ def test_pca_matches_numpy_svd(digits):
         (np.abs(centred @ vt[:5].T), expected_ratio),
         atol=2e-3, rtol=1e-3,
     )
-    chex.assert_shape((result.mean, result.components), ((32,), (5, 32)))
+    chex.assert_shape((result.mean, result.components), ((latent,), (5, latent)))
     components = np.asarray(result.components)
     np.testing.assert_allclose(components @ components.T, np.eye(5), atol=1e-4)
     # Deterministic sign: each component's largest-|.| entry is positive.

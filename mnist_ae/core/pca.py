@@ -33,7 +33,11 @@ def pca(x_nl: jax.Array, k: int) -> PCAResult:
         raise ValueError(f"pca: need 0 < k <= min(N, L) = {min(n, l)}, got k={k}")
     mean_l = jnp.mean(x_nl, axis=0)
     centred_nl = x_nl - mean_l
-    _, s_r, vt_rl = jnp.linalg.svd(centred_nl, full_matrices=False)
+    if l > n:  # wide (codes wider than the points): XLA's SVD of the transpose, 2.6x faster at 1,000 x 8,000;
+        u_lr, s_r, _ = jnp.linalg.svd(centred_nl.T, full_matrices=False)  # the wide one crashed at 2,000 x 20,000
+        vt_rl = u_lr.T
+    else:
+        _, s_r, vt_rl = jnp.linalg.svd(centred_nl, full_matrices=False)
     components_kl = vt_rl[:k]
     pivot_k = jnp.argmax(jnp.abs(components_kl), axis=1)
     signs_k = jnp.sign(jnp.take_along_axis(components_kl, pivot_k[:, None], axis=1))[:, 0]
