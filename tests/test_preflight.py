@@ -19,7 +19,7 @@ def test_the_estimate_counts_the_state_its_gradients_and_the_test_codes():
     widths = [784, *hidden, 8]
     ae = sum(a * b + b for a, b in zip(widths, widths[1:])) * 2 - 8 + 784  # encoder + mirrored decoder
     assert need["state"] >= 4 * 4 * ae  # parameters, Adam's two moments and the gradients, float32
-    assert need["codes"] == 2 * 500 * 8 * 4 and need["analysis"] == 3 * 500 * 8 * 4
+    assert need["codes"] == preflight.CODES_COPIES * 500 * 8 * 4 and need["analysis"] == 3 * 500 * 8 * 4
 
 
 def test_a_sweeps_estimate_is_its_stacked_state_padded_to_the_widest_code():
@@ -37,7 +37,7 @@ def test_a_sweeps_estimate_is_its_stacked_state_padded_to_the_widest_code():
     params = sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state.params))
     need = preflight.estimated_bytes(config)
     assert need["state"] == size + params  # the state and one gradient per parameter, exactly
-    assert need["codes"] == 2 * len(setup.members) * 300 * max(config.latent_dims) * 4
+    assert need["codes"] == preflight.CODES_COPIES * len(setup.members) * 300 * max(config.latent_dims) * 4
 
 
 def test_a_model_too_big_for_the_device_is_refused_naming_its_size(monkeypatch):
@@ -107,3 +107,19 @@ def test_a_run_that_exactly_fits_is_let_through_and_check_runs_both_checks(tmp_p
     (tmp_path / "file" / "checkpoints").write_text("")
     with pytest.raises(PathError):  # the cheaper check first
         preflight.check(config, tmp_path / "file")
+
+
+def test_codes_too_wide_for_the_host_are_refused_even_without_the_analysis(monkeypatch):
+    """A run with 100,000-unit codes and no analysis was OOM-killed at 19.6 GB on a 23 GB host (the codes'
+    copies, `CODES_COPIES`); on such a host it is refused, and 20,000 units are not."""
+    from mnist_ae.config import base_config
+
+    monkeypatch.setattr(preflight, "free_bytes", lambda: (22.3 * 2**30, "this host"))
+    config = base_config()
+    config.update(latent_dim=100_000, analyze_at_end=False)
+    with pytest.raises(ResourceError, match=r"needs about 22\.\d GiB \(state 0\.3 GiB, codes 22\.\d GiB\) but this "
+                                            r"host has 22\.3 GiB free: use smaller --config.hidden / latent_dim or a "
+                                            r"lower --config.test_limit$"):
+        preflight.check_memory(config)
+    config.latent_dim = 20_000
+    preflight.check_memory(config)

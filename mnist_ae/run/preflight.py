@@ -19,6 +19,10 @@ from mnist_ae.workdir import RunDir
 
 FLOAT_BYTES = 4
 HEADROOM = 0.9  # of the free memory: the runtime, the compiled programs and the libraries need the rest
+# The test codes' copies a run holds at once: on the device, on the host, and the end-of-run stages' working
+# copies (eval chunks, the report's maps, the pictures). Measured, not derived: with 100,000-unit codes
+# (3.7 GiB) and no analysis, a run was OOM-killed at 19.6 GB on a 23 GB host, so at least 5 copies; 6 here.
+CODES_COPIES = 6
 
 
 def check_checkpoints_writable(workdir: Path) -> None:
@@ -37,8 +41,8 @@ def check_checkpoints_writable(workdir: Path) -> None:
 
 def estimated_bytes(config: ml_collections.ConfigDict) -> dict[str, float]:
     """The run's largest allocations, in bytes, from shapes alone (`jax.eval_shape`: nothing allocated):
-    the state (parameters and Adam's two moments) with its gradients, the test codes on the device and
-    their copy on the host, and the analysis' working copies of them."""
+    the state (parameters and Adam's two moments) with its gradients, the test codes with their copies
+    (`CODES_COPIES`), and the analysis' working copies of them."""
     swept = build.members(config) if config.task == "sweep" else []
     # A sweep's stacked state is its members' states padded to the widest code (pad-and-mask): that many
     # single states, shaped in 0.02 s where tracing the vmapped initialisation took 0.6 s.
@@ -50,7 +54,7 @@ def estimated_bytes(config: ml_collections.ConfigDict) -> dict[str, float]:
     test_n = min(config.test_limit or data.SPECS[config.dataset].test_size, data.SPECS[config.dataset].test_size)
     codes = members * test_n * width * FLOAT_BYTES if config.task != "classification" else 0
     analysed = config.task == "reconstruction" and config.analyze_at_end
-    return {"state": state_bytes + params, "codes": 2 * codes, "analysis": 3 * codes if analysed else 0}
+    return {"state": state_bytes + params, "codes": CODES_COPIES * codes, "analysis": 3 * codes if analysed else 0}
 
 
 def free_bytes() -> tuple[float, str]:
@@ -70,9 +74,10 @@ def check_memory(config: ml_collections.ConfigDict) -> None:
     if sum(need.values()) <= HEADROOM * free:
         return
     parts = ", ".join(f"{name} {gb(v)}" for name, v in need.items() if v)
+    fixes = ["smaller --config.hidden / latent_dim", "a lower --config.test_limit"]
+    fixes += ["--config.analyze_at_end=False"] if need["analysis"] else []
     raise ResourceError(f"this run needs about {gb(sum(need.values()))} ({parts}) but {where} has {gb(free)} free: "
-                        "use smaller --config.hidden / latent_dim, a lower --config.test_limit, or "
-                        "--config.analyze_at_end=False")
+                        f"use {', '.join(fixes[:-1])} or {fixes[-1]}")
 
 
 def gb(n: float) -> str:
