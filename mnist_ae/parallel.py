@@ -132,9 +132,6 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
                                         "--distributed_timeout"):
                     jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=0,
                                                initialization_timeout=timeout_s + JAX_GRACE_S)
-            return
-        jax.distributed.initialize(coordinator_address, num_processes=num_processes, process_id=process_id,
-                                   initialization_timeout=timeout_s)
         return
     if num_processes > 1 or process_id >= 0:
         raise ConfigError("--num_processes / --process_id need --coordinator_address=HOST:PORT (of process 0)")
