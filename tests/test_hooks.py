@@ -4,6 +4,7 @@ The analysis and the report are stubbed here (they have their own tests): these 
 
 from __future__ import annotations
 
+import re
 import types
 
 import numpy as np
@@ -13,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import hparams_session_groups, tiny, tiny_sweep
 from mnist_ae import data as data_lib
 from mnist_ae import tasks
-from mnist_ae.analysis import baselines
+from mnist_ae.analysis import ANALYSIS_PHASE, baselines
 from mnist_ae.run import hooks
 from mnist_ae.workdir import RunDir, read_records
 
@@ -81,16 +82,19 @@ def _image_steps(logdir, tag: str) -> list[int]:  # noqa: ANN001
 
 
 def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_numbers_in_the_finals(
-        tmp_path, stubbed, slow_log):
+        tmp_path, stubbed, slow_log, capsys):
     """3 epochs of 32 rounds, evals every 2 epochs: pictures at steps 0, 64 (an eval) and 96 (the last
     epoch, not an eval); no histograms with histogram_every_epochs=0; the PCA baseline on the run's own
     train and test limits; the analysis' numbers in the finals; the report last, after every record."""
     config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=0, latent_pictures=True,
                   analyze_at_end=True, report_at_end=True)
-    final = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=True)
+    final = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False)
     run = RunDir(tmp_path)
+    assert re.search(rf"^{re.escape(ANALYSIS_PHASE)} \.\.\. [\d.]+ s$", capsys.readouterr().out, re.M)  # shown
     assert [int(p.stem.split("_")[1]) for p in sorted(run.reconstructions.glob("step_*.png"))] == [0, 64, 96]
     assert [int(p.stem.split("_")[1]) for p in sorted(run.codes.glob("step_*.npz"))] == [0, 64, 96]
+    with np.load(run.codes_npz(96)) as saved:  # the first report_codes of the 512 test codes
+        assert [a.shape[-2] for a in saved.values() if a.ndim >= 2] == [config.report_codes]
     assert _image_steps(run.tensorboard, "test/probe_confusion") == [0, 64, 96]
     tags = _tags(run.tensorboard)
     assert tags["histograms"] == []
@@ -121,15 +125,18 @@ def test_a_classifier_gets_no_autoencoder_picture_analysis_or_report(tmp_path, s
     assert _image_steps(run.tensorboard, "test/confusion") == [0, 32]
 
 
-def test_a_sweep_writes_each_members_hparams_export_pictures_table_and_report(tmp_path, stubbed):
+def test_a_sweep_writes_each_members_hparams_export_pictures_table_and_report(tmp_path, stubbed, capsys):
     config = tiny_sweep(epochs=1, seeds=(0,), latent_pictures=True, analyze_at_end=True, report_at_end=True)
-    finals = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=True)
+    finals = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False)
+    assert re.search(rf"^{re.escape(hooks.MEMBERS_PHASE)} \.\.\. [\d.]+ s$", capsys.readouterr().out, re.M)
+    assert all(baselines.PCA_KEY in final for final in finals)
     run = RunDir(tmp_path)
     names = ["latent2_seed0_lr0.01", "latent5_seed0_lr0.01"]
     assert [final["analysis/knn5_accuracy"] for final in finals] == [0.25, 0.5]
     groups = hparams_session_groups(tmp_path / "members").session_groups  # each member's own hparams
     assert sorted(g.hparams["latent_dim"].number_value for g in groups) == [2, 5]
     assert all((run.member(name).checkpoints / "1").is_dir() for name in names)  # exported: standalone runs
+    assert all(EventAccumulator(str(run.member(name).tensorboard)).Reload().Graph().node for name in names)
     assert run.comparison.exists() and run.sweep_results.exists() and any(run.latent.glob("*.png"))
     assert "0.25" in run.sweep_results.read_text()
     assert stubbed == [("members", True), ("report", True)]
