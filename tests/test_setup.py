@@ -49,6 +49,7 @@ def test_a_run_shows_its_device_and_data_time_and_its_rerun_writes_nothing(tmp_p
     wall, data = (float(x) for x in re.search(r"wall time +([\d.]+) s \(data ([\d.]+) s,", out).groups())
     assert 0 <= data <= wall
     assert made["Reporter"][0]["rounds_per_epoch"] == 2048 // 64 and made["Reporter"][0]["quiet"] is False
+    assert made["Reporter"][0]["title"] == "reconstruction"  # the task, on the progress line
     assert made["Checkpointer"][0]["best"] == "test/recon_mse"  # a single run keeps its best checkpoint
     log, events = RunDir(tmp_path).metrics.read_bytes(), sorted((tmp_path / "tb").iterdir())
     assert _starts(tmp_path) == [0]
@@ -70,6 +71,7 @@ def test_a_sweep_keeps_no_single_best_checkpoint_and_groups_its_members(tmp_path
                             program.sweep_program)
     run.ckpt.close()
     assert made["Checkpointer"][0]["best"] == ""  # a sweep has no single best run
+    assert made["Reporter"][0]["title"] == "sweep of 4"
     assert [w["group"] for w in opened] == ["sweep"] * 4  # the workdir's name, when no wandb_group is set
     assert [w["member"] for w in opened] == [m["member"] for m in run.program.members]
     opened.clear()
