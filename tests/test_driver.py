@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import jax
@@ -125,6 +126,17 @@ def test_hooks_fire_exactly_when_due_and_metrics_are_pulled_once_per_epoch(tmp_p
     assert [step for step, _ in train_b] == [3, 4, 7, 8, 11, 12, 15, 16, 19, 20]
     evals_a = [(step, r["epoch"]) for step, r in run.writers[0].scalars if "test/recon_mse" in r]
     assert evals_a == [(0, 0), (8, 2), (16, 4), (20, 5)]
+    summary = run.reporter.summary(final=finals[0], workdir=tmp_path, paths={})  # an end hook is timed by its name
+    assert all(re.search(rf"[(,] {name} [\d.]+ s", summary) for name in ("checkpoint", "end")), summary
+
+
+def test_a_member_frozen_before_a_resume_stays_marked_diverged(tmp_path):
+    """A sweep member whose step fell behind (frozen by divergence before the run was stopped): the resumed
+    run knows it from the state, marks it in the finals and does not stop on it."""
+    program = FakeProgram()
+    program.frozen = lambda state: [1]
+    finals = driver.train(_run(tmp_path, program), FakeState(epoch=2, step=8), [driver.eval_hook(2)])
+    assert "diverged" not in finals[0] and finals[1]["diverged"] == 1.0
 
 
 def test_a_finished_run_trains_nothing_and_reports_its_numbers(tmp_path, capsys):

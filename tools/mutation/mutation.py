@@ -97,7 +97,7 @@ MODULES: dict[str, list[str]] = {
     "mnist_ae/run/preflight.py": ["tests/test_preflight.py"],
     "mnist_ae/workdir.py": ["tests/test_workdir.py", "tests/test_faults.py", "tests/test_sweep.py"],
     "mnist_ae/errors.py": ["tests/test_errors.py", "tests/test_signals.py"],
-    "mnist_ae/run/driver.py": ["tests/test_driver.py", "tests/test_checkpoint.py", _SIGNAL_TEST,
+    "mnist_ae/run/driver.py": ["tests/test_driver.py", "tests/test_hooks.py", "tests/test_checkpoint.py", _SIGNAL_TEST,
                                "tests/test_faults.py::test_a_damaged_latest_checkpoint_is_set_aside_and_the"
                                "_previous_one_used", "tests/test_sweep.py::test_a_diverging_member_is_frozen_while"
                                "_the_others_train_on_untouched"],
