@@ -97,7 +97,7 @@ class FakeCheckpointer:
 
 def _run(tmp_path, program, **overrides):
     config = base_config()
-    config.update(dict(epochs=5, eval_every_epochs=2, checkpoint_every_epochs=2, log_every_steps=3, **overrides))
+    config.update({**dict(epochs=5, eval_every_epochs=2, checkpoint_every_epochs=2, log_every_steps=3), **overrides})
     data = dataclasses.make_dataclass("Data", ["train_x"])(np.zeros((16, 28, 28), np.uint8))
     reporter = Reporter(total_epochs=config.epochs, rounds_per_epoch=4, quiet=True, is_main=True)
     return Run(config, tmp_path, program, data, [RecordingWriter(), RecordingWriter()], FakeCheckpointer(), reporter)
@@ -190,3 +190,123 @@ def test_a_sweep_s_live_line_names_the_member_whose_numbers_it_shows(tmp_path):
     lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
     assert len(lines) == 5 and all("best b: train/loss" in line for line in lines[1:]), lines
     assert "test/recon_mse 0.485" in lines[-1]  # b's final value, 0.5 - 0.01 - 0.005
+
+
+# ----------------------------------------------------------------------------- what the driver does around the epochs
+
+
+class EventWriter(RecordingWriter):
+    """Also the order of scalars and flushes."""
+
+    def __init__(self):
+        super().__init__()
+        self.events: list[str] = []
+
+    def write_scalars(self, step, scalars):
+        super().write_scalars(step, scalars)
+        self.events.append("train" if "train/loss" in scalars else "eval")
+
+    def flush(self):
+        super().flush()
+        self.events.append("flush")
+
+
+class SavingCheckpointer(FakeCheckpointer):
+    best = "test/recon_mse"
+
+    def __init__(self):
+        super().__init__()
+        self.ranked: dict[int, dict | None] = {}
+
+    def save(self, epoch, state, config, metrics=None):
+        super().save(epoch, state, config, metrics)
+        self.ranked[epoch] = metrics
+
+
+def test_the_summary_times_each_phase_within_the_wall_time_and_writers_flush_before_and_after(tmp_path):
+    run = _run(tmp_path, FakeProgram(), epochs=4, eval_every_epochs=2, checkpoint_every_epochs=1)
+    run.writers, run.ckpt = [EventWriter(), EventWriter()], SavingCheckpointer()
+    finals = driver.train(run, FakeState(), [driver.eval_hook(2), Hook("end", lambda r, s: [{"x": 1.0}, {"x": 2.0}],
+                                                                        at_end=True)])
+    assert [f["x"] for f in finals] == [1.0, 2.0]  # an end hook's numbers, merged per member
+    summary = run.reporter.summary(final=finals[0], workdir=tmp_path, paths={})
+    wall, parts = re.search(r"wall time +([\d.]+) s \((.*)\)", summary).groups()
+    times = {name: float(t) for name, t in re.findall(r"(\w+) ([\d.]+) s", parts)}
+    assert {"eval", "train", "checkpoint", "end"} <= times.keys() and max(times.values()) <= float(wall) + 0.05
+    events = run.writers[0].events  # flushed once the writers are built (before the first epoch) and at the end
+    assert events[0] == "eval" and events[1] == "flush" and events[2] == "train" and events[-1] == "flush"
+    speeds = [r["train/steps_per_s"] for _, r in run.writers[0].scalars if "train/steps_per_s" in r]
+    assert speeds and min(speeds) > 4  # 4 rounds in far less than a second
+    # ranked for the best checkpoint only where this state was evaluated (epochs 2 and 4)
+    assert {e: m is not None for e, m in run.ckpt.ranked.items()} == {1: False, 2: True, 3: False, 4: True}
+
+
+def test_a_signal_stops_at_the_epoch_boundary_with_a_checkpoint_or_before_the_first_epoch(tmp_path):
+    from mnist_ae.errors import Interrupted
+
+    def stop(run, state):
+        run.stop.signum = 15
+
+    run = _run(tmp_path, FakeProgram())  # checkpoints every 2 epochs: epoch 1 gets one because of the stop
+    with pytest.raises(Interrupted, match="after epoch 1; checkpoint kept") as stopped:
+        driver.train(run, FakeState(), [driver.eval_hook(2), Hook("stop", stop, every=1)])
+    assert run.ckpt.saved == [1] and stopped.value.exit_code == 143
+    for start in (0, 2):  # a signal before the first epoch (at step 0, or right after a resume)
+        run = _run(tmp_path, FakeProgram())
+        run.stop.signum = 2
+        where = "before the first epoch" if start == 0 else f"after epoch {start}"
+        with pytest.raises(Interrupted, match=where):
+            driver.train(run, FakeState(epoch=start, step=4 * start), [driver.eval_hook(2)])
+        assert run.ckpt.saved == []
+
+
+def test_a_stacked_sweep_freezes_a_diverging_member_once_and_stops_only_when_all_diverged(tmp_path, capsys):
+    program = FakeProgram(diverge_at=2)
+    program.stacked = True
+    run = _run(tmp_path, program)
+    finals = driver.train(run, FakeState(), [driver.eval_hook(2)])
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "diverged" in line]
+    assert len(warnings) == 1 and "member b diverged in epoch 2 (train/loss is not finite)" in warnings[0]
+    assert run.diverged == {1} and finals[1]["diverged"] == 1.0 and "diverged" not in finals[0]
+    assert [s for s, r in run.writers[1].scalars if "train/loss" in r][-1] < 8  # b's windows stop at its freeze
+    program = FakeProgram(diverge_at=2)
+    program.stacked = True
+    program.nan_round = {"train/loss": jnp.full((2, 4), np.nan)}
+    with pytest.raises(driver.TrainingDiverged, match="in epoch 2 in member a"):
+        driver.train(_run(tmp_path, program), FakeState(), [driver.eval_hook(2)])
+
+
+def test_an_evaluation_that_is_not_finite_stops_the_run(tmp_path):
+    program = FakeProgram()
+    program.evaluate = lambda state, data: [{"test/recon_mse": np.float32(np.nan if state.epoch == 2 else 0.5)}] * 2
+    with pytest.raises(driver.TrainingDiverged, match="at evaluation after epoch 2 in member a"):
+        driver.train(_run(tmp_path, program), FakeState(), [driver.eval_hook(2)])
+
+
+def test_hooks_at_one_step_share_one_encoding_of_the_test_set(tmp_path):
+    calls = []
+    program = FakeProgram()
+    program.test_codes = lambda state, data: calls.append(state.step) or np.zeros((3, 2))
+    hooks = [Hook(f"h{i}", lambda run, state: run.test_codes(state), every=2, at_start=True) for i in range(2)]
+    driver.train(_run(tmp_path, program), FakeState(), hooks)
+    assert calls == [0, 8, 16]
+
+
+def test_only_shown_end_hooks_print_a_line_and_a_close_error_after_a_failure_is_logged(tmp_path, caplog):
+    import io
+
+    out = io.StringIO()
+    run = _run(tmp_path, FakeProgram(), epochs=1)
+    run.reporter = Reporter(total_epochs=1, rounds_per_epoch=4, stream=out, is_main=True)
+    driver.train(run, FakeState(), [Hook("quiet end", lambda r, s: None, at_end=True),
+                                    Hook("long end", lambda r, s: None, at_end=True, shown=True)])
+    assert re.search(r"^long end \.\.\. [\d.]+ s$", out.getvalue(), re.M) and "quiet end ..." not in out.getvalue()
+
+    class Broken:
+        def close(self):
+            raise OSError("disk gone")
+
+    with pytest.raises(ValueError, match="the body's error"), caplog.at_level("ERROR"):
+        with driver.closing_all(Broken()):
+            raise ValueError("the body's error")
+    assert "closing after an error failed too" in caplog.text and "disk gone" in caplog.text
