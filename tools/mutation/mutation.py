@@ -142,9 +142,9 @@ def _scratch(n: int) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("mnist_ae", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
-    for name in ("pyproject.toml", "launch.py"):  # launch.py: tests that run the command line
+    for name in ("pyproject.toml", "launch.py", "README.md"):  # launch.py: tests that run the command line
         shutil.copy(ROOT / name, work / name)
-    for name in ("data", "experiments"):  # read, never mutated (test_models loads experiments/*.py)
+    for name in ("data", "experiments", "docs"):  # read, never mutated (experiments/*.py; the docs' tables)
         (work / name).symlink_to(ROOT / name)
     return work
 
