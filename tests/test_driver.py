@@ -310,3 +310,51 @@ def test_only_shown_end_hooks_print_a_line_and_a_close_error_after_a_failure_is_
         with driver.closing_all(Broken()):
             raise ValueError("the body's error")
     assert "closing after an error failed too" in caplog.text and "disk gone" in caplog.text
+
+
+def test_the_live_line_skips_a_diverged_member_and_shows_its_members_last_window(tmp_path):
+    """Member a diverges in epoch 2 (frozen, NaN windows): the line shows b, with b's last train window of
+    the epoch (log_every_steps=1: windows 4, 5, 6, 7 of member b's rounds)."""
+    import io
+
+    program = FakeProgram(diverge_at=2)
+    program.stacked = True
+    program.nan_round = {"train/loss": jnp.array([[np.nan] * 4, [4.0, 5.0, 6.0, 7.0]])}
+    run = _run(tmp_path, program, log_every_steps=1)
+    out = io.StringIO()
+    run.reporter = Reporter(total_epochs=5, rounds_per_epoch=4, stream=out, is_main=True)
+    driver.train(run, FakeState(), [driver.eval_hook(2)])
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    assert run.diverged == {0} and all("best b: train/loss 7" in line for line in lines[1:]), lines
+
+    program = FakeProgram(diverge_at=2)  # now b, the better one by test MSE, diverges: a is shown
+    program.stacked = True
+    run = _run(tmp_path, program)
+    out = io.StringIO()
+    run.reporter = Reporter(total_epochs=5, rounds_per_epoch=4, stream=out, is_main=True)
+    driver.train(run, FakeState(), [driver.eval_hook(2)])
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    assert run.diverged == {1} and all("best a:" in line for line in lines[2:]), lines
+
+
+def test_a_frozen_members_evaluation_is_not_checked_and_its_finals_are_marked_on_every_path(tmp_path):
+    """Frozen before a resume, with NaN test metrics: the resumed run trains on, and so does a rerun that
+    only finishes the end-of-run stages (its finals from a fresh evaluation)."""
+    program = FakeProgram()
+    program.frozen = lambda state: [1]
+    program.evaluate = lambda state, data: [{"test/recon_mse": np.float32(0.5)}, {"test/recon_mse": np.float32(np.nan)}]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    finals = driver.train(_run(tmp_path / "a", program), FakeState(epoch=2, step=8), [driver.eval_hook(2)])
+    assert finals[1]["diverged"] == 1.0 and "diverged" not in finals[0]
+    finals = driver.train(_run(tmp_path / "b", program), FakeState(epoch=5, step=20), [driver.eval_hook(2)])
+    assert finals[1]["diverged"] == 1.0 and "diverged" not in finals[0]  # the end stages' rerun
+
+
+def test_an_at_last_hook_fires_only_after_the_last_epoch_and_metrics_are_evaluated_once_a_step(tmp_path):
+    fired = []
+    program = FakeProgram()
+    hooks = [driver.eval_hook(2), Hook("last", lambda r, s: fired.append(s.epoch), at_last=True),
+             Hook("reads", lambda r, s: r.metrics(s), every=2, at_start=True)]
+    driver.train(_run(tmp_path, program), FakeState(), hooks)
+    assert fired == [5] and program.evaluated_at == [0, 2, 4, 5]
