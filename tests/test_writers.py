@@ -615,3 +615,23 @@ def test_a_full_disk_under_the_jsonl_log_names_the_file(tmp_path):
         assert (error.value.errno, error.value.filename) == (28, str(tmp_path / "metrics.jsonl"))
     real.close()
     assert [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [0]
+
+
+def test_after_a_full_disk_every_tensorboard_call_raises_the_same_error(tmp_path, monkeypatch):
+    """Each way in (a step's write, hparams, the graph, flush, close) gives the kept error back, naming the folder."""
+    import tensorboardX.record_writer
+    from tensorboardX.proto.graph_pb2 import GraphDef
+
+    writer = W.TensorBoardWriter(tmp_path / "tb")
+    monkeypatch.setattr(tensorboardX.record_writer.RecordWriter, "write", _full_disk)
+    writer.write_texts(0, {"t": "x"})  # taken; its write fails on tensorboardX's thread, which keeps the error
+    deadline = time.monotonic() + 30
+    while writer._failed is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    calls = [lambda: writer.write_scalars(1, {"a": 1.0}), lambda: writer.write_hparams({"lr": 1.0}, {"a": 1.0}),
+             lambda: writer.write_graph(GraphDef()), writer.flush, writer.close]
+    for call in calls:
+        with pytest.raises(OSError) as error:
+            call()
+        assert (error.value.errno, error.value.strerror, error.value.filename) == (
+            28, "No space left on device", str(tmp_path / "tb"))
