@@ -177,17 +177,21 @@ def test_a_diverging_member_stops_the_run_and_is_named(tmp_path):
     assert run.ckpt.saved == [2]
 
 
-def test_a_sweep_s_live_line_names_the_member_whose_numbers_it_shows(tmp_path):
-    """Member b has the lower test MSE (0.49 vs 0.50 in FakeProgram.evaluate): the line says so."""
+def _epoch_lines(tmp_path, program, **overrides) -> tuple[Run, list[str]]:
+    """A stacked run of `program` trained with its evals every 2 epochs, and the live lines it printed."""
     import io
 
-    program = FakeProgram()
     program.stacked = True
-    run = _run(tmp_path, program)
+    run = _run(tmp_path, program, **overrides)
     out = io.StringIO()
     run.reporter = Reporter(total_epochs=5, rounds_per_epoch=4, stream=out, is_main=True)
     driver.train(run, FakeState(), [driver.eval_hook(2)])
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    return run, [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+
+
+def test_a_sweep_s_live_line_names_the_member_whose_numbers_it_shows(tmp_path):
+    """Member b has the lower test MSE (0.49 vs 0.50 in FakeProgram.evaluate): the line says so."""
+    _, lines = _epoch_lines(tmp_path, FakeProgram())
     assert len(lines) == 5 and all("best b: train/loss" in line for line in lines[1:]), lines
     assert "test/recon_mse 0.485" in lines[-1]  # b's final value, 0.5 - 0.01 - 0.005
 
@@ -315,25 +319,11 @@ def test_only_shown_end_hooks_print_a_line_and_a_close_error_after_a_failure_is_
 def test_the_live_line_skips_a_diverged_member_and_shows_its_members_last_window(tmp_path):
     """Member a diverges in epoch 2 (frozen, NaN windows): the line shows b, with b's last train window of
     the epoch (log_every_steps=1: windows 4, 5, 6, 7 of member b's rounds)."""
-    import io
-
     program = FakeProgram(diverge_at=2)
-    program.stacked = True
     program.nan_round = {"train/loss": jnp.array([[np.nan] * 4, [4.0, 5.0, 6.0, 7.0]])}
-    run = _run(tmp_path, program, log_every_steps=1)
-    out = io.StringIO()
-    run.reporter = Reporter(total_epochs=5, rounds_per_epoch=4, stream=out, is_main=True)
-    driver.train(run, FakeState(), [driver.eval_hook(2)])
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    run, lines = _epoch_lines(tmp_path, program, log_every_steps=1)
     assert run.diverged == {0} and all("best b: train/loss 7" in line for line in lines[1:]), lines
-
-    program = FakeProgram(diverge_at=2)  # now b, the better one by test MSE, diverges: a is shown
-    program.stacked = True
-    run = _run(tmp_path, program)
-    out = io.StringIO()
-    run.reporter = Reporter(total_epochs=5, rounds_per_epoch=4, stream=out, is_main=True)
-    driver.train(run, FakeState(), [driver.eval_hook(2)])
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("epoch ")]
+    run, lines = _epoch_lines(tmp_path, FakeProgram(diverge_at=2))  # now b, better by test MSE, diverges
     assert run.diverged == {1} and all("best a:" in line for line in lines[2:]), lines
 
 
