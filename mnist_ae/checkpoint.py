@@ -27,6 +27,7 @@ import orbax.checkpoint as ocp
 from mnist_ae.config import FIELDS, ConfigError, resume_keys
 from mnist_ae.errors import CheckpointError
 from mnist_ae.metrics import higher_is_better
+from mnist_ae.workdir import intact_line
 
 
 
@@ -172,8 +173,7 @@ class Checkpointer:
             intact = [e for e in self.epochs() if e != epoch]
         except Exception:  # noqa: BLE001 - the folder itself may be gone; then nothing is known intact
             intact = []
-        kept = (f"checkpoint{'s' if len(intact) > 1 else ''} {', '.join(map(str, intact))} "
-                f"{'are' if len(intact) > 1 else 'is'} intact" if intact else "no earlier checkpoint exists")
+        kept = intact_line(intact, none="no earlier checkpoint exists")
         return CheckpointError(f"cannot write checkpoint {self.directory / str(epoch)}: {_cause(error)}; {kept}: "
                                "free space or fix permissions and rerun")
 

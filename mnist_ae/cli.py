@@ -23,7 +23,7 @@ from mnist_ae.config import FIELDS
 from mnist_ae.run.run_log import guard_terminal_streams
 from mnist_ae.errors import ProductError, SomeDiverged, UsageError
 from mnist_ae.tasks import TASKS, check_task
-from mnist_ae.workdir import RunDir, check_free
+from mnist_ae.workdir import RunDir, check_free, intact_line
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -228,9 +228,7 @@ def _committed_checkpoints(workdir: str | None) -> str:
         epochs = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
     except (OSError, TypeError):  # no workdir given or parsed yet, no checkpoints folder
         epochs = []
-    if not epochs:
-        return "no checkpoint was written"
-    return f"checkpoint{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))} {'are' if len(epochs) > 1 else 'is'} intact"
+    return intact_line(epochs, none="no checkpoint was written")
 
 
 def locks_workdir() -> bool:

@@ -54,6 +54,14 @@ def write_text_atomic(path: Path, text: str) -> Path:
     return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def intact_line(epochs: list[int], none: str) -> str:
+    """The checkpoints a rerun resumes from, for a message about a failed write ("checkpoints 1, 2 are
+    intact"), or `none` when there are none."""
+    if not epochs:
+        return none
+    return f"checkpoint{'s' if len(epochs) > 1 else ''} {', '.join(map(str, epochs))} {'are' if len(epochs) > 1 else 'is'} intact"
+
+
 def parse_record(line: str) -> dict[str, Any] | None:
     """One metrics.jsonl line as a record, or None for a line that is not one: not JSON (a torn last line
     after a kill), not an object (`42`), or with a step that is not a number (garbage written by hand)."""
