@@ -99,14 +99,20 @@ def test_a_bad_config_value_is_refused_before_jax_loads(arg):
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_a_process_whose_coordinator_never_comes_says_so_in_one_line(tmp_path):
+def _alone_in_a_launch(tmp_path, process_id: int) -> tuple[str, subprocess.CompletedProcess]:
+    """Process `process_id` of a 2-process launch whose other process never comes (a 2 s wait)."""
     from helpers import free_port
 
     address = f"127.0.0.1:{free_port()}"
-    done = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path / "run"), "--log_framework", "none",
-                           f"--coordinator_address={address}", "--num_processes=2", "--process_id=1",
-                           "--distributed_timeout=2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return address, subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path / "run"), "--log_framework",
+                                    "none", f"--coordinator_address={address}", "--num_processes=2",
+                                    f"--process_id={process_id}", "--distributed_timeout=2"],
+                                   cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_process_whose_coordinator_never_comes_says_so_in_one_line(tmp_path):
+    address, done = _alone_in_a_launch(tmp_path, 1)
     assert done.returncode == 2
     assert done.stdout.strip() == f"process 1 of 2: waiting up to 2 s for the coordinator (process 0) at {address}"
     lines = done.stderr.strip().splitlines()
@@ -149,12 +155,7 @@ def test_every_refusal_the_docs_quote_is_the_line_the_program_prints(tmp_path, a
 @pytest.mark.slow
 def test_a_coordinator_whose_peers_never_come_says_so_in_one_line(tmp_path):
     """Process 0 waits inside JAX, whose deadline ended in a C++ abort (exit 134, a stack trace)."""
-    from helpers import free_port
-
-    address = f"127.0.0.1:{free_port()}"
-    done = subprocess.run([sys.executable, "launch.py", "--workdir", str(tmp_path / "run"), "--log_framework", "none",
-                           f"--coordinator_address={address}", "--num_processes=2", "--process_id=0",
-                           "--distributed_timeout=2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    address, done = _alone_in_a_launch(tmp_path, 0)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout.strip() == f"process 0 of 2: waiting up to 2 s for the other 1 process(es) to join at {address}"
     assert done.stderr == (f"error: the other 1 process(es) did not join at {address} within 2 s: start them "
