@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ def use_compilation_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)  # JAX's 1 s misses the analysis' programs
 
 
-def _main(config_given: bool) -> None:
+def _main(config_given: bool, started: float) -> None:
     config = flags.FLAGS.config
     config.task = resolve_task(config, flags.FLAGS.task, bool(flags.FLAGS["task"].present), config_given)
     framework = check_log_framework(flags.FLAGS.log_framework)
@@ -214,7 +215,7 @@ def _main(config_given: bool) -> None:
     initialize_distributed(flags.FLAGS.coordinator_address, flags.FLAGS.num_processes, flags.FLAGS.process_id,
                            flags.FLAGS.distributed_timeout, say=lambda line: print(line, flush=True))
     use_compilation_cache()
-    result = TASKS[config.task].fn(config, workdir, framework, flags.FLAGS.quiet)
+    result = TASKS[config.task].fn(config, workdir, framework, flags.FLAGS.quiet, started=started)
     if config.task == "sweep" and any(final.get("diverged") for final in result):
         raise SomeDiverged(f"{sum(bool(f.get('diverged')) for f in result)} of {len(result)} sweep members diverged "
                            f"(marked in {RunDir(workdir).sweep_results}); the others finished")
@@ -238,7 +239,9 @@ def locks_workdir() -> bool:
     return all(rank <= 0 for rank in ranks)
 
 
-def main() -> None:
+def main(started: float | None = None) -> None:
+    """The command line; `started` (launch.py's first perf_counter reading) lets the summary count the imports."""
+    started = time.perf_counter() if started is None else started
     guard_terminal_streams()
     argv = sys.argv
     if "--help" in argv or "-h" in argv:
@@ -257,7 +260,7 @@ def main() -> None:
         if not TASKS[flags.FLAGS.task].trains:
             _page_task(flags.FLAGS.task)
             return
-        _main(config_given)
+        _main(config_given, started)
     except ProductError as e:  # mnist_ae.errors: one line and the error's own exit status
         sys.stderr.write(f"{e.prefix}{e}\n")
         sys.exit(e.exit_code)

@@ -126,6 +126,9 @@ def test_quiet_prints_only_the_summary_and_it_matches_metrics_jsonl(tmp_path):
     shown = dict(re.findall(r"^\s+(test/\S+)\s+([0-9.]+)\s*$", result.stdout, re.M))
     assert float(shown["test/recon_mse"]) == pytest.approx(last["test/recon_mse"], rel=1e-3)
     assert float(shown["test/probe_accuracy"]) == pytest.approx(last["test/probe_accuracy"], rel=1e-3)
+    # the wall time counts from launch.py's first line: the imports are its start-up, before the data
+    startup = re.search(r"wall time +[\d.]+ s \(start-up ([\d.]+) s, data ", result.stdout).group(1)
+    assert float(startup) > 0.5  # importing JAX alone takes longer
 
 
 def test_help_and_list_name_every_task_and_experiment():

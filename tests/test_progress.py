@@ -194,6 +194,47 @@ def test_sweep_summary_has_one_row_per_member(tmp_path):
     assert max(map(len, table)) <= 100 and "sweep_results.md" in table[0]
 
 
+def _clocked(monkeypatch, now: list[float]) -> None:
+    """The reporter's clock reads now[0]: a test moves time by hand."""
+    from mnist_ae.run import progress
+
+    monkeypatch.setattr(progress, "time", mock.Mock(perf_counter=lambda: now[0], monotonic=lambda: now[0]))
+
+
+@pytest.mark.parametrize("analysed", [True, False])
+def test_the_summary_weighs_the_end_of_run_work_against_the_training(tmp_path, monkeypatch, analysed):
+    """Wall time from `started` (the process's start, imports included: a finished run's rerun printed 0.0 s while
+    its process took 2.6 s), and the end-of-run work as a multiple of compiling + train + eval + checkpoint; past
+    2x with the analysis among it, the line that says how to analyse less."""
+    from mnist_ae.analysis import ANALYSIS_PHASE
+
+    now = [100.0]
+    _clocked(monkeypatch, now)
+    out = io.StringIO()
+    rep = reporter(out, started=90.0)  # 10 s before the reporter: the imports and the set-up
+    for name, seconds in [("compiling", 1.0), ("train", 2.0), ("eval", 0.5), ("checkpoint", 0.5), ("data", 7.0)]:
+        rep.add_time(name, seconds)
+    now[0] = 104.0
+    rep.training_done()  # 4 s of training (not the data), then 9 s of end-of-run work
+    rep.add_time(ANALYSIS_PHASE if analysed else "report", 8.0)
+    now[0] = 113.0
+    text = rep.summary(final=METRICS, workdir=tmp_path, paths={})
+    assert re.search(r"wall time +23\.0 s \(compiling 1\.0 s, train 2\.0 s, eval 0\.5 s, checkpoint 0\.5 s, "
+                     r"data 7\.0 s, (analysis \(PCA, t-SNE, quality numbers\)|report) 8\.0 s, other 4\.0 s\)", text)
+    assert "after training    9.0 s, 2.2x the training's 4.0 s (compiling, train, eval, checkpoint)" in text
+    assert ("--config.analysis_subsample=2000" in text) is analysed
+
+
+def test_a_run_that_did_not_train_has_no_after_training_line(tmp_path, monkeypatch):
+    """A finished run's rerun, or `--task analyze`: nothing to weigh against."""
+    now = [50.0]
+    _clocked(monkeypatch, now)
+    rep = reporter(io.StringIO(), started=47.5)
+    now[0] = 50.25
+    text = rep.summary(final=METRICS, workdir=tmp_path, paths={})
+    assert re.search(r"wall time +2\.8 s \(other 2\.8 s\)", text) and "after training" not in text
+
+
 # ----------------------------------------------------------------------------- library logs
 
 

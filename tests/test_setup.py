@@ -5,6 +5,7 @@ longer one) writes."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,14 @@ def _scalar_steps(workdir: Path) -> list[int]:
 
 def test_a_run_shows_its_device_and_data_time_and_its_rerun_writes_nothing(tmp_path, capsys, made):
     config = tiny(epochs=1, best_checkpoint_metric="test/recon_mse")
-    first = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False)
+    started = time.perf_counter() - 30  # as if the process had started 30 s ago: its imports count as start-up
+    first = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False, started=started)
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("device: cpu")
-    wall, data = (float(x) for x in re.search(r"wall time +([\d.]+) s \(data ([\d.]+) s,", out).groups())
-    assert 0 <= data <= wall
+    wall, startup, data = (float(x) for x in re.search(r"wall time +([\d.]+) s \(start-up ([\d.]+) s, data ([\d.]+) s,",
+                                                       out).groups())
+    assert 30 <= startup < 30 + data + 5 and 0 <= data and startup + data <= wall  # 5: the preflight and the mesh
+    assert re.search(r"after training +[\d.]+ s, [\d.]+x the training's", out)
     assert made["Reporter"][0]["rounds_per_epoch"] == 2048 // 64 and made["Reporter"][0]["quiet"] is False
     assert made["Reporter"][0]["title"] == "reconstruction"  # the task, on the progress line
     assert made["Checkpointer"][0]["best"] == "test/recon_mse"  # a single run keeps its best checkpoint

@@ -5,7 +5,7 @@ settings (a t-SNE of 3,000 images, kNN and logistic regression on 784 dimensions
 cached in the user's cache dir (`baselines.cache_dir()`), keyed by a hash of the pixels, labels and
 every setting that enters them; every run, sweep and `--task analyze` then reads them. The numbers for
 the canonical MNIST and Fashion-MNIST test sets under the default settings ship with the package
-(`SHIPPED`, written by tools/ship_raw_baselines.py), so a first run pays only for its own codes. The t-SNE
+(`SHIPPED`, written by tools/ship_baselines.py), so a first run pays only for its own codes. The t-SNE
 runs on the trustworthiness subsample after PCA to RAW_PCA_DIMS dims (the TensorBoard projector's
 own raw-MNIST recipe); kNN, logistic regression, silhouette and PCA variance use all 784 pixels.
 """

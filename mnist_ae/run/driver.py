@@ -174,6 +174,7 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     run.diverged.update(program.frozen(state))
     if start < config.epochs:
         state = _train_epochs(run, state, hooks, start)
+        reporter.training_done()
     elif lifecycle.ended(run.workdir, program.step(state)):
         reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
                       "train, reporting its final numbers; raise --config.epochs to continue it")

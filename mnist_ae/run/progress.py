@@ -26,6 +26,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeElapsedColumn)
 from rich.table import Table
 from rich.text import Text
+from mnist_ae.analysis import ANALYSIS_PHASE
 from mnist_ae.workdir import RunDir
 
 # Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
@@ -40,6 +41,7 @@ SWEEP_COLUMNS = {"test/recon_mse": "recon_mse", "baseline/pca_recon_mse": "pca_m
                  "test/accuracy": "accuracy", "analysis/knn5_accuracy": "knn5_acc", "analysis/trustworthiness": "trust"}
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
 PLAIN_WIDTH = 10_000
+TRAINING_PHASES = ("compiling", "train", "eval", "checkpoint")  # what the end-of-run work is weighed against
 
 
 def _clock(seconds: float) -> str:
@@ -90,7 +92,8 @@ class Reporter:
     """
 
     def __init__(self, *, total_epochs: int, rounds_per_epoch: int, start_epoch: int = 0, quiet: bool = False,
-                 stream: TextIO | None = None, is_main: bool | None = None, title: str = "train", device: str = ""):
+                 stream: TextIO | None = None, is_main: bool | None = None, title: str = "train", device: str = "",
+                 started: float | None = None):
         self.total_epochs, self.rounds_per_epoch, self.quiet = total_epochs, rounds_per_epoch, quiet
         self.device = device  # one line naming the devices: printed at start and in the summary
         self.stream = sys.stdout if stream is None else stream
@@ -100,7 +103,9 @@ class Reporter:
         self.console = Console(file=self.stream, force_terminal=self.tty, no_color=not self.tty,
                                highlight=False, width=None if self.tty else PLAIN_WIDTH)
         self._timings: dict[str, float] = {}
-        self._started = time.perf_counter()
+        # `started`: the process's start (launch.py's first line), so the wall time counts imports and set-up too
+        self._started = time.perf_counter() if started is None else started
+        self._trained: tuple[float, float] | None = None  # (when training ended, its seconds): see training_done
         self._first_report: tuple[int, float] | None = None  # (epoch, monotonic time) of the first epoch_done
         self._latest: dict[str, float] = {}
         self._live: Live | None = None
@@ -144,6 +149,10 @@ class Reporter:
 
     def add_time(self, name: str, seconds: float) -> None:
         self._timings[name] = self._timings.get(name, 0.0) + seconds
+
+    def training_done(self) -> None:
+        """Marks the end of training: the summary then weighs the end-of-run work against it."""
+        self._trained = time.perf_counter(), sum(self._timings.get(k, 0.0) for k in TRAINING_PHASES)
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -223,6 +232,14 @@ class Reporter:
         info.add_column()
         parts = ", ".join(f"{k} {v:.1f} s" for k, v in split.items())
         info.add_row("wall time", f"{total:.1f} s" + (f" ({parts})" if parts else ""))
+        if self._trained is not None and self._trained[1] > 0:
+            ended, training = self._trained
+            after = time.perf_counter() - ended
+            info.add_row("after training", f"{after:.1f} s, {after / training:.1f}x the training's {training:.1f} s "
+                         f"({', '.join(TRAINING_PHASES)})")
+            if after > 2 * training and ANALYSIS_PHASE in self._timings:
+                info.add_row("", "mostly the analysis of every test code: --config.analysis_subsample=2000 "
+                             "analyses fewer, --config.analyze_at_end=False none")
         info.add_row("peak host memory", _bytes(_peak_rss_bytes()))
         if self.device:
             info.add_row("device", self.device)

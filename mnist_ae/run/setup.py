@@ -41,9 +41,11 @@ def open_writers(config: ml_collections.ConfigDict, workdir: Path, log_framework
 
 def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: str, quiet: bool,
              make_program: Callable[[ml_collections.ConfigDict, jax.sharding.Mesh], tuple[Program, TrainState]],
-             ) -> tuple[Run, TrainState]:
+             started: float | None = None) -> tuple[Run, TrainState]:
     """Mesh, data on the device, the program and its state (restored when the workdir has a checkpoint),
-    progress and the writers: the set-up shared by every task that trains."""
+    progress and the writers: the set-up shared by every task that trains. `started` (a perf_counter
+    reading: the process's start) makes the summary's wall time count what came before, as "start-up"."""
+    opened = time.perf_counter()
     preflight.check(config, workdir)  # a run that cannot fit or save is refused before it allocates
     mesh = parallel.make_mesh(config.num_devices)
     t = time.perf_counter()
@@ -63,8 +65,10 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
                         quiet=quiet or not parallel.is_main_process(),
                         rounds_per_epoch=program.rounds_per_epoch(data.train_x.shape[0]),
-                        device=lifecycle.device_line())
+                        device=lifecycle.device_line(), started=opened if started is None else started)
     reporter.note(f"device: {reporter.device}")
+    if started is not None:
+        reporter.add_time("start-up", opened - started)
     reporter.add_time("data", data_s)
     writers = open_writers(config, workdir, "none" if complete else log_framework, program.members)
     if log_framework in ("wandb", "both") and not complete and (note := monitoring.wandb_note(workdir)):

@@ -53,27 +53,28 @@ def entered(workdir: Path | None, *, finishes_epochs: bool = False) -> Iterator[
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
-                       quiet: bool = False) -> dict[str, float]:
-    """A reconstruction or classification run, trained (or resumed) to `config.epochs`: its final metrics."""
+                       quiet: bool = False, started: float | None = None) -> dict[str, float]:
+    """A reconstruction or classification run, trained (or resumed) to `config.epochs`: its final metrics.
+    `started`: a `time.perf_counter()` reading where the summary's wall time begins (default: the set-up)."""
     from mnist_ae.tasks import train  # noqa: PLC0415
 
-    return train.train_and_evaluate(config, Path(workdir), log_framework, quiet)
+    return train.train_and_evaluate(config, Path(workdir), log_framework, quiet, started)
 
 
 def train_sweep(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
-                quiet: bool = False) -> list[dict[str, float]]:
+                quiet: bool = False, started: float | None = None) -> list[dict[str, float]]:
     """Every member of a sweep trained together (one vmapped program): final metrics per member."""
     from mnist_ae.tasks import train  # noqa: PLC0415
 
-    return train.train_sweep(config, Path(workdir), log_framework, quiet)
+    return train.train_sweep(config, Path(workdir), log_framework, quiet, started)
 
 
 def analyze(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
-            quiet: bool = False) -> dict[str, Any]:
+            quiet: bool = False, started: float | None = None) -> dict[str, Any]:
     """The embedding analysis of the run in `workdir` (its own config; analysis keys from `config`)."""
     from mnist_ae.tasks import analysis  # noqa: PLC0415
 
-    return analysis.analyze(config, Path(workdir), log_framework, quiet)
+    return analysis.analyze(config, Path(workdir), log_framework, quiet, started)
 
 
 def report(workdir: str | Path) -> Path:
@@ -111,6 +112,6 @@ def check_task(name: str, *, trains: bool | None = None) -> Task:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path, log_framework: str = "none",
-        quiet: bool = False) -> Any:
+        quiet: bool = False, started: float | None = None) -> Any:
     """The training or analysis task `config.task` names."""
-    return check_task(config.task, trains=True).fn(config, workdir, log_framework, quiet)
+    return check_task(config.task, trains=True).fn(config, workdir, log_framework, quiet, started)

@@ -27,17 +27,19 @@ from mnist_ae.workdir import RunDir
 
 
 def analyze(cli_config: ml_collections.ConfigDict, workdir: Path, log_framework: str,
-            quiet: bool = False) -> dict[str, Any]:
-    """Analyse the chosen checkpoint in `workdir` (the run's lock held); returns metrics.json's content."""
+            quiet: bool = False, started: float | None = None) -> dict[str, Any]:
+    """Analyse the chosen checkpoint in `workdir` (the run's lock held); returns metrics.json's content.
+    `started`: see `setup.open_run`."""
     config = run_config(workdir, cli_config)  # before the lock: a folder with no run is not created
     with entered(workdir):
-        return _analyze(config, workdir, log_framework, quiet)
+        return _analyze(config, workdir, log_framework, quiet, started)
 
 
-def _analyze(config: ml_collections.ConfigDict, workdir: Path, log_framework: str, quiet: bool) -> dict[str, Any]:
+def _analyze(config: ml_collections.ConfigDict, workdir: Path, log_framework: str, quiet: bool,
+             started: float | None) -> dict[str, Any]:
     learner = build.learner(config)
     mesh = parallel.make_mesh(1)
-    reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze")
+    reporter = Reporter(total_epochs=0, rounds_per_epoch=0, quiet=quiet, title="analyze", started=started)
     with reporter.phase("data"):
         data = load_data(config, mesh)
     ckpt = Checkpointer(RunDir(workdir).checkpoints, config.keep_checkpoints)
