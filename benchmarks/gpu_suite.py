@@ -27,7 +27,7 @@ from analysis_timing import train
 from mnist_ae import build
 from mnist_ae.analysis.tables import markdown_table
 from mnist_ae.data import load_dataset
-from sweep_scaling import sweep_config, sweep_throughput
+from sweep_scaling import layout_rows, sweep_config, sweep_throughput
 from timing import Throughput, machine
 from train_throughput import bench, epoch_throughput, samples_per_epoch
 
@@ -104,10 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     train_rows += [row(f"{t.members}-member sweep epoch (latent {','.join(map(str, c.latent_dims))}; "
                        f"{len(c.seeds)} seed{'s' * (len(c.seeds) > 1)})", t, one.seconds) for c, t in sweeps]
     analysis_rows = [[stage, f"{s:.2f}", f"{s / job.seconds:.2f}"] for stage, s in stages.items()]
+    sweep_16 = sweep_config((2, 3, 5, 10), (0, 1, 2, 3))  # issue 37's sweep, under every member layout of the devices
+    sweep_16.update(train_limit=opts["train_limit"], test_limit=opts["test_limit"])
+    layouts = [[name, f"{epoch_s:.4g}", f"{rate:,.0f}", f"{eval_s:.4g}", str(collectives)]
+               for name, epoch_s, rate, eval_s, collectives in layout_rows(sweep_16, epochs)]
     table = markdown_table if args.markdown else plain_table
     print(f"{n:,} training digits, batch {config.batch_size}, {epochs} timed epoch(s) per epoch row")
     print(table(TRAIN_HEADER, train_rows))
     print(table(ANALYSIS_HEADER, analysis_rows))
+    print(f"16-member sweep on {jax.device_count()} device(s), by layout (member groups x data devices)")
+    print(table(["layout", "epoch s", "samples/s (all members)", "eval s", "collectives per round"], layouts))
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

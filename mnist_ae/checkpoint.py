@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
@@ -55,9 +56,12 @@ def _jsonable(config: ml_collections.ConfigDict | dict[str, Any]) -> dict[str, A
 
 
 def _host(leaf: Any) -> np.ndarray:
-    """This process's copy of a (replicated) leaf, without gathering across processes."""
+    """The whole leaf in this process: its own copy of a replicated leaf; a leaf split over processes (a
+    sweep's members) gathered from every process (a collective: every process digests the same state)."""
     if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
-        return np.asarray(leaf.addressable_data(0))
+        if leaf.is_fully_replicated:
+            return np.asarray(leaf.addressable_data(0))
+        return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
     return np.asarray(leaf)
 
 

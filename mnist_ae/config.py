@@ -113,7 +113,10 @@ FIELDS: dict[str, Field] = {
     "latent_dims": Field("sweep", "sweep", (2, 3, 5, 10, 50), "sweep: latent sizes trained together (pad-and-mask)"),
     "seeds": Field("sweep", "sweep", (0,), "sweep: seeds"),
     "learning_rates": Field("sweep", "sweep", (1e-3,), "sweep: autoencoder learning rates"),
-    "num_devices": Field("scale", "", 0, "devices for data parallelism (0 = all local devices)"),
+    "num_devices": Field("scale", "", 0, "devices to train on (0 = all local devices)"),
+    "member_devices": Field("scale", "", 0, "sweep: groups of devices the members are split over, each training "
+                            "its own members (0 = the most that divide the member and device counts; the devices "
+                            "of a group split each batch)"),
 }
 
 
@@ -211,7 +214,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "(a wider grid is an image no viewer opens; the report and TensorBoard show 10)")
     _check(isinstance(config.augment_shift, int) and 0 <= config.augment_shift <= 7,
            f"augment_shift={config.augment_shift!r}: give a whole number of pixels in [0, 7], e.g. 1")
-    for name in ("train_limit", "test_limit", "num_devices", "analysis_subsample", "report_codes",
+    for name in ("train_limit", "test_limit", "num_devices", "member_devices", "analysis_subsample", "report_codes",
                  "histogram_every_epochs", "projector_every_evals"):
         zero = re.search(r"\(0 = ([^;)]+)", FIELDS[name].meaning).group(1)  # what 0 means, from the help text
         _check(isinstance(config[name], int) and config[name] >= 0,

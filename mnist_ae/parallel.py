@@ -1,4 +1,9 @@
-"""Data parallelism: one `jit` over a 1-D device mesh (axis "data"), parameters replicated.
+"""Data and member parallelism: one `jit` over a 2-D device mesh (axes "members" x "data").
+
+A single run uses the "data" axis only (members = 1): parameters replicated, each batch split. A
+sweep's stacked state is split along its member axis over "members" (`member_shards`): each group
+of devices trains its own members on whole batches (split over that group's "data" devices), so no
+collective crosses member shards during training; host reads gather the members first (`gathered`).
 
 Sharded `jit`, not `pmap`: the pure core stays single-device code (no `axis_name`, no
 `lax.pmean`). The train state and the uint8 dataset are replicated on every device of the mesh;
@@ -11,8 +16,8 @@ batch, up to the order of floating-point reductions (tested in `tests/test_paral
 Multi-process runs (several hosts, or several processes on one host): call
 `initialize_distributed` first, then everything below works on the *global* mesh.
 What each process feeds: every process reads the whole dataset from its own local files and
-`place` builds global arrays that are replicated on every device of every process
-(`jax.make_array_from_process_local_data` with the full array as each process's local data), so
+`place` builds global arrays from them, replicated (or split by member) over every process's devices
+(`jax.make_array_from_callback`: each process hands over the parts its devices hold), so
 the global arrays are consistent as long as the files and the seed are the same everywhere (the
 MNIST files are md5-checked on load). The data order comes from the key in the replicated train
 state, so every device computes the same permutation; the batch sharding then makes each device
@@ -39,8 +44,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from mnist_ae.config import ConfigError
 from mnist_ae.core.loop import train_epoch
+from mnist_ae.core.sweep import sweep_epoch
 
-DATA_AXIS = "data"
+MEMBERS_AXIS, DATA_AXIS = "members", "data"
 
 
 # ----------------------------------------------------------------------------- processes
@@ -147,11 +153,25 @@ def is_main_process() -> bool:
 # ----------------------------------------------------------------------------- mesh and shardings
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-    """A 1-D mesh (axis "data") over `num_devices` global devices (0 = all of them).
+def member_shards(members: int, devices: int, requested: int = 0) -> int:
+    """How many groups of devices a sweep's members are split over: `requested`, or (0) the most that
+    divide both the member count and the device count; the rest of the devices split each batch."""
+    fits = [k for k in range(1, devices + 1) if members % k == 0 and devices % k == 0]
+    if requested == 0:
+        return fits[-1]
+    if requested not in fits:
+        raise ConfigError(f"member_devices={requested} does not divide both the {members} members and the {devices} "
+                          f"devices: use one of {', '.join(map(str, fits))} (or 0 for {fits[-1]})")
+    return requested
+
+
+def make_mesh(num_devices: int = 0, members: int = 1, member_devices: int = 0) -> Mesh:
+    """A 2-D mesh ("members" x "data") over `num_devices` global devices (0 = all of them) for a program
+    of `members` members (1: a single run, all devices on "data"), split over `member_shards` groups.
 
     Multi-process: the same number of devices is taken from every process (the first
-    num_devices / process_count local devices of each), so every process takes part.
+    num_devices / process_count local devices of each), so every process takes part; devices are
+    ordered by process, so a member group stays within one process when it fits there.
     """
     available, processes = jax.device_count(), jax.process_count()
     n = num_devices or available
@@ -168,12 +188,18 @@ def make_mesh(num_devices: int = 0) -> Mesh:
         devices = [d for p in range(processes)
                    for d in sorted((d for d in jax.devices() if d.process_index == p), key=lambda d: d.id)
                    [:per_process]]
-    return Mesh(np.array(devices), (DATA_AXIS,))
+    groups = member_shards(members, n, member_devices)
+    return Mesh(np.array(devices).reshape(groups, n // groups), (MEMBERS_AXIS, DATA_AXIS))
+
+
+def mesh_shape(mesh: Mesh) -> dict[str, int]:
+    """{"members": m, "data": d}: the layout, for the start record and the first line."""
+    return {name: int(size) for name, size in mesh.shape.items()}
 
 
 def check_divisible(batch_size: int, mesh: Mesh) -> None:
-    """One-line ConfigError (a ValueError) unless the global batch splits evenly over the mesh."""
-    n = mesh.size
+    """One-line ConfigError (a ValueError) unless the global batch splits evenly over the "data" axis."""
+    n = mesh.shape[DATA_AXIS]
     if batch_size % n:
         raise ConfigError(f"batch_size={batch_size} is not divisible by the {n} devices of the data mesh: "
                           f"use a multiple of {n} or fewer devices (--config.num_devices)")
@@ -184,10 +210,28 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def by_member(mesh: Mesh) -> NamedSharding:
+    """Stacked [members, ...] arrays split along the member axis over "members" (a sweep's state, masks)."""
+    return NamedSharding(mesh, PartitionSpec(MEMBERS_AXIS))
+
+
 def replicated_abstract(make: Callable[[], Any], mesh: Mesh) -> Any:
     """Shapes and dtypes of `make()` (traced, never run), replicated on the mesh: a restore target."""
     sharding = replicated(mesh)
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), jax.eval_shape(make))
+
+
+@functools.cache
+def _replicate(mesh: Mesh) -> Callable[[Any], Any]:
+    return jax.jit(lambda tree: tree, out_shardings=replicated(mesh))
+
+
+def gathered(tree: Any, mesh: Mesh) -> Any:
+    """`tree` replicated on every device, so every process can read it (`np.asarray`): member-split leaves
+    are gathered in one call (outside training), replicated ones pass as they are."""
+    if all(leaf.is_fully_replicated for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array)):
+        return tree
+    return _replicate(mesh)(tree)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -201,20 +245,22 @@ def shard_batch_constraint(mesh: Mesh) -> Callable[[jax.Array], jax.Array]:
     return lambda x: jax.lax.with_sharding_constraint(x, sharding)
 
 
-def place(tree: Any, mesh: Mesh) -> Any:
-    """Every array leaf of `tree` (a train state, the dataset) replicated on every mesh device.
+def place(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> Any:
+    """Every array leaf of `tree` (a train state, the dataset) on the mesh: replicated on every device, or
+    as `sharding` says (`by_member`).
 
-    Single process: `jax.device_put`. Multi-process: each process passes its own full copy
-    (same files, same seed) to `jax.make_array_from_process_local_data`; see the module doc.
+    Single process: `jax.device_put`. Multi-process: every process holds the full array (same files, same
+    seed) and hands over the parts its devices hold (`jax.make_array_from_callback`); see the module doc.
     """
-    sharding = replicated(mesh)
+    sharding = replicated(mesh) if sharding is None else sharding
     if sharding.is_fully_addressable:
         return jax.device_put(tree, sharding)
 
     def one(a: Any) -> jax.Array:
         if isinstance(a, jax.Array) and a.sharding == sharding:
             return a
-        return jax.make_array_from_process_local_data(sharding, np.asarray(a))
+        full = np.asarray(a)
+        return jax.make_array_from_callback(full.shape, sharding, lambda index: full[index])
 
     return jax.tree.map(one, tree)
 
@@ -230,3 +276,16 @@ def jit_train_epoch(task: Any, batch_size: int, mesh: Mesh, donate: bool = True)
     return jax.jit(functools.partial(train_epoch, task, batch_size=batch_size,
                                      batch_constraint=shard_batch_constraint(mesh)),
                    out_shardings=replicated(mesh), donate_argnums=0 if donate else ())
+
+
+def jit_sweep_epoch(learner: Any, batch_size: int, mesh: Mesh):
+    """`sweep.sweep_epoch` jitted for the mesh: call it with a state and masks placed `by_member`.
+
+    The members stay on their group of devices ("members") and their batches split over the group's
+    "data" devices; the new state and the per-round metrics come out split by member too, so an epoch
+    has no collective between member groups (only a group's own gradient all-reduce, when "data" > 1).
+    """
+    check_divisible(batch_size, mesh)
+    return jax.jit(functools.partial(sweep_epoch, learner, batch_size=batch_size,
+                                     batch_constraint=shard_batch_constraint(mesh), member_axis=MEMBERS_AXIS),
+                   out_shardings=by_member(mesh), donate_argnums=0)

@@ -38,7 +38,7 @@ def test_gpu_suite_tiny_prints_every_row_with_consistent_numbers():
     out = run.stdout
     out = out[out.index("device: "):]  # after the job's own summary lines, if any came first
     assert out.splitlines()[0].startswith("device: ")
-    train, analysis = _tables(out)
+    train, analysis, layouts = _tables(out)
     per_member = TINY["train_limit"] // 256 * 256  # whole batches of 256 per epoch
     expected = [("default job", 1), ("MLP epoch", 1), ("conv epoch", 1), ("one run epoch", 1),
                 ("5-member sweep", 5), ("50-member sweep", 50)]
@@ -65,3 +65,7 @@ def test_gpu_suite_tiny_prints_every_row_with_consistent_numbers():
     assert stages["total"] < job_s  # the analysis is part of the job it was timed in
     for r in analysis:
         assert float(r["share of the job"]) == pytest.approx(float(r["s"]) / job_s, abs=6e-3)
+    # the 16-member sweep by member layout: on this process's one device, the one layout, no collective
+    assert [(r["layout"], r["collectives per round"]) for r in layouts] == [("1 device", "0")]
+    rate, epoch_s = float(layouts[0]["samples/s (all members)"].replace(",", "")), float(layouts[0]["epoch s"])
+    assert rate == pytest.approx(16 * per_member / epoch_s, rel=2e-2) and float(layouts[0]["eval s"]) > 0

@@ -46,6 +46,12 @@ class FakeProgram:
     def member(self, tree, i):
         return jax.tree.map(lambda a: a[i], tree) if isinstance(tree, dict) else tree
 
+    def pulled(self, tree):
+        return jax.device_get(tree)
+
+    def gathered(self, tree):
+        return tree
+
     def epoch(self, state):
         return state.epoch
 

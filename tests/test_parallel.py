@@ -225,6 +225,65 @@ def worker_single(out: Path) -> None:
     ckpt.close()
     (out / "single.json").write_text(json.dumps(facts))
     _sweep(out / "single_sweep", out, "sweep_single")
+    _sweep_layouts(out)
+
+
+# An 8-member sweep (2 latent sizes x 4 seeds) for the layouts: member groups x devices per group.
+LAYOUTS = ((1, 1), (8, 1), (4, 2), (2, 4))
+
+
+def _sweep_layouts(out: Path) -> None:
+    """The sweep's epochs (`parallel.jit_sweep_epoch`, what training runs) in float64 on 1 device and under
+    each member layout on 8; the 8 x 1 state checkpointed, then restored on 1 device and as 2 x 4."""
+    import jax
+
+    from mnist_ae import build, parallel
+    from mnist_ae.checkpoint import Checkpointer
+    from mnist_ae.data import load_dataset
+
+    config = _config()
+    config.update(dict(task="sweep", latent_dims=(4, 8), seeds=(0, 1, 2, 3), learning_rates=(1e-2,)))
+    setup = build.sweep_setup(config)
+    initial = jax.device_get(jax.jit(lambda: setup.initial_states(config))())
+    ds = load_dataset("mnist")
+    ds_x, ds_y = ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
+    facts: dict = {}
+    with jax.enable_x64(True):  # compared in float64, as the single runs (PARAM_TOL)
+        for groups, per_group in LAYOUTS:
+            mesh = parallel.make_mesh(groups * per_group, members=len(setup.members), member_devices=groups)
+            split = parallel.by_member(mesh)
+            state = parallel.place(_floats_as(initial, np.float64), mesh, split)
+            masks = parallel.place(setup.masks_ml, mesh, split)
+            x, y = parallel.place((ds_x, ds_y), mesh)
+            epoch = parallel.jit_sweep_epoch(setup.learner, BATCH, mesh)
+            metrics = []
+            for _ in range(EPOCHS):
+                state, m = epoch(state, x, y, masks)
+                metrics.append(jax.tree.map(lambda a: np.asarray(a).T, m))  # [rounds, members]: epochs concatenate
+            facts[f"{groups}x{per_group}"] = _sharding_facts(state.params)
+            _save(out / f"sweep_layout{groups}x{per_group}.npz", state, metrics)
+            _mark(f"sweep trained as {groups} x {per_group}")
+    # float32, as training saves it: one epoch as 8 x 1, checkpointed, restored into the other layouts
+    mesh = parallel.make_mesh(8, members=len(setup.members), member_devices=8)
+    split = parallel.by_member(mesh)
+    trained, _ = parallel.jit_sweep_epoch(setup.learner, BATCH, mesh)(
+        parallel.place(initial, mesh, split), *parallel.place((ds_x, ds_y), mesh), parallel.place(setup.masks_ml, mesh, split))
+    ckpt = Checkpointer(out / "ckpt_sweep8x1", keep=1)
+    ckpt.save(1, trained, config)
+    ckpt.close()
+    saved = _flat(trained)
+    for groups, per_group in ((1, 1), (2, 4)):
+        mesh = parallel.make_mesh(groups * per_group, members=len(setup.members), member_devices=groups)
+        split = parallel.by_member(mesh)
+        ckpt = Checkpointer(out / "ckpt_sweep8x1", keep=1)
+        restored = ckpt.restore(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split), trained))
+        ckpt.close()
+        leaves = _flat(restored)
+        facts[f"restored as {groups}x{per_group}"] = dict(
+            equal=leaves.keys() == saved.keys() and all(np.array_equal(saved[k], v) for k, v in leaves.items()),
+            devices=sorted({len(leaf.sharding.device_set) for leaf in jax.tree.leaves(restored)}),
+            specs=sorted({str(leaf.sharding.spec) for leaf in jax.tree.leaves(restored)}))
+    (out / "sweep_layouts.json").write_text(json.dumps(facts))
 
 
 def worker_multi(out: Path, port: int, process_id: int) -> None:
@@ -314,6 +373,7 @@ def worker_restore(out: Path) -> None:
 # The HLO check's sizes: no layer width equals the global (40) or the per-device (5) batch, so a
 # dot's leading dimension tells which one it computes on.
 HLO_DEVICES, HLO_BATCH, HLO_HIDDEN, HLO_LATENT = 8, 40, (48, 24), 8
+HLO_LAYOUTS = (8, 4, 1)  # a sweep's member groups: 8 x 1 (one member per device), 4 x 2, 1 x 8 (every batch split 8 ways)
 
 
 def worker_hlo(out: Path) -> None:
@@ -336,6 +396,19 @@ def worker_hlo(out: Path) -> None:
     y = jax.ShapeDtypeStruct((config.train_limit,), np.uint8, sharding=rep)
     compiled = parallel.jit_train_epoch(learner, HLO_BATCH, mesh).lower(state, x, y).compile()
     (out / "epoch8.hlo").write_text(compiled.as_text())
+    # A sweep of 8 members (2 latent sizes x 4 seeds): its epoch under each layout (member groups x data)
+    config.update(dict(task="sweep", latent_dims=(4, HLO_LATENT), seeds=(0, 1, 2, 3)))
+    setup = build.sweep_setup(config)
+    for groups in HLO_LAYOUTS:
+        mesh = parallel.make_mesh(HLO_DEVICES, members=len(setup.members), member_devices=groups)
+        split = parallel.by_member(mesh)
+        states = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=split),
+                              jax.eval_shape(lambda: setup.initial_states(config)))
+        masks = jax.ShapeDtypeStruct(setup.masks_ml.shape, setup.masks_ml.dtype, sharding=split)
+        rep = parallel.replicated(mesh)
+        x, y = (jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=rep) for a in (x, y))
+        compiled = parallel.jit_sweep_epoch(setup.learner, HLO_BATCH, mesh).lower(states, x, y, masks).compile()
+        (out / f"sweep{groups}x{HLO_DEVICES // groups}.hlo").write_text(compiled.as_text())
 
 
 # ----------------------------------------------------------------------------- launching (pytest side)
@@ -411,12 +484,48 @@ def runs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def epoch_hlo(tmp_path_factory) -> str:
-    """The compiled HLO text of the real 8-device training epoch (the `hlo` worker)."""
+def hlo_dir(tmp_path_factory) -> Path:
+    """Where the `hlo` worker wrote the compiled HLO texts (run once per session)."""
     out, errors = run_once(tmp_path_factory, "parallel_hlo", lambda out: _wait({"hlo": _start("hlo", out, 8)}))
     if errors["hlo"]:
         pytest.fail(f"the hlo worker failed: {errors['hlo']}", pytrace=False)
-    return (out / "epoch8.hlo").read_text()
+    return out
+
+
+@pytest.fixture(scope="session")
+def epoch_hlo(hlo_dir) -> str:
+    """The compiled HLO text of the real 8-device training epoch."""
+    return (hlo_dir / "epoch8.hlo").read_text()
+
+
+@pytest.fixture(scope="session")
+def sweep_hlo(hlo_dir) -> dict[str, str]:
+    """The compiled HLO text of an 8-member sweep's epoch on 8 devices, per layout ("8x1", "4x2", "1x8")."""
+    return {f"{g}x{HLO_DEVICES // g}": (hlo_dir / f"sweep{g}x{HLO_DEVICES // g}.hlo").read_text() for g in HLO_LAYOUTS}
+
+
+COLLECTIVE = re.compile(r" (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(-start)?\(")
+
+
+def _replica_groups(line: str) -> list[list[int]]:
+    """A collective's device groups, from XLA's three printed forms: explicit `{{0,1},{2,3}}`; iota
+    `[4,2]<=[8]` (arange(8) reshaped to [4, 2], optionally transposed first: `<=[2,4]T(1,0)`); or a mesh of
+    the device ids in order with the axes reduced over, `mesh['axis_0'=1,'axis_1'=8] {'axis_1'}`."""
+    if m := re.search(r"replica_groups=\{((?:\{[\d,]*\},?)*)\}", line):
+        return [[int(d) for d in g.split(",") if d] for g in re.findall(r"\{([\d,]*)\}", m.group(1))]
+    if m := re.search(r"replica_groups=mesh\[([^\]]*)\] \{([^}]*)\}", line):
+        axes = [(name, int(size)) for name, size in re.findall(r"'(\w+)'=(\d+)", m.group(1))]
+        reduced = [i for i, (name, _) in enumerate(axes) if f"'{name}'" in m.group(2)]
+        kept = [i for i in range(len(axes)) if i not in reduced]
+        ids = np.arange(int(np.prod([s for _, s in axes]))).reshape([s for _, s in axes]).transpose(kept + reduced)
+        return ids.reshape(-1, int(np.prod([axes[i][1] for i in reduced]))).tolist()
+    m = re.search(r"replica_groups=\[(\d+),(\d+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?", line)
+    assert m, f"replica groups in a form this test does not read: {line[:300]}"
+    dims = [int(d) for d in m.group(3).split(",")]
+    ids = np.arange(int(np.prod(dims))).reshape(dims)
+    if m.group(4):
+        ids = ids.transpose([int(d) for d in m.group(4).split(",")])
+    return ids.reshape(int(m.group(1)), int(m.group(2))).tolist()
 
 
 def _needs(runs, *names: str) -> Path:
@@ -458,7 +567,7 @@ def test_bad_device_counts_fail_with_one_line():
     parallel.check_divisible(BATCH, mesh)
     with pytest.raises(ValueError, match=r"num_devices=10000 but \d+ \w+ device\(s\) are available"):
         parallel.make_mesh(10_000)
-    two = type("FakeMesh", (), {"size": 2})()
+    two = type("FakeMesh", (), {"shape": {"members": 4, "data": 2}})()  # only the data axis splits a batch
     with pytest.raises(ValueError, match=r"batch_size=63 is not divisible by the 2 devices") as e:
         parallel.check_divisible(63, two)
     assert "\n" not in str(e.value)
@@ -609,13 +718,31 @@ def test_every_process_gives_the_mesh_the_same_number_of_its_devices(monkeypatch
     monkeypatch.setattr(parallel.jax, "process_count", lambda: 2)
     monkeypatch.setattr(parallel.jax, "devices", lambda: devices)
     monkeypatch.setattr(parallel, "Mesh", lambda devs, axes: (devs.tolist(), axes))
-    assert parallel.make_mesh(4) == ([Dev(0, 0), Dev(1, 0), Dev(4, 1), Dev(5, 1)], ("data",))
-    assert parallel.make_mesh(0)[0] == parallel.make_mesh()[0] == [Dev(i, i // 4) for i in range(8)]
-    assert parallel.make_mesh(8)[0] == [Dev(i, i // 4) for i in range(8)]
+    assert parallel.make_mesh(4) == ([[Dev(0, 0), Dev(1, 0), Dev(4, 1), Dev(5, 1)]], ("members", "data"))
+    assert parallel.make_mesh(0)[0] == parallel.make_mesh()[0] == [[Dev(i, i // 4) for i in range(8)]]
+    assert parallel.make_mesh(8)[0] == [[Dev(i, i // 4) for i in range(8)]]
+    # a sweep's member groups run down the devices in process order: a group of 4 is one process's devices
+    assert parallel.make_mesh(8, members=6)[0] == [[Dev(i, i // 4) for i in g] for g in ([0, 1, 2, 3], [4, 5, 6, 7])]
+    assert parallel.make_mesh(8, members=16)[0] == [[Dev(i, i // 4)] for i in range(8)]
+    assert parallel.make_mesh(8, members=16, member_devices=4)[0] == [[Dev(i, i // 4) for i in range(j, j + 2)]
+                                                                       for j in (0, 2, 4, 6)]
     with pytest.raises(ValueError, match="num_devices=3 is not divisible by the 2 processes: use a multiple of 2"):
         parallel.make_mesh(3)
     with pytest.raises(ValueError, match=r"num_devices=9 but 8 \w+ device\(s\) are available"):
         parallel.make_mesh(9)
+
+
+def test_member_groups_divide_the_members_and_the_devices_or_are_refused_in_one_line():
+    """Automatic: the most groups that divide both counts (16 members on 8 devices: 8 groups of 1 device; 5 on 8:
+    1 group, every device splitting the batch as in a single run); asked: a count that divides both."""
+    from mnist_ae import parallel
+
+    assert [parallel.member_shards(m, d) for m, d in [(16, 8), (5, 8), (6, 8), (1, 8), (12, 1), (4, 4)]] == [8, 1, 2, 1,
+                                                                                                           1, 4]
+    assert parallel.member_shards(16, 8, 2) == 2 and parallel.member_shards(16, 8, 1) == 1
+    with pytest.raises(ValueError, match=r"^member_devices=3 does not divide both the 16 members and the 8 devices: "
+                                         r"use one of 1, 2, 4, 8 \(or 0 for 8\)$"):
+        parallel.member_shards(16, 8, 3)
 
 
 def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
@@ -626,7 +753,7 @@ def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
     from mnist_ae import parallel
 
     mesh = parallel.make_mesh(1)
-    assert mesh.axis_names == ("data",) and mesh.devices.tolist() == jax.devices()[:1]
+    assert mesh.axis_names == ("members", "data") and mesh.devices.tolist() == [jax.devices()[:1]]
     everywhere = NamedSharding(mesh, PartitionSpec())
     target = parallel.replicated_abstract(lambda: {"w": jnp.ones((3, 2)), "n": jnp.zeros((), jnp.int32)}, mesh)
     assert {k: (v.shape, v.dtype, v.sharding) for k, v in target.items()} == {
@@ -641,8 +768,8 @@ def test_placed_arrays_and_restore_targets_are_replicated_on_the_mesh():
 
 def test_in_a_multi_process_run_each_process_hands_over_its_full_copy(monkeypatch):
     """`place` where no process holds the replicated arrays whole (faked: the mesh's sharding made
-    not fully addressable, and jax.make_array_from_process_local_data recorded): a leaf already placed
-    stays as it is, every other leaf goes over as this process's full copy."""
+    not fully addressable, and jax.make_array_from_callback recorded): a leaf already placed
+    stays as it is, every other leaf goes over from this process's full copy, each device's part."""
     import jax.numpy as jnp
 
     from mnist_ae import parallel
@@ -652,12 +779,12 @@ def test_in_a_multi_process_run_each_process_hands_over_its_full_copy(monkeypatc
     monkeypatch.setattr(type(spread), "is_fully_addressable", property(lambda self: False))
     monkeypatch.setattr(parallel, "replicated", lambda mesh: spread)
     made: list = []
-    monkeypatch.setattr(parallel.jax, "make_array_from_process_local_data",
-                        lambda sharding, a: made.append((sharding, a)) or f"global {a.shape}")
+    monkeypatch.setattr(parallel.jax, "make_array_from_callback",
+                        lambda shape, sharding, part: made.append((sharding, part)) or f"global {shape}")
     out = parallel.place({"placed": placed, "host": np.arange(4), "scalar": 5}, mesh=None)
     assert out["placed"] is placed and (out["host"], out["scalar"]) == ("global (4,)", "global ()")
     assert [s for s, _ in made] == [spread, spread]
-    np.testing.assert_array_equal(made[0][1], np.arange(4))
+    np.testing.assert_array_equal(made[0][1]((slice(1, 3),)), [1, 2])  # a device's part of this process's copy
 
 
 def test_the_training_epoch_donates_the_state_and_never_the_data(mnist):
@@ -777,12 +904,41 @@ def test_a_sweep_on_two_processes_matches_one_process_and_writes_once(runs):
     _assert_close(flat(multi0, True), flat(single, True), "", atol=2e-3, rtol=0)
     workdir = out / "multi_sweep"
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    # 2 members on 8 devices: 2 member groups of 4, one per process (each process trains its own member)
+    assert [r["mesh"] for r in records if r.get("event") == "start"] == [{"members": 2, "data": 4}]
     keys = [(r["member"], r["step"], "test/recon_mse" in r) for r in records if "step" in r]
     assert len(keys) == len(set(keys)) and {k[0] for k in keys} == {"latent4_seed0_lr0.01", "latent8_seed0_lr0.01"}
     assert (workdir / "comparison.png").stat().st_size > 0 and (workdir / "sweep_results.md").is_file()
     for name in ("latent4_seed0_lr0.01", "latent8_seed0_lr0.01"):  # each member exported, once, at its epoch
         assert sorted(p.name for p in (workdir / "members" / name / "checkpoints").iterdir()) == [str(SWEEP["epochs"])]
         assert (workdir / "members" / name / "tb").is_dir()
+
+
+@pytest.mark.slow
+def test_every_member_layout_trains_each_member_as_one_device_does(runs):
+    """The 8-member sweep's epochs, float64, on 1 device and as 8 x 1, 4 x 2 and 2 x 4 on 8: every member's
+    parameters and per-round metrics agree (PARAM_TOL: the same reasoning as the single runs'). The trained
+    state stays split by member: each leaf on all 8 devices, its member axis over "members"."""
+    out = _needs(runs, "single")
+    one = _load(out / "sweep_layout1x1.npz")
+    assert one["metrics/train/recon_mse"].shape == (EPOCHS * TRAIN // BATCH, 8)  # [rounds, members]
+    for groups, per_group in LAYOUTS[1:]:
+        layout = _load(out / f"sweep_layout{groups}x{per_group}.npz")
+        _assert_close(one, layout, "metrics/", **METRIC_TOL)
+        _assert_close(one, layout, "params", **PARAM_TOL)
+    facts = json.loads((out / "sweep_layouts.json").read_text())
+    for groups, per_group in LAYOUTS[1:]:
+        assert {(p["spec"], p["devices"], p["fully_replicated"]) for p in facts[f"{groups}x{per_group}"]} == {
+            (str(PartitionSpec("members")), 8, False)}
+
+
+@pytest.mark.slow
+def test_a_sweep_checkpoint_restores_into_another_layout_unchanged(runs):
+    """Written as 8 x 1 (one member per device), restored on 1 device and as 2 x 4: every leaf equal, bit for
+    bit, on the target's devices and split."""
+    facts = json.loads((_needs(runs, "single") / "sweep_layouts.json").read_text())
+    assert facts["restored as 1x1"] == dict(equal=True, devices=[1], specs=[str(PartitionSpec("members"))])
+    assert facts["restored as 2x4"] == dict(equal=True, devices=[8], specs=[str(PartitionSpec("members"))])
 
 
 @pytest.mark.slow
@@ -860,6 +1016,25 @@ def test_the_training_epoch_splits_every_batch_and_all_reduces_the_gradients(epo
     assert local in dot_rows and HLO_BATCH not in dot_rows, sorted(set(dot_rows))
     # the first encoder layer's forward pass, [5, 784] @ [784, 48], on every device
     assert re.search(rf"= f32\[{local},{HLO_HIDDEN[0]}\]\{{[\d,]*\}} dot\(", epoch_hlo)
+
+
+def test_a_member_split_sweep_epoch_has_no_collective_between_member_groups(sweep_hlo):
+    """The sweep's epoch as training compiles it (`parallel.jit_sweep_epoch`), 8 members on 8 devices. One
+    member per device (8 x 1): no collective at all, each device trains its member on whole batches. 4 x 2:
+    only each group's gradient all-reduce, over its own 2 devices (mesh rows: devices 2g, 2g + 1), carrying 2
+    members' gradients. 1 x 8 (every batch split 8 ways, the layout a sweep had before): all 8 devices in one
+    group, 8 members' gradients."""
+    def collectives(layout: str) -> list[str]:
+        return [line for line in sweep_hlo[layout].splitlines() if COLLECTIVE.search(line)]
+
+    assert collectives("8x1") == []
+    for layout, members_per_group in (("4x2", 2), ("1x8", 8)):
+        groups, data = (int(n) for n in layout.split("x"))
+        found = collectives(layout)
+        assert found and all(" all-reduce(" in line for line in found), found
+        rows = [[g * data + d for d in range(data)] for g in range(groups)]
+        assert all(sorted(map(sorted, _replica_groups(line))) == rows for line in found), found
+        assert any(f"f32[{members_per_group},{HLO_HIDDEN[0]},784]" in line for line in found), found  # W1's gradient
 
 
 # ----------------------------------------------------------------------------- entry point of the workers

@@ -101,3 +101,11 @@ def test_a_model_too_big_for_memory_is_refused_before_anything_is_written(tmp_pa
     with pytest.raises(ResourceError, match="this run needs about"):
         tasks.run(tiny(hidden=(100_000, 100_000)), tmp_path)
     assert not RunDir(tmp_path).metrics.exists() and not any(RunDir(tmp_path).checkpoints.glob("*"))
+
+
+def test_a_member_layout_that_does_not_divide_is_refused_before_anything_is_written(tmp_path):
+    """4 members on this process's 1 device: only 1 group divides both (0, automatic, picks it)."""
+    with pytest.raises(ValueError, match=r"^member_devices=2 does not divide both the 4 members and the 1 devices: "
+                                         r"use one of 1 \(or 0 for 1\)$"):
+        tasks.run(tiny_sweep(member_devices=2), tmp_path)
+    assert not RunDir(tmp_path).metrics.exists() and not any(RunDir(tmp_path).checkpoints.glob("*"))

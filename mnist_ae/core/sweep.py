@@ -49,11 +49,14 @@ def unstack(tree: Any, index: int) -> Any:
 
 def sweep_epoch(learner: Learner, states: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
                 masks_ml: jax.Array, batch_size: int,
-                batch_constraint: Callable[[jax.Array], jax.Array] | None = None) -> tuple[TrainState, Metrics]:
+                batch_constraint: Callable[[jax.Array], jax.Array] | None = None,
+                member_axis: str | None = None) -> tuple[TrainState, Metrics]:
     """One epoch of every member at once; metrics are [members, rounds]. A member whose metrics stop
-    being finite is frozen from that round (see `train_epoch`); the others train on."""
+    being finite is frozen from that round (see `train_epoch`); the others train on. `member_axis`: the
+    device-mesh axis the member dimension is split over (the batch constraint then keeps it there)."""
     return jax.vmap(lambda s, m: train_epoch(learner, s, images_nhw, labels_n, batch_size, m, batch_constraint,
-                                             freeze_on_divergence=True))(states, masks_ml)
+                                             freeze_on_divergence=True),
+                    spmd_axis_name=member_axis)(states, masks_ml)
 
 
 def sweep_evaluate(learner: Learner, params: Any, images_nhw: jax.Array, labels_n: jax.Array,

@@ -178,12 +178,13 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     elif lifecycle.ended(run.workdir, program.step(state)):
         reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
                       "train, reporting its final numbers; raise --config.epochs to continue it")
-        return lifecycle.saved_finals(run.workdir, program.members) or _evaluated_finals(run, state)
+        return lifecycle.saved_finals(run.workdir, program.members) or _evaluated_finals(run, program.gathered(state))
     else:
         reporter.warn(f"{run.workdir} is trained to epoch {start}, but a stop cut its end-of-run stages short "
                       "(analysis, report, final records): finishing them")
-        run.finals = _evaluated_finals(run, state)
+        run.finals = _evaluated_finals(run, program.gathered(state))
     run.stop.during = END_STAGES  # nothing left to commit: a signal now stops at once; the rerun finishes them
+    state = program.gathered(state)  # what the hooks read, in every process
     for hook in hooks:
         if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
             with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
@@ -209,7 +210,7 @@ def _train_epochs(run: Run, state: TrainState, hooks: Sequence[Hook], start: int
     """The epochs from `start` to `config.epochs`, each with its hooks, checkpoint and progress line."""
     config, program, reporter = run.config, run.program, run.reporter
     if start == 0:
-        _fire(run, state, hooks, epoch=0, last=False)
+        _fire(run, program.gathered(state), hooks, epoch=0, last=False)
     if run.stop.signum is not None:
         raise Interrupted(run.stop.signum, start or None)
     with reporter.phase("compiling"):
@@ -221,7 +222,7 @@ def _train_epochs(run: Run, state: TrainState, hooks: Sequence[Hook], start: int
         t = time.perf_counter()
         with jax.transfer_guard("disallow"):  # an epoch moves nothing between host and device implicitly
             state, per_round = epoch_fn(state)
-        per_round = jax.device_get(per_round)  # the epoch's one pull: [members,] rounds per metric
+        per_round = program.pulled(per_round)  # the epoch's one pull: [members,] rounds per metric
         seconds = time.perf_counter() - t
         reporter.add_time("train", seconds)
         rounds = [program.member(per_round, i) for i in range(len(program.members))]
@@ -229,7 +230,8 @@ def _train_epochs(run: Run, state: TrainState, hooks: Sequence[Hook], start: int
             run.freeze_diverged(rounds, f"in epoch {epoch}")
         else:
             run.check_finite(rounds, f"in epoch {epoch}")
-        step0 = program.step(state) - num_rounds
+        view = program.gathered(state)  # the hooks' and the host's (a sweep's state stays split for training)
+        step0 = program.step(view) - num_rounds
         shown = []
         for i, (writer, member_rounds) in enumerate(zip(run.writers, rounds)):
             if i in run.diverged:
@@ -240,12 +242,12 @@ def _train_epochs(run: Run, state: TrainState, hooks: Sequence[Hook], start: int
                 writer.write_scalars(step0 + end, {"epoch": epoch, **means, "train/steps_per_s": num_rounds / seconds})
             shown.append(windows[-1][1])
         last = epoch == config.epochs
-        _fire(run, state, hooks, epoch=epoch, last=last)
+        _fire(run, view, hooks, epoch=epoch, last=last)
         saved = due(epoch, config.checkpoint_every_epochs) or last
         if saved:
             _checkpoint(run, state, epoch)
         best = _best_member(run.finals)
-        reporter.epoch_done(epoch, program.step(state), num_rounds / seconds,
+        reporter.epoch_done(epoch, program.step(view), num_rounds / seconds,
                             {**shown[best], **(run.finals[best] if run.finals else {})},
                             member=str(program.members[best].get("member", "")) if program.stacked else "")
         if run.stop.signum is not None:  # read once, after the line: a signal at any point is this epoch's

@@ -203,11 +203,12 @@ def _git_commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def record_start(workdir: Path, config: Any, step: int) -> None:
+def record_start(workdir: Path, config: Any, step: int, mesh: dict[str, int] | None = None) -> None:
     """The resolved config at the top of the workdir, and a start record in metrics.jsonl (one per
-    start, so restarts show in the log)."""
+    start, so restarts show in the log) with the device mesh it trains on ({"members": m, "data": d})."""
     RunDir(workdir).config.write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
-    _append_event(workdir, {"event": "start", "time": round(time.time(), 3), "from_step": step, **provenance()})
+    _append_event(workdir, {"event": "start", "time": round(time.time(), 3), "from_step": step,
+                            **({"mesh": mesh} if mesh else {}), **provenance()})
 
 
 def _append_event(workdir: Path, record: dict[str, Any]) -> None:

@@ -46,19 +46,28 @@ class Program:
     extra_args: tuple[jax.Array, ...] = ()
 
     def member(self, tree: Any, i: int) -> Any:
-        """Member i's view of a stacked tree (the tree itself for a single run)."""
+        """Member i's view of a stacked tree (the tree itself for a single run); of a state, its `gathered` view."""
         return sweep.unstack(tree, i) if self.stacked else tree
 
+    def gathered(self, tree: Any) -> Any:
+        """`tree` replicated on every device: a sweep's member-split state gathered once (a collective: every
+        process calls it), which the hooks and every host read then use; a replicated tree as it is."""
+        return parallel.gathered(tree, self.mesh)
+
+    def pulled(self, tree: Any) -> Any:
+        """`tree` as numpy on the host of every process (gathered first when split by member)."""
+        return jax.device_get(self.gathered(tree))
+
     def epoch(self, state: TrainState) -> int:
-        return int(self.member(state.epoch, 0))
+        return int(np.asarray(self.pulled(state.epoch)).reshape(-1)[0])  # every member has done the same epochs
 
     def step(self, state: TrainState) -> int:
         """Rounds done: the most of any member (a diverged sweep member's step stops advancing)."""
-        return int(np.max(state.step))
+        return int(np.max(self.pulled(state.step)))
 
     def frozen(self, state: TrainState) -> list[int]:
         """Members whose step fell behind: frozen by divergence (in this session or before a resume)."""
-        steps = np.asarray(state.step).reshape(-1)
+        steps = np.asarray(self.pulled(state.step)).reshape(-1)
         return [i for i, s in enumerate(steps) if s < steps.max()]
 
     def rounds_per_epoch(self, num_train: int) -> int:
@@ -102,9 +111,10 @@ class Program:
         return np.asarray(self.reconstruct_fn(state.params["ae"], images_bhw, *self.extra_args))
 
 
-def _jit(fn: Callable, mesh: jax.sharding.Mesh, **kwargs: Any) -> Callable:
-    """Outputs replicated, so every process can read them back."""
-    return jax.jit(fn, out_shardings=parallel.replicated(mesh), **kwargs)
+def _jit(fn: Callable, mesh: jax.sharding.Mesh, out: jax.sharding.NamedSharding | None = None,
+         **kwargs: Any) -> Callable:
+    """Outputs replicated, so every process can read them back, unless `out` says otherwise."""
+    return jax.jit(fn, out_shardings=parallel.replicated(mesh) if out is None else out, **kwargs)
 
 
 # An initial state is computed once per run, so its program (a threefry per parameter: hundreds of small
@@ -123,8 +133,9 @@ def initial_state(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
 
 
 def initial_states(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh, setup: build.SweepSetup) -> TrainState:
-    """A sweep's stacked initial state on the mesh, compiled as `initial_state` is."""
-    return _jit(lambda: setup.initial_states(config), mesh, compiler_options=_QUICK_COMPILE)()
+    """A sweep's stacked initial state, split by member over the mesh, compiled as `initial_state` is."""
+    return _jit(lambda: setup.initial_states(config), mesh, parallel.by_member(mesh),
+                compiler_options=_QUICK_COMPILE)()
 
 
 def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
@@ -141,17 +152,16 @@ def single_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
 
 
 def sweep_program(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> tuple[Program, TrainState]:
-    """Every member of a sweep as one vmapped program; the stacked initial state on the mesh."""
+    """Every member of a sweep as one vmapped program; the stacked initial state split by member over the
+    mesh's "members" axis (the state and the epoch's metrics stay there: no collective between member groups)."""
     setup = build.sweep_setup(config)
     learner = setup.learner
     program = Program(
         learner, [m.tags for m in setup.members], mesh, config.batch_size, stacked=True,
-        epoch_fn=_jit(functools.partial(sweep.sweep_epoch, learner, batch_size=config.batch_size,
-                                        batch_constraint=parallel.shard_batch_constraint(mesh)),
-                      mesh, donate_argnums=0),
+        epoch_fn=parallel.jit_sweep_epoch(learner, config.batch_size, mesh),
         eval_fn=_jit(functools.partial(sweep.sweep_evaluate, learner), mesh),
         encode_fn=_jit(jax.vmap(functools.partial(encode, learner), in_axes=(0, None, 0)), mesh),
         reconstruct_fn=_jit(jax.vmap(functools.partial(reconstruct, learner), in_axes=(0, None, 0)), mesh),
         decode_fn=_jit(functools.partial(decode, learner), mesh),
-        extra_args=(parallel.place(setup.masks_ml, mesh),))
+        extra_args=(parallel.place(setup.masks_ml, mesh, parallel.by_member(mesh)),))
     return program, initial_states(config, mesh, setup)

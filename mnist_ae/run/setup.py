@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from mnist_ae import parallel
+from mnist_ae import build, parallel
 from mnist_ae.run import monitoring
 from mnist_ae.checkpoint import Checkpointer
 from mnist_ae.core.state import TrainState
@@ -47,7 +47,8 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     reading: the process's start) makes the summary's wall time count what came before, as "start-up"."""
     opened = time.perf_counter()
     preflight.check(config, workdir)  # a run that cannot fit or save is refused before it allocates
-    mesh = parallel.make_mesh(config.num_devices)
+    members = len(build.members(config)) if config.task == "sweep" else 1
+    mesh = parallel.make_mesh(config.num_devices, members, config.member_devices)
     t = time.perf_counter()
     data = load_data(config, mesh)
     data_s = time.perf_counter() - t
@@ -56,16 +57,16 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     ckpt = Checkpointer(RunDir(workdir).checkpoints, config.keep_checkpoints, best=best)
     if ckpt.latest_epoch() is not None:  # the newest intact one, onto this mesh, whatever device count wrote it
         state = ckpt.restore(state, fits=config)
-    finished = program.epoch(state) >= config.epochs
-    complete = finished and lifecycle.ended(workdir, program.step(state))  # reported only: it writes nothing
+    epoch, step = program.epoch(state), program.step(state)  # in every process: a sweep's are gathered
+    complete = epoch >= config.epochs and lifecycle.ended(workdir, step)  # reported only: it writes nothing
     if parallel.is_main_process() and not complete:  # each (step, member) once in the log, however often it restarted
-        lifecycle.keep_records_before(RunDir(workdir).metrics, program.step(state))
-        lifecycle.record_start(workdir, config, program.step(state))
+        lifecycle.keep_records_before(RunDir(workdir).metrics, step)
+        lifecycle.record_start(workdir, config, step, parallel.mesh_shape(mesh))
     title = config.task if len(program.members) == 1 else f"sweep of {len(program.members)}"
-    reporter = Reporter(total_epochs=config.epochs, start_epoch=program.epoch(state), title=title,
+    reporter = Reporter(total_epochs=config.epochs, start_epoch=epoch, title=title,
                         quiet=quiet or not parallel.is_main_process(),
                         rounds_per_epoch=program.rounds_per_epoch(data.train_x.shape[0]),
-                        device=lifecycle.device_line(), started=opened if started is None else started)
+                        device=lifecycle.device_line() + _layout(mesh), started=opened if started is None else started)
     reporter.note(f"device: {reporter.device}")
     if started is not None:
         reporter.add_time("start-up", opened - started)
@@ -74,6 +75,12 @@ def open_run(config: ml_collections.ConfigDict, workdir: Path, log_framework: st
     if log_framework in ("wandb", "both") and not complete and (note := monitoring.wandb_note(workdir)):
         reporter.note(note)
     return Run(config, workdir, program, data, writers, ckpt, reporter), state
+
+
+def _layout(mesh: jax.sharding.Mesh) -> str:
+    """"; mesh 8 members x 1 data" where there is more than one device (nothing to say on one)."""
+    shape = parallel.mesh_shape(mesh)
+    return f"; mesh {shape['members']} members x {shape['data']} data" if mesh.size > 1 else ""
 
 
 def summary_paths(workdir: Path) -> dict[str, Path]:
