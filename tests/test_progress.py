@@ -222,7 +222,7 @@ def test_the_summary_weighs_the_end_of_run_work_against_the_training(tmp_path, m
     assert re.search(r"wall time +23\.0 s \(compiling 1\.0 s, train 2\.0 s, eval 0\.5 s, checkpoint 0\.5 s, "
                      r"data 7\.0 s, (analysis \(PCA, t-SNE, quality numbers\)|report) 8\.0 s, other 4\.0 s\)", text)
     assert "after training    9.0 s, 2.2x the training's 4.0 s (compiling, train, eval, checkpoint)" in text
-    assert ("--config.analysis_subsample=2000" in text) is analysed
+    assert ("of which the analysis 8.0 s: --config.analyze_at_end=False skips it" in text) is analysed
 
 
 def test_a_run_that_did_not_train_has_no_after_training_line(tmp_path, monkeypatch):

@@ -238,8 +238,8 @@ class Reporter:
             info.add_row("after training", f"{after:.1f} s, {after / training:.1f}x the training's {training:.1f} s "
                          f"({', '.join(TRAINING_PHASES)})")
             if after > 2 * training and ANALYSIS_PHASE in self._timings:
-                info.add_row("", "mostly the analysis of every test code: --config.analysis_subsample=2000 "
-                             "analyses fewer, --config.analyze_at_end=False none")
+                info.add_row("", f"of which the analysis {self._timings[ANALYSIS_PHASE]:.1f} s: "
+                             "--config.analyze_at_end=False skips it (--task analyze runs it later)")
         info.add_row("peak host memory", _bytes(_peak_rss_bytes()))
         if self.device:
             info.add_row("device", self.device)
