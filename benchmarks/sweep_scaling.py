@@ -80,8 +80,8 @@ def main_layouts(args: argparse.Namespace) -> None:
     config = sweep_config(tuple(int(v) for v in args.latent_dims.split(",")),
                           tuple(int(v) for v in args.seeds.split(",")))
     config.update(train_limit=args.train_limit)
-    rows = layout_rows(config, args.epochs)
     print(machine())
+    rows = layout_rows(config, args.epochs)
     print(f"{len(build.members(config))} members (latent {args.latent_dims}, seeds {args.seeds}), "
           f"{args.train_limit or 60000:,} digits, batch 256, {jax.device_count()} devices; compiled epochs only")
     print(f"{'layout (members x data)':<26}{'epoch s':>9}{'x 1 device':>12}{'samples/s':>12}{'eval s':>9}"
