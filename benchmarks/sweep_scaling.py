@@ -55,7 +55,7 @@ def layout_rows(config: ml_collections.ConfigDict, epochs: int, evals: int = 5) 
     devices = jax.device_count()
     members = len(build.members(config))
     layouts = [(1, 1)] + [(g, devices // g) for g in range(devices, 0, -1)
-                          if devices % g == 0 and members % g == 0]
+                          if devices > 1 and devices % g == 0 and members % g == 0]
     rows = []
     for groups, data in layouts:
         mesh = parallel.make_mesh(groups * data, members=members, member_devices=groups)
