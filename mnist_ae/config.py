@@ -58,7 +58,7 @@ FIELDS: dict[str, Field] = {
     "hidden": Field("model", "state", (128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
     "latent_dim": Field("model", "run", 64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
     "init": Field("model", "state", "torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
-    "activation": Field("model", "state", "relu", "relu | gelu: the MLP autoencoder's hidden layers (the conv "
+    "activation": Field("model", "state", "relu", "relu | gelu | tanh: the MLP autoencoder's hidden layers (the conv "
                         "model and the probe keep relu)"),
     "norm": Field("model", "state", "none", "none | layer: a LayerNorm between each hidden Dense and its activation "
                   "in the MLP autoencoder (the probe and the classifier keep none)"),
@@ -181,7 +181,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
     _check(config.recon_loss in OUTPUTS, f"recon_loss={config.recon_loss!r}: use {' or '.join(OUTPUTS)}")
-    _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {' or '.join(ACTIVATIONS)}")
+    _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {', '.join(ACTIVATIONS)}")
     _check(config.model == "mlp" or config.activation == "relu",
            f"activation={config.activation} applies to the MLP only: the conv model is the reference's, use relu")
     _check(config.norm in NORMS, f"norm={config.norm!r}: use {' or '.join(NORMS)}")

@@ -40,7 +40,7 @@ def _config(**overrides):
     (dict(projector_every_evals=-2), "(0 = only at the end)"),
     (dict(num_devices=-1), "(0 = all local devices)"),
     (dict(recon_loss="l1"), "recon_loss='l1': use mse or bce"),
-    (dict(activation="tanh"), "activation='tanh': use relu or gelu"),
+    (dict(activation="sigmoid"), "activation='sigmoid': use relu, gelu, tanh"),
     (dict(model="conv", activation="gelu"), "activation=gelu applies to the MLP only"),
     (dict(norm="batch"), "norm='batch': use none or layer"),
     (dict(augment_shift=8), "augment_shift=8: give a whole number of pixels in [0, 7]"),
@@ -87,7 +87,7 @@ def test_the_cli_refuses_in_one_line_and_creates_nothing(tmp_path, args, phrase)
     assert not workdir.exists()
 
 
-@pytest.mark.parametrize("arg", ["--config.activation=tanh", "--config.norm=batch", "--config.recon_loss=l1",
+@pytest.mark.parametrize("arg", ["--config.activation=sigmoid", "--config.norm=batch", "--config.recon_loss=l1",
                                  "--config.latent_dim=0"])
 def test_a_bad_config_value_is_refused_before_jax_loads(arg):
     """Validation reads the names it checks from `core/choices.py`, which imports no JAX: the error took
