@@ -379,3 +379,66 @@ def test_importing_the_checkpointer_writes_replicated_arrays_whole_and_says_noth
              "print(ocp.type_handlers.get_type_handler(jax.Array)._use_replica_parallel)")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert (result.stdout, result.stderr) == ("False\n", "")
+
+
+def test_muting_orbax_s_override_warning_leaves_absl_s_level_as_it_was():
+    """The handler's registration raises absl's logger to ERROR only while it runs: absl's own warnings
+    (and the run.log routing of them) keep the level they had."""
+    import logging
+
+    from mnist_ae import checkpoint
+
+    absl = logging.getLogger("absl")
+    before = absl.level
+    try:
+        for level in (logging.INFO, logging.WARNING):
+            absl.setLevel(level)
+            checkpoint._register_array_handler()
+            assert absl.level == level
+    finally:
+        absl.setLevel(before)
+
+
+def test_a_write_error_names_what_is_on_disk_now_not_what_the_manager_last_saw(tmp_path, monkeypatch):
+    """The intact checkpoints a write error names are read again from the disk: after the folder was
+    removed under the run (a cleaned scratch disk), none is called intact."""
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    state, config = {"w": np.zeros(2)}, tiny()
+    checkpointer = Checkpointer(tmp_path / "ckpt", keep=5)
+    checkpointer.save(1, state, config)
+    checkpointer.save(2, state, config)
+    checkpointer.close()
+    shutil.rmtree(tmp_path / "ckpt")
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "ckpt"))
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(CheckpointError, match=r"ckpt/3: No space left on device.*; no earlier checkpoint exists"):
+        checkpointer.save(3, state, config)
+
+
+def test_closing_closes_orbax_s_manager_and_a_failed_close_is_one_line(tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    closed = []
+    checkpointer = Checkpointer(tmp_path / "ckpt", keep=2)
+    checkpointer.save(1, {"w": np.zeros(2)}, tiny())
+    real_close = ocp.CheckpointManager.close
+    monkeypatch.setattr(ocp.CheckpointManager, "close", lambda self: closed.append(self) or real_close(self))
+    checkpointer.close()
+    assert closed == [checkpointer._manager]  # its threads and files: released
+
+    failing = Checkpointer(tmp_path / "other", keep=2)
+    failing.save(1, {"w": np.zeros(2)}, tiny())
+
+    def broken(self):
+        real_close(self)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(ocp.CheckpointManager, "close", broken)
+    with pytest.raises(CheckpointError, match=r"^cannot close the checkpoints in .*other: Input/output error$"):
+        failing.close()

@@ -154,6 +154,63 @@ def test_maps_of_the_same_codes_in_another_basis_come_out_aligned():
 # ----------------------------------------------------------------------------- report.html
 
 
+def test_maps_saved_for_a_larger_test_set_are_not_used_for_a_smaller_one(tmp_path):
+    """The analysis's coords.npz names test indices; a run's codes of fewer test digits (an analysis made
+    elsewhere, on another test_limit) cannot use them, down to the first index past the end: the report
+    falls back to the first codes and their PCA, whose points are exactly those codes'."""
+    from mnist_ae.report.collect import points
+
+    rng = np.random.default_rng(0)
+    codes, labels = rng.normal(size=(50, 4)).astype(np.float32), rng.integers(0, 10, 50)
+    (tmp_path / "analysis").mkdir()
+    np.savez(tmp_path / "analysis" / "coords.npz", index=np.array([3, 50]), pca_2d=np.zeros((2, 2)))  # 50: past the end
+    got = points(tmp_path, codes, labels, labels, np.zeros((50, 28, 28), np.uint8), subsample=0, seed=0)
+    np.testing.assert_array_equal(got.index_n, np.arange(50))
+    assert got.maps["pca_2d"].shape == (50, 2) and got.map3d[0] == "PCA" and got.map3d[2].shape == (50, 3)
+    np.testing.assert_array_equal(got.map3d[1], np.arange(50))
+    one_unit = points(tmp_path, codes[:, :1], labels, labels, np.zeros((50, 28, 28), np.uint8), subsample=0, seed=0)
+    assert one_unit.maps["pca_2d"].shape == (50, 2) and one_unit.map3d[2].shape == (50, 3)  # padded with zeros
+    assert not one_unit.maps["pca_2d"][:, 1].any() and not one_unit.map3d[2][:, 1:].any()
+    np.testing.assert_allclose(np.abs(one_unit.maps["pca_2d"][:, 0]), np.abs(codes[:, 0] - codes[:, 0].mean()), rtol=1e-5)
+    np.savez(tmp_path / "analysis" / "coords.npz", index=np.array([3, 49]), pca_2d=np.ones((2, 2)),
+             pca_3d=np.ones((2, 3)))  # every index within
+    kept = points(tmp_path, codes, labels, labels, np.zeros((50, 28, 28), np.uint8), subsample=0, seed=0)
+    np.testing.assert_array_equal(kept.index_n, [3, 49])
+    np.testing.assert_array_equal(kept.maps["pca_2d"], np.ones((2, 2)))
+
+
+def test_final_numbers_come_from_the_hparams_record_else_the_last_eval():
+    """An interrupted run has no hparams record: its finals are its last eval's test numbers, not a train
+    window's; no eval at all gives none."""
+    from mnist_ae.report.collect import finals_of
+
+    evals = [{"step": 0, "test/recon_mse": 0.3}, {"step": 4, "train/recon_mse": 0.2},
+             {"step": 8, "test/recon_mse": 0.2, "epoch": 1}, {"step": 9, "train/loss": 1.0},
+             {"step": 12, "test/recon_mse": 0.1, "test/probe_accuracy": 0.9, "epoch": 2}, {"event": "start", "test/x": 1.0}]
+    assert finals_of(evals) == {"test/recon_mse": 0.1, "test/probe_accuracy": 0.9}
+    assert finals_of([*evals, {"hparams": {}, "metrics": {"test/recon_mse": 0.05}}]) == {"test/recon_mse": 0.05}
+    assert finals_of([{"step": 4, "train/recon_mse": 0.2}]) == {}
+
+
+def test_a_folder_that_is_no_sweep_member_has_no_member_codes(tmp_path):
+    from mnist_ae.report.collect import member_codes_over_time, member_names
+
+    assert member_names(tmp_path) == [] and member_codes_over_time(tmp_path / "run", 4) == []
+    (tmp_path / "codes").mkdir()
+    np.savez(tmp_path / "codes" / "step_0.npz", codes=np.zeros((2, 3, 4)), labels=np.zeros(3), members=["a", "b"])
+    assert member_names(tmp_path) == ["a", "b"]
+
+
+def test_a_run_section_is_named_by_its_folder_and_lists_its_starts(run_dir):
+    from mnist_ae import api
+    from mnist_ae.report.collect import run_data
+
+    data = run_data(api.load(run_dir))
+    assert data.name == run_dir.name and run_data(api.load(run_dir), name="mine").name == "mine"
+    assert data.starts and all(r["event"] == "start" for r in data.starts)
+    assert len(data.starts) == sum(1 for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("event") == "start")
+
+
 def test_the_end_of_run_report_holds_every_section_and_every_point(run_dir):
     from mnist_ae.analysis.embed import TSNE_3D_POINTS
 
