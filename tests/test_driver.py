@@ -243,6 +243,7 @@ def test_the_summary_times_each_phase_within_the_wall_time_and_writers_flush_bef
     wall, parts = re.search(r"wall time +([\d.]+) s \((.*)\)", summary).groups()
     times = {name: float(t) for name, t in re.findall(r"(\w+) ([\d.]+) s", parts)}
     assert {"eval", "train", "checkpoint", "end"} <= times.keys() and max(times.values()) <= float(wall) + 0.05
+    assert re.search(r"after training +[\d.]+ s, [\d.]+x the training's", summary)  # marked when the epochs ended
     events = run.writers[0].events  # flushed once the writers are built (before the first epoch) and at the end
     assert events[0] == "eval" and events[1] == "flush" and events[2] == "train" and events[-1] == "flush"
     speeds = [r["train/steps_per_s"] for _, r in run.writers[0].scalars if "train/steps_per_s" in r]

@@ -47,7 +47,7 @@ def test_a_run_shows_its_device_and_data_time_and_its_rerun_writes_nothing(tmp_p
     started = time.perf_counter() - 30  # as if the process had started 30 s ago: its imports count as start-up
     first = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False, started=started)
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("device: cpu")
+    assert out.splitlines()[0].startswith("device: cpu") and "mesh" not in out.splitlines()[0]  # one device: no layout
     wall, startup, data = (float(x) for x in re.search(r"wall time +([\d.]+) s \(start-up ([\d.]+) s, data ([\d.]+) s,",
                                                        out).groups())
     assert 30 <= startup < 30 + data + 5 and 0 <= data and startup + data <= wall  # 5: the preflight and the mesh
@@ -109,3 +109,14 @@ def test_a_member_layout_that_does_not_divide_is_refused_before_anything_is_writ
                                          r"use one of 1 \(or 0 for 1\)$"):
         tasks.run(tiny_sweep(member_devices=2), tmp_path)
     assert not RunDir(tmp_path).metrics.exists() and not any(RunDir(tmp_path).checkpoints.glob("*"))
+
+
+def test_the_first_line_names_the_mesh_from_two_devices_on():
+    import types
+
+    def mesh(members: int, data: int):
+        return types.SimpleNamespace(shape={"members": members, "data": data}, size=members * data)
+
+    assert setup._layout(mesh(1, 1)) == ""
+    assert setup._layout(mesh(1, 2)) == "; mesh 1 members x 2 data"
+    assert setup._layout(mesh(8, 1)) == "; mesh 8 members x 1 data"
