@@ -175,16 +175,16 @@ def train(run: Run, state: TrainState, hooks: Sequence[Hook]) -> list[dict[str, 
     if start < config.epochs:
         state = _train_epochs(run, state, hooks, start)
         reporter.training_done()
-    elif lifecycle.ended(run.workdir, program.step(state)):
-        reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
-                      "train, reporting its final numbers; raise --config.epochs to continue it")
-        return lifecycle.saved_finals(run.workdir, program.members) or _evaluated_finals(run, program.gathered(state))
-    else:
+    state = program.gathered(state)  # what the end stages and the hooks read, in every process
+    if start >= config.epochs:
+        if lifecycle.ended(run.workdir, program.step(state)):
+            reporter.warn(f"{run.workdir} is already trained to epoch {start} (epochs={config.epochs}): nothing to "
+                          "train, reporting its final numbers; raise --config.epochs to continue it")
+            return lifecycle.saved_finals(run.workdir, program.members) or _evaluated_finals(run, state)
         reporter.warn(f"{run.workdir} is trained to epoch {start}, but a stop cut its end-of-run stages short "
                       "(analysis, report, final records): finishing them")
-        run.finals = _evaluated_finals(run, program.gathered(state))
+        run.finals = _evaluated_finals(run, state)
     run.stop.during = END_STAGES  # nothing left to commit: a signal now stops at once; the rerun finishes them
-    state = program.gathered(state)  # what the hooks read, in every process
     for hook in hooks:
         if hook.at_end:  # timed under its name in the summary; long ones show a spinner meanwhile
             with reporter.phase(hook.name) if hook.shown else _timed(reporter, hook.name):
