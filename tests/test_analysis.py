@@ -472,6 +472,7 @@ def test_the_3d_maps_axes_name_the_method_that_made_them():
         ["UMAP", "t-SNE", "t-SNE", "t-SNE", "t-SNE"]
 
 
+@pytest.mark.slow  # second check of run_analysis
 def test_run_analysis_without_tsne_or_baseline(tmp_path, digits):
     images, labels, class_names = digits[0][:300], digits[1][:300], digits[2]
     codes = fake_codes(images)

@@ -162,6 +162,7 @@ def test_a_coordinator_whose_peers_never_come_says_so_in_one_line(tmp_path):
                            "(--process_id=1..1, the same --coordinator_address) or raise --distributed_timeout\n")
 
 
+@pytest.mark.slow  # multi-process timing
 def test_the_coordinator_s_timer_ends_the_process_only_when_the_peers_are_late(monkeypatch, capfd):
     import os
     import time

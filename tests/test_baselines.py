@@ -94,6 +94,7 @@ def test_raw_pixel_numbers_are_computed_once_and_a_changed_image_recomputes_them
     assert calls[3:] == [(300, 16), (300, 784)]
 
 
+@pytest.mark.slow  # second check: the quick tier reuses and invalidates the cache
 def test_the_raw_pixel_cache_key_holds_the_labels_and_every_setting(cache, monkeypatch):
     """A changed label, seed, map backend or map on/off each computes (and caches) anew; the same call reads
     the cache. The map is a 2-D map of the pixels' PCA to 50 dims on the trustworthiness subsample

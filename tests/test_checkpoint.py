@@ -297,7 +297,7 @@ def _stepped(state, step: int):
 
 
 @pytest.mark.parametrize("metric, values", [("test/recon_mse", [0.5, 0.1, 0.3, None, 0.4, 0.35]),
-                                            ("test/accuracy", [0.5, 0.9, 0.3, None, 0.4, 0.85])])
+                                            pytest.param("test/accuracy", [0.5, 0.9, 0.3, None, 0.4, 0.85], marks=pytest.mark.slow)])
 def test_the_best_checkpoint_is_kept_when_later_ones_rotate_and_resume_uses_the_latest(tmp_path, metric, values):
     """keep=2 and six saves: the last two stay, and so does the best by the metric (lowest MSE, highest
     accuracy: picked here with numpy), even though four later ones rotated past it. A save without
@@ -339,6 +339,7 @@ def test_a_run_keeps_its_best_checkpoint_and_analyze_can_take_it(tmp_path):
     ckpt.close()
 
 
+@pytest.mark.slow  # second check: the quick tier refuses a config that does not fit
 def test_a_checkpoint_of_another_shape_is_refused_in_one_line_and_stays_where_it_is(tmp_path):
     """A latent-8 checkpoint restored into a latent-4 model (what a change of the model's code between
     versions looks like) is not damage: one line naming the leaf and both shapes, nothing set aside (damage

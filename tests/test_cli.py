@@ -188,7 +188,7 @@ def test_missing_optional_packages_are_config_errors(monkeypatch):
         check_log_framework("both")
 
 
-@pytest.mark.parametrize("env, expected", [({}, "{cache}/jax"), ({"JAX_COMPILATION_CACHE_DIR": "{cache}/mine"}, "{cache}/mine")])
+@pytest.mark.parametrize("env, expected", [({}, "{cache}/jax"), pytest.param({"JAX_COMPILATION_CACHE_DIR": "{cache}/mine"}, "{cache}/mine", marks=pytest.mark.slow)])
 def test_the_command_keeps_compiled_programs_in_the_users_cache_unless_told_otherwise(tmp_path, env, expected):
     """launch.py turns on JAX's persistent compilation cache in MNIST_AE_CACHE/jax (a user's own
     JAX_COMPILATION_CACHE_DIR wins), caching programs that take over 0.1 s to compile."""

@@ -72,6 +72,7 @@ def test_numbers_do_not_move_when_every_code_is_shifted_far_from_the_origin(scor
     assert shifted["silhouette"] == pytest.approx(silhouette_score(codes_nl, labels), abs=1e-3)
 
 
+@pytest.mark.slow  # edge cases; the quick tier checks the silhouette's mean
 def test_silhouettes_of_a_digit_alone_in_its_class_and_of_a_pair_are_scikit_learns(scored):
     """scikit-learn's convention (Rousseeuw's): a point with no other point of its label scores 0; a
     point of a pair has its partner as its whole own class."""

@@ -53,6 +53,7 @@ def test_an_old_checkpoint_restores_and_evaluates_to_its_reported_metrics(name, 
         assert float(got["test/probe_accuracy"]) == pytest.approx(want["test/probe_accuracy"], abs=1e-9)
 
 
+@pytest.mark.slow  # second check: old checkpoints restore and evaluate in the quick tier
 def test_an_old_run_resumes_to_a_later_epoch(tmp_path):
     workdir = tmp_path / "run"
     shutil.copytree(FIXTURES / "run_v1", workdir)

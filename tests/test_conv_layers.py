@@ -22,7 +22,8 @@ def _outputs_and_grads(layer: nn.Module, params, x):
 
 # (input size, in, out, kernel, stride, padding): the conv autoencoder's layers, then odd cases.
 @pytest.mark.parametrize("size, c_in, c_out, k, s, p", [
-    (28, 1, 32, 3, 3, 1), (5, 32, 64, 3, 2, 1), (7, 3, 4, 4, 2, 0), (6, 2, 3, 3, 1, 2),
+    (28, 1, 32, 3, 3, 1),  # the encoder's first layer; the rest are the slow tier's
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [(5, 32, 64, 3, 2, 1), (7, 3, 4, 4, 2, 0), (6, 2, 3, 3, 1, 2)]),
 ])
 def test_conv_matches_flax(size, c_in, c_out, k, s, p):
     x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, c_in))
@@ -35,8 +36,10 @@ def test_conv_matches_flax(size, c_in, c_out, k, s, p):
 
 
 @pytest.mark.parametrize("size, c_in, c_out, k, s, p", [
-    (2, 64, 32, 3, 2, 0), (5, 32, 16, 5, 3, 1), (15, 16, 1, 2, 2, 1),  # the decoder: 5, 15, 28 px out
-    (4, 3, 2, 4, 2, 1), (3, 2, 5, 2, 3, 0), (3, 2, 2, 3, 1, 1),  # k = s*m, k < s, stride 1
+    (15, 16, 1, 2, 2, 1),  # the decoder's last layer (28 px out); its others and the odd shapes are slow
+    *(pytest.param(*case, marks=pytest.mark.slow) for case in [
+        (2, 64, 32, 3, 2, 0), (5, 32, 16, 5, 3, 1),  # the decoder: 5, 15 px out
+        (4, 3, 2, 4, 2, 1), (3, 2, 5, 2, 3, 0), (3, 2, 2, 3, 1, 1)]),  # k = s*m, k < s, stride 1
 ])
 def test_conv_transpose_matches_flax_with_pytorch_padding(size, c_in, c_out, k, s, p):
     x = jax.random.normal(jax.random.PRNGKey(0), (3, size, size, c_in))

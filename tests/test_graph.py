@@ -98,6 +98,7 @@ def _events(path: Path):  # noqa: ANN202
     return list(LegacyEventFileLoader(str(path)).Load())
 
 
+@pytest.mark.slow  # second check of the graph writer
 def test_a_classifier_and_a_sweep_get_their_own_round():
     mesh = parallel.make_mesh(0)
     data = DeviceData(jnp.zeros((64, 28, 28), jnp.uint8), None, None, None, np.zeros((1, 28, 28)), ())
@@ -122,6 +123,7 @@ def test_input_names_must_match_the_inputs():
         graph.graph_def(closed, ["a"])
 
 
+@pytest.mark.slow  # second check of the graph writer
 def test_a_graph_that_cannot_be_built_is_one_warning_and_the_run_trains_on(tmp_path, monkeypatch, capsys):
     def broken(*args):
         raise NotImplementedError("no graph for this primitive")

@@ -108,6 +108,7 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
     assert [r["step"] for r in records if "test/recon_mse" in r] == [0, 64, 96]  # the last eval too
 
 
+@pytest.mark.slow  # second check: test_monitoring's histogram schedule is quick
 def test_histograms_follow_their_own_schedule_from_step_0(tmp_path):
     tasks.run(tiny(epochs=2, histogram_every_epochs=2), tmp_path, log_framework="tensorboard", quiet=True)
     logdir = RunDir(tmp_path).tensorboard

@@ -667,6 +667,7 @@ def test_each_process_joins_with_its_arguments_and_only_process_zero_never_waits
     assert calls[1] == ((), {})
 
 
+@pytest.mark.slow  # second check of the coordinator wait
 def test_a_waiting_process_asks_twice_a_second(monkeypatch):
     """The wait for process 0 polls every 0.5 s, it does not spin (a counted, always refused connect)."""
     from mnist_ae import parallel

@@ -452,6 +452,7 @@ def test_a_sweep_report_has_one_section_per_member(tmp_path, monkeypatch):
     assert sorted(column) == pytest.approx(sorted(finals), abs=5e-5)  # shown with 4 digits
 
 
+@pytest.mark.slow  # a fallback, in a subprocess
 def test_a_run_without_plotly_finishes_and_says_what_to_install(tmp_path, monkeypatch, capsys):
     from mnist_ae import tasks
 

@@ -83,6 +83,7 @@ def test_a_sweep_keeps_no_single_best_checkpoint_and_groups_its_members(tmp_path
     assert [w["group"] for w in opened] == ["mine"] * 4
 
 
+@pytest.mark.slow  # two runs with wandb
 def test_the_wandb_line_shows_only_when_wandb_logs_this_start(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(monitoring, "wandb_note", lambda workdir: "W&B: offline (no account)")
     opened = []

@@ -56,6 +56,7 @@ def _run(script: str, signals: list[tuple[float, int]]) -> tuple[subprocess.Comp
 HANDLER_NEVER_RUNS = "signal.signal(signal.SIGTERM, lambda *a: None)\nsignal.signal(signal.SIGINT, lambda *a: None)"
 
 
+@pytest.mark.slow  # waits out the grace; the quick tier cuts an epoch at the grace
 def test_a_run_blocked_where_no_handler_runs_ends_within_the_grace_with_one_line():
     result, seconds = _run(HANDLER_NEVER_RUNS, [(0, signal.SIGTERM)])
     assert result.returncode == 143, result.stderr

@@ -82,6 +82,7 @@ def test_the_programs_start_each_run_and_sweep_member_from_its_seeds_init_state(
         chex.assert_trees_all_equal(sweep.unstack(stacked, i), single)
 
 
+@pytest.mark.slow  # second check: the masked member equals its single run
 def test_sliced_member_is_the_unpadded_model(slice_):
     config = sweep_config()
     member = build.Member(2, 1, 1e-2)

@@ -56,6 +56,7 @@ def test_each_points_affinities_have_the_asked_perplexity_over_its_nearest_neigh
     assert np.all(p_nn[(cond_nn + cond_nn.T) == 0] == 0)  # no mass beyond the 3 x perplexity + 1 nearest
 
 
+@pytest.mark.slow  # an edge case
 def test_fewer_points_than_neighbours_use_every_other_point_and_a_perplexity_they_can_reach(codes):
     """12 points, perplexity 5: each point's distribution spans the 11 others (not 3 x 5 + 1); a map
     asked for perplexity 30 on 30 points is the map at (30 - 1) / 3, the most 30 points allow."""
