@@ -36,7 +36,7 @@ def sweep_config(latent_dims: tuple[int, ...], seeds: tuple[int, ...] = (0,)) ->
 def sweep_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Array, epochs: int) -> Throughput:
     """Every member's epoch in one vmapped compiled call: compile s, s per epoch, samples of all members."""
     setup = build.sweep_setup(config)
-    fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, config.batch_size),
+    fn = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, x, y, setup.masks_ml, batch_size=config.batch_size),
                  donate_argnums=0)
     times = time_epochs(fn, program.initial_states(config, parallel.make_mesh(1), setup), epochs=epochs)
     members = len(setup.members)

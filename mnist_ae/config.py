@@ -18,7 +18,7 @@ from typing import Any
 
 import ml_collections
 
-from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS
+from mnist_ae.core.choices import ACTIVATIONS, NORMS, OUTPUTS, parse_noise
 from mnist_ae.errors import ConfigError
 from mnist_ae.metrics import direction
 
@@ -54,7 +54,10 @@ FIELDS: dict[str, Field] = {
     "data_source": Field("data", "", "idx", "idx (local IDX files) | tfds (tensorflow-datasets, needs internet)"),
     "train_limit": Field("data", "state", 0, "use only the first N training examples (0 = all)"),
     "test_limit": Field("data", "", 0, "use only the first N test examples (0 = all)"),
-    "model": Field("model", "state", "mlp", "mlp | conv (conv: the reference 50,161-parameter conv autoencoder)"),
+    "normal_class": Field("data", "state", -1, "one-class training: only the training digits of this class "
+                          "(anomaly detection; -1 = every class)"),
+    "model": Field("model", "state", "mlp", "mlp | conv | vae (conv: the reference 50,161-parameter conv autoencoder; "
+                   "vae: the MLP as a variational autoencoder, Bernoulli pixels, trained on the ELBO)"),
     "hidden": Field("model", "state", (128, 64), "hidden widths of the MLP encoder (the decoder mirrors them) or classifier"),
     "latent_dim": Field("model", "run", 64, "size of the MLP code (the conv code is fixed at 2x2x64 = 256)"),
     "init": Field("model", "state", "torch", "torch (uniform +-1/sqrt(fan_in), the reference recipe) | flax (lecun_normal)"),
@@ -64,6 +67,8 @@ FIELDS: dict[str, Field] = {
                   "in the MLP autoencoder (the probe and the classifier keep none)"),
     "recon_loss": Field("model", "state", "mse", "mse (tanh output, MSE on pixels in [-1, 1], the reference recipe) | "
                         "bce (sigmoid output, binary cross-entropy on pixels in [0, 1])"),
+    "beta": Field("model", "run", 1.0, "vae: the KL's weight (1 = the ELBO; above 1 a beta-VAE)"),
+    "kl_warmup_steps": Field("model", "state", 0, "vae: rounds over which the KL's weight ramps up from 0 (0 = none)"),
     "probe_hidden": Field("model", "state", (64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
     "learning_rate": Field("optimisation", "run", 1e-3, "AdamW learning rate of the autoencoder / classifier"),
     "lr_schedule": Field("optimisation", "state", "constant", "constant (the reference recipe) | warmup_cosine: "
@@ -78,6 +83,9 @@ FIELDS: dict[str, Field] = {
     "epochs": Field("optimisation", "", 5, "training epochs"),
     "augment_shift": Field("optimisation", "state", 0, "shift each training digit by a random whole number of "
                            "pixels in [-N, N] along each axis, fresh each round (0 = none; the test set is never shifted)"),
+    "input_noise": Field("optimisation", "state", "", "a denoising autoencoder: each training input corrupted afresh "
+                         "each round, its clean digit the target: gaussian:SIGMA | masking:P (on [0, 1] pixels; "
+                         "'' = none)"),
     "ae_steps": Field("optimisation", "state", 1, "autoencoder updates per round (each on its own batch)"),
     "probe_steps": Field("optimisation", "state", 1, "probe updates per round, on the round's codes with the AE frozen"),
     "eval_every_epochs": Field("logging", "", 1, "evaluate on the whole test set every N epochs (and at step 0)"),
@@ -87,12 +95,17 @@ FIELDS: dict[str, Field] = {
     "keep_checkpoints": Field("logging", "", 3, "keep the last K checkpoints"),
     "best_checkpoint_metric": Field("logging", "", "test/recon_mse", "also keep the checkpoint with the best "
                                     "value of this test metric (highest for accuracies, else lowest; '' = none)"),
+    "iw_samples": Field("logging", "", 50, "vae: importance samples per test digit of each eval's bound test/nll_iwK"),
+    "iw_samples_final": Field("logging", "", 0, "vae: importance samples per test digit of the bound computed after "
+                              "training (0 = none; Burda et al. report 5000)"),
     "grid_digits": Field("logging", "", 10, "test digits in the reconstruction grid"),
     "histogram_every_epochs": Field("logging", "", 1, "code (z/*) and weight histograms every N epochs (0 = never; sweeps log none)"),
     "projector_every_evals": Field("logging", "", 0, "TensorBoard projector every N evals (0 = only at the end)"),
     "projector_points": Field("logging", "", 2000, "test codes in the TensorBoard projector"),
     "analyze_at_end": Field("analysis", "", True, "run the embedding analysis at the end of a reconstruction run "
                             "(a sweep: every member's quality numbers and 2-D map)"),
+    "evaluate_denoising": Field("analysis", "", False, "after training, reconstruct noisy test digits and score them "
+                                "against PCA's and the noisy digits (always for a run trained with input_noise)"),
     "latent_pictures": Field("analysis", "", True, "decoded class means, interpolations and (2-unit codes) the "
                              "manifold at the end of an autoencoder run or sweep"),
     "tsne_backend": Field("analysis", "", "auto", "auto (exact up to 3,000 points, else opentsne) | exact (JAX, "
@@ -113,6 +126,9 @@ FIELDS: dict[str, Field] = {
     "latent_dims": Field("sweep", "sweep", (2, 3, 5, 10, 50), "sweep: latent sizes trained together (pad-and-mask)"),
     "seeds": Field("sweep", "sweep", (0,), "sweep: seeds"),
     "learning_rates": Field("sweep", "sweep", (1e-3,), "sweep: autoencoder learning rates"),
+    "betas": Field("sweep", "sweep", (1.0,), "sweep: the vae's KL weights"),
+    "normal_classes": Field("sweep", "sweep", (), "sweep: one-class members, each trained on one class's digits "
+                            "and scored by AUROC at detecting the other classes (() = none)"),
     "num_devices": Field("scale", "", 0, "devices to train on (0 = all local devices)"),
     "member_devices": Field("scale", "", 0, "sweep: groups of devices the members are split over, each training "
                             "its own members (0 = the most that divide the member and device counts; the devices "
@@ -178,14 +194,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"unknown dataset {config.dataset!r}: choose one of {', '.join(DATASETS)}")
     _check(config.data_source in SOURCES,
            f"data_source={config.data_source!r}: choose one of {', '.join(SOURCES)}")
-    _check(config.model in ("mlp", "conv"), f"model={config.model!r}: use mlp or conv")
+    _check(config.model in ("mlp", "conv", "vae"), f"model={config.model!r}: use mlp, conv or vae")
     _check(config.init in ("torch", "flax"), f"init={config.init!r}: use torch or flax")
     _check(config.recon_loss in OUTPUTS, f"recon_loss={config.recon_loss!r}: use {' or '.join(OUTPUTS)}")
     _check(config.activation in ACTIVATIONS, f"activation={config.activation!r}: use {', '.join(ACTIVATIONS)}")
-    _check(config.model == "mlp" or config.activation == "relu",
+    _check(config.model != "conv" or config.activation == "relu",
            f"activation={config.activation} applies to the MLP only: the conv model is the reference's, use relu")
     _check(config.norm in NORMS, f"norm={config.norm!r}: use {' or '.join(NORMS)}")
-    _check(config.model == "mlp" or config.norm == "none",
+    _check(config.model != "conv" or config.norm == "none",
            f"norm={config.norm} applies to the MLP only: the conv model is the reference's, use none")
     _check(_finite_number(config.adam_b2) and 0 <= config.adam_b2 < 1,
            f"adam_b2={config.adam_b2!r}: must be a number in [0, 1), e.g. 0.95")
@@ -202,12 +218,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in ("learning_rate", "probe_learning_rate"):
         _check(_finite_number(config[name]) and config[name] > 0,
                f"{name}={config[name]!r}: the learning rate must be a positive finite number, e.g. 1e-3")
+    try:
+        noise = parse_noise(config.input_noise)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    _check(noise is None or config.model != "vae",
+           f"input_noise={config.input_noise} trains a denoising autoencoder: use model mlp or conv (the vae's "
+           "inputs are binarised digits)")
+    classes = range(10)  # both datasets' (data.SPECS); checked against the labels when a pool is made
+    _check(config.normal_class == -1 or config.normal_class in classes and config.task == "reconstruction",
+           f"normal_class={config.normal_class!r}: give a class 0-9 to train a one-class autoencoder "
+           "(--task reconstruction), or -1 for every class")
+    _check(all(c in classes for c in config.normal_classes) and (not config.normal_classes or config.task == "sweep"),
+           f"normal_classes={config.normal_classes!r}: give classes 0-9 for a sweep's one-class members, "
+           "e.g. --config.normal_classes=0,1,2")
+    _check(_finite_number(config.beta) and config.beta >= 0,
+           f"beta={config.beta!r}: the KL's weight must be a finite number >= 0, e.g. 1 (the ELBO) or 4")
     _check(_finite_number(config.weight_decay) and config.weight_decay >= 0,
            f"weight_decay={config.weight_decay!r}: must be a finite number >= 0")
     _check(_seed(config.seed), f"seed={config.seed!r}: use an integer in [0, 2**32) (JAX keys take 32 bits)")
     for name in ("batch_size", "epochs", "ae_steps", "probe_steps", "eval_every_epochs",
                  "eval_batch_size", "log_every_steps", "checkpoint_every_epochs",
-                 "keep_checkpoints", "grid_digits"):
+                 "keep_checkpoints", "grid_digits", "iw_samples"):
         _check(isinstance(config[name], int) and config[name] >= 1,
                f"{name}={config[name]!r}: must be a positive integer")
     _check(config.grid_digits <= MAX_GRID_DIGITS, f"grid_digits={config.grid_digits}: at most {MAX_GRID_DIGITS} "
@@ -215,7 +247,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(isinstance(config.augment_shift, int) and 0 <= config.augment_shift <= 7,
            f"augment_shift={config.augment_shift!r}: give a whole number of pixels in [0, 7], e.g. 1")
     for name in ("train_limit", "test_limit", "num_devices", "member_devices", "analysis_subsample", "report_codes",
-                 "histogram_every_epochs", "projector_every_evals"):
+                 "histogram_every_epochs", "projector_every_evals", "kl_warmup_steps", "iw_samples_final"):
         zero = re.search(r"\(0 = ([^;)]+)", FIELDS[name].meaning).group(1)  # what 0 means, from the help text
         _check(isinstance(config[name], int) and config[name] >= 0,
                f"{name}={config[name]!r}: must be an integer >= 0 (0 = {zero})")
@@ -242,12 +274,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _check(len(config.learning_rates) > 0
                and all(_finite_number(lr) and lr > 0 for lr in config.learning_rates),
                f"learning_rates={config.learning_rates!r}: give one or more positive finite rates, e.g. 1e-3,3e-3")
-        for name in ("latent_dims", "seeds", "learning_rates"):
+        _check(len(config.betas) > 0 and all(_finite_number(b) and b >= 0 for b in config.betas),
+               f"betas={config.betas!r}: give one or more KL weights >= 0, e.g. --config.betas=1,4")
+        _check(config.model == "vae" or tuple(config.betas) == (1.0,),
+               f"betas={config.betas!r} weigh a vae's KL: set --config.model=vae or leave betas out")
+        for name in ("latent_dims", "seeds", "learning_rates", "betas", "normal_classes"):
             values = list(config[name])
             repeated = sorted({v for v in values if values.count(v) > 1})
             _check(not repeated, f"{name} repeats {repeated[0]!r}: each member must differ, list each value once"
                    if repeated else "")
-        _check(config.model == "mlp" or tuple(config.latent_dims) == (256,),
+        _check(config.model != "conv" or tuple(config.latent_dims) == (256,),
                "a conv sweep has the fixed 256-unit code: set --config.latent_dims=256 and sweep "
                "seeds and learning_rates")
 

@@ -21,7 +21,7 @@ _RULES: tuple[tuple[str, int | None], ...] = (
     ("learning_rate", None), ("steps_per_s", None),
     ("dead_dims", LOWER), ("mse", LOWER), ("sse", LOWER), ("loss", LOWER), ("nll", LOWER),
     ("accuracy", HIGHER), ("trustworthiness", HIGHER), ("silhouette", HIGHER), ("psnr", HIGHER),
-    ("auroc", HIGHER), ("elbo", HIGHER), ("precision_at", HIGHER),
+    ("auroc", HIGHER), ("elbo", HIGHER), ("precision_at", HIGHER), ("_map", HIGHER),
 )
 _DESCRIPTIVE_PREFIXES = ("baseline/", "usage/")
 

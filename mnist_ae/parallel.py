@@ -265,20 +265,26 @@ def place(tree: Any, mesh: Mesh, sharding: NamedSharding | None = None) -> Any:
     return jax.tree.map(one, tree)
 
 
-def jit_train_epoch(task: Any, batch_size: int, mesh: Mesh, donate: bool = True):
-    """`loop.train_epoch` jitted for the mesh: call it with a placed state and placed data.
+def jit_train_epoch(task: Any, batch_size: int, mesh: Mesh, donate: bool = True, epoch_examples: int | None = None):
+    """`loop.train_epoch` jitted for the mesh: call it with a placed state and placed data (and a one-class
+    run's pool of training indices, `epoch_examples` of them per epoch).
 
     Input shardings come from the committed (placed) arguments; outputs (the new state and the
     per-round metrics) are pinned replicated, so the state keeps its sharding epoch after epoch
     and the host can read metrics in every process.
     """
     check_divisible(batch_size, mesh)
-    return jax.jit(functools.partial(train_epoch, task, batch_size=batch_size,
-                                     batch_constraint=shard_batch_constraint(mesh)),
-                   out_shardings=replicated(mesh), donate_argnums=0 if donate else ())
+    constraint = shard_batch_constraint(mesh)
+
+    def epoch(state: Any, images: jax.Array, labels: jax.Array, beta: None = None,
+              pool: tuple[jax.Array, jax.Array] | None = None) -> Any:  # a single run's beta is its learner's
+        return train_epoch(task, state, images, labels, batch_size, batch_constraint=constraint, pool=pool,
+                           epoch_examples=epoch_examples)
+
+    return jax.jit(epoch, out_shardings=replicated(mesh), donate_argnums=0 if donate else ())
 
 
-def jit_sweep_epoch(learner: Any, batch_size: int, mesh: Mesh):
+def jit_sweep_epoch(learner: Any, batch_size: int, mesh: Mesh, epoch_examples: int | None = None):
     """`sweep.sweep_epoch` jitted for the mesh: call it with a state and masks placed `by_member`.
 
     The members stay on their group of devices ("members") and their batches split over the group's
@@ -287,5 +293,6 @@ def jit_sweep_epoch(learner: Any, batch_size: int, mesh: Mesh):
     """
     check_divisible(batch_size, mesh)
     return jax.jit(functools.partial(sweep_epoch, learner, batch_size=batch_size,
-                                     batch_constraint=shard_batch_constraint(mesh), member_axis=MEMBERS_AXIS),
+                                     batch_constraint=shard_batch_constraint(mesh), member_axis=MEMBERS_AXIS,
+                                     epoch_examples=epoch_examples),
                    out_shardings=by_member(mesh), donate_argnums=0)

@@ -107,6 +107,10 @@ class RunDir:
     reconstructions = property(lambda self: self.root / "reconstructions")  # step_NNNNNNN.png per eval
     codes = property(lambda self: self.root / "codes")  # step_NNNNNNN.npz: test codes per eval
     latent = property(lambda self: self.root / "latent")  # decoded class means, interpolations, manifold
+    anomaly_roc = property(lambda self: self.root / "anomaly_roc.png")  # one-class runs' ROC curves
+    anomaly_digits = property(lambda self: self.root / "anomaly_digits.png")  # their most and least anomalous digits
+    denoising = property(lambda self: self.root / "denoising.png")  # noisy / denoised / clean test digits
+    samples = property(lambda self: self.root / "samples")  # a VAE's samples_step_NNNNNNN.png per eval
     comparison = property(lambda self: self.root / "comparison.png")  # a sweep's reconstructions per member
     sweep_results = property(lambda self: self.root / "sweep_results.md")  # for people
     sweep_results_json = property(lambda self: self.root / "sweep_results.json")  # for programs
@@ -115,6 +119,9 @@ class RunDir:
 
     def reconstruction_png(self, step: int) -> Path:
         return self.reconstructions / f"step_{step:07d}.png"
+
+    def samples_png(self, step: int) -> Path:
+        return self.samples / f"samples_step_{step:07d}.png"
 
     def codes_npz(self, step: int) -> Path:
         return self.codes / f"step_{step:07d}.npz"

@@ -14,7 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from helpers import hparams_session_groups, tiny, tiny_sweep
 from mnist_ae import data as data_lib
 from mnist_ae import tasks
-from mnist_ae.analysis import ANALYSIS_PHASE, baselines
+from mnist_ae.analysis import ANALYSIS_PHASE, baselines, retrieval
+from mnist_ae.core import noise
 from mnist_ae.run import hooks
 from mnist_ae.workdir import RunDir, read_records
 
@@ -87,7 +88,7 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
     epoch, not an eval); no histograms with histogram_every_epochs=0; the PCA baseline on the run's own
     train and test limits; the analysis' numbers in the finals; the report last, after every record."""
     config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=0, latent_pictures=True,
-                  analyze_at_end=True, report_at_end=True)
+                  analyze_at_end=True, report_at_end=True, evaluate_denoising=True)
     final = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False)
     run = RunDir(tmp_path)
     assert re.search(rf"^{re.escape(ANALYSIS_PHASE)} \.\.\. [\d.]+ s$", capsys.readouterr().out, re.M)  # shown
@@ -103,6 +104,15 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
     pca = baselines.pca_test_mse(mnist.train_images[:2048], mnist.test_images[:512], config.latent_dim)
     assert final[baselines.PCA_KEY] == pytest.approx(pca, rel=1e-6)  # the same function on the same digits
     assert final["analysis/knn5_accuracy"] == 0.5
+    expected = retrieval.baseline_numbers(mnist.train_images[:2048], mnist.train_labels[:2048], mnist.test_images[:512],
+                                          mnist.test_labels[:512], config.latent_dim)  # pixels' and PCA's, cached
+    assert {k: final[k] for k in expected} == pytest.approx(expected, rel=1e-6)
+    assert 0.1 < final["test/retrieval_map"] < 1 and 0.1 < final["test/retrieval_precision_at_10"] <= 1
+    for level in noise.EVAL_LEVELS:  # the noisy test digits' numbers, the model's beside PCA's and the noisy's
+        assert {f"{prefix}_gaussian{level:g}_{measure}" for prefix in ("test/denoise", "baseline/pca_denoise",
+                "baseline/noisy") for measure in ("psnr", "mse01")} <= final.keys()
+    assert final["baseline/noisy_gaussian0.1_psnr"] > final["baseline/noisy_gaussian0.5_psnr"]
+    assert run.denoising.exists()
     assert stubbed == [("analysis", True), ("report", True)]
     [records] = slow_log
     assert [r["step"] for r in records if "test/recon_mse" in r] == [0, 64, 96]  # the last eval too

@@ -29,10 +29,16 @@ def test_code_sets_are_class_means_lines_and_a_grid():
     assert grid.shape == (16, 2) and xs[0] == pytest.approx(np.percentile(codes[:, 0], 1))
     assert ys[0] == pytest.approx(np.percentile(codes[:, 1], 99))  # the top row is the highest y
     assert tuple(grid[0]) == pytest.approx((xs[0], ys[0])) and tuple(grid[-1]) == pytest.approx((xs[-1], ys[-1]))
+    codes[:, 1] *= 5  # unit 1 varies most, then unit 0 or 2
+    path, units = lp.traversals(codes, units=2)
+    assert units[0] == 1 and len(units) == 2 and path.shape == (2 * len(lp.TRAVERSAL_PERCENTILES), 3)
+    row = path[: len(lp.TRAVERSAL_PERCENTILES)]  # unit 1 through its percentiles, the others at the mean
+    np.testing.assert_allclose(row[:, 1], np.percentile(codes[:, 1], lp.TRAVERSAL_PERCENTILES), rtol=1e-6)
+    np.testing.assert_allclose(row[:, [0, 2]], np.broadcast_to(codes.mean(0)[[0, 2]], (len(row), 2)), rtol=1e-6)
 
 
-def test_a_run_with_two_unit_codes_writes_class_means_interpolations_and_the_manifold(tmp_path):
+def test_a_run_with_two_unit_codes_writes_class_means_interpolations_traversals_and_the_manifold(tmp_path):
     tasks.train_and_evaluate(tiny(latent_dim=2, epochs=1, latent_pictures=True), tmp_path, "none", quiet=True)
     sizes = {p.name: Image.open(p).size for p in (tmp_path / "latent").iterdir()}
-    assert set(sizes) == {"class_means.png", "interpolations.png", "manifold.png"}
+    assert set(sizes) == {"class_means.png", "interpolations.png", "traversals.png", "manifold.png"}
     assert all(w >= 400 and h >= 100 for w, h in sizes.values())

@@ -152,20 +152,28 @@ def _sweep_and_single(config, slice_, i: int):
     single run, same data order, both in float64 (see REL_L2); returns the sweep's states in float32."""
     with jax.enable_x64(True):
         setup = build.sweep_setup(config)
+        classes = [m.normal_class for m in setup.members]
+        pools, per_epoch = None, None
+        if classes[0] is not None:  # one-class members: each its class's digits (`build.class_pools`)
+            index_mp, valid_mp, per_epoch = build.class_pools(np.asarray(slice_[1]), classes)
+            pools = (jnp.asarray(index_mp), jnp.asarray(valid_mp))
 
         @jax.jit
         @chex.assert_max_traces(n=1)
         def epoch(states):
-            return sweep.sweep_epoch(setup.learner, states, *slice_, setup.masks_ml, config.batch_size)
+            return sweep.sweep_epoch(setup.learner, states, *slice_, setup.masks_ml, setup.betas_m, pools,
+                                     batch_size=config.batch_size, epoch_examples=per_epoch)
 
         states = _floats_as(jax.jit(lambda: setup.initial_states(config))(), jnp.float64)
         for _ in range(2):
             states, per_round = epoch(states)
-        chex.assert_shape(per_round["train/recon_mse"], (len(setup.members), slice_[0].shape[0] // config.batch_size))
+        chex.assert_shape(per_round["train/recon_mse"], (len(setup.members), (per_epoch or slice_[0].shape[0]) // config.batch_size))
         member = setup.members[i]
         single_task = build.learner(build.member_config(config, member))
         single = _floats_as(init_state(single_task, member.seed), jnp.float64)
-        single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size))
+        pool = None if pools is None else jax.tree.map(lambda a: a[i], pools)
+        single_epoch = jax.jit(functools.partial(train_epoch, single_task, batch_size=config.batch_size, pool=pool,
+                                                 epoch_examples=per_epoch))
         for _ in range(2):
             single, single_rounds = single_epoch(single, *slice_)
         trained = sweep.slice_to(sweep.unstack(states, i), single)
@@ -212,6 +220,21 @@ def test_members_with_a_learning_rate_schedule_match_their_single_runs(slice_):
     chex.assert_trees_all_close(hyper["learning_rate"], jnp.array([1e-2, 3e-3] * 4))
     # every member's last update (round 63 of 64, warmup 8) used the shared cosine's value there
     chex.assert_trees_all_close(hyper["lr_multiplier"], jnp.full(8, 0.5 * (1 + np.cos(np.pi * 55 / 56))), atol=1e-7)
+
+
+def test_vae_members_of_a_beta_sweep_match_their_single_runs(slice_):
+    """Each member's KL weight is its own (a vmapped value, the single run's a constant) and a narrower
+    member's padded units draw no noise: member (latent 2, beta 4) of latents 2 and 3 against its single
+    run, over the ELBO's binarisations and samples."""
+    config = sweep_config(model="vae", latent_dims=(2, 3), seeds=(0,), betas=(1.0, 4.0), kl_warmup_steps=4)
+    _sweep_and_single(config, (slice_[0][:512], slice_[1][:512]), i=1)
+
+
+def test_one_class_members_match_their_single_runs(slice_):
+    """Each member draws its epoch from its own class's digits (classes of different sizes: the smallest
+    sets the rounds): member (latent 3, class 7) against its single run with normal_class=7."""
+    config = sweep_config(latent_dims=(2, 3), seeds=(0,), normal_classes=(1, 7), batch_size=32)
+    _sweep_and_single(config, slice_, i=3)
 
 
 @pytest.mark.slow
@@ -399,7 +422,7 @@ def test_a_diverging_member_is_frozen_while_the_others_train_on_untouched(slice_
     sick = states.replace(opt_states={**states.opt_states,
                                       "ae": opt._replace(hyperparams={**opt.hyperparams, "learning_rate": lr})})
     epoch = jax.jit(lambda s: sweep.sweep_epoch(setup.learner, s, slice_[0][:256], slice_[1][:256], setup.masks_ml,
-                                                config.batch_size))
+                                                batch_size=config.batch_size))
     after, m = epoch(sick)
     healthy, healthy_m = epoch(states)
     np.testing.assert_array_equal(after.step, [0, 4, 4, 4])

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnist_ae.core import vae
+from mnist_ae.core import sweep, vae
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,19 @@ def _model_and_params(latent: int = 4):
 
 def _prior_posterior(params):
     """The same network whose encoder always answers the prior (mean 0, log-variance 0)."""
-    out = params["params"]["encoder"]["Dense_1"]
-    zeroed = {**out, "kernel": jnp.zeros_like(out["kernel"]), "bias": jnp.zeros_like(out["bias"])}
-    return {"params": {**params["params"], "encoder": {**params["params"]["encoder"], "Dense_1": zeroed}}}
+    enc = params["params"]["encoder"]
+    zeroed = {head: jax.tree.map(jnp.zeros_like, enc[head]) for head in ("mean", "logvar")}
+    return {"params": {**params["params"], "encoder": {**enc, **zeroed}}}
 
 
 def test_shapes_and_the_binarised_pixels(digits):
     model, params = _model_and_params()
-    mean, logvar, logits = model.apply(params, digits)
+    mean, logvar = model.apply(params, digits, method="posterior")
     chex.assert_shape([mean, logvar], (64, 4))
-    chex.assert_shape(logits, (64, 28, 28))
+    images, codes = model.apply(params, digits)
+    chex.assert_shape(images, (64, 28, 28))
+    chex.assert_trees_all_equal(codes, mean)  # the code is the posterior mean
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
     assert set(np.unique(np.asarray(digits))) == {0.0, 1.0}
     # a grey level p gives ones with frequency p: 0.3 over 100,000 draws within 5 standard deviations
     ones = vae.binarize(jax.random.PRNGKey(2), jnp.full((100_000,), 0.3)).mean()
@@ -62,11 +65,12 @@ def test_with_the_prior_as_posterior_and_a_decoder_that_ignores_z_every_bound_is
     params = {"params": {**params["params"], "decoder": {"mlp": dec}}}
     logits = jnp.broadcast_to(dec[last]["bias"].reshape(28, 28), digits.shape)
     log_px = vae.bernoulli_log_likelihood(logits, digits)
-    log_px_z, kl = vae.elbo_terms(model, params, jax.random.PRNGKey(4), digits)
+    log_px_z, kl, _ = vae.elbo_terms(model, params, jax.random.normal(jax.random.PRNGKey(4), (64, 4)), digits)
     np.testing.assert_allclose(log_px_z, log_px, rtol=1e-6)
     assert float(jnp.abs(kl).max()) == 0.0
     for k in (1, 200):  # float32 sums of 784 terms: 1e-5 relative
-        np.testing.assert_allclose(vae.iwae_bound(model, params, jax.random.PRNGKey(5), digits, k, chunk=min(k, 100)),
+        np.testing.assert_allclose(vae.iwae_bound(model, params, jax.random.split(jax.random.PRNGKey(5), 64), digits, k,
+                                                  chunk=min(k, 100)),
                                    log_px, rtol=1e-5)
 
 
@@ -77,24 +81,27 @@ def test_the_importance_weighted_bound_tightens_with_k_and_starts_at_the_elbo(di
     model, params = _model_and_params()
     keys = jax.random.split(jax.random.PRNGKey(0), 60)
     elbos = -np.asarray(jax.jit(jax.vmap(lambda key: vae.elbo_loss(model, params, key, digits)[1]))(keys[:30]))
-    iwae1 = np.asarray(jax.jit(jax.vmap(lambda key: vae.iwae_bound(model, params, key, digits, 1, chunk=1).mean()))(keys[30:]))
+    iwae1 = np.asarray(jax.jit(jax.vmap(lambda key: vae.iwae_bound(model, params, jax.random.split(key, 64), digits, 1,
+                                                                  chunk=1).mean()))(keys[30:]))
     standard_error = np.sqrt(elbos.var(ddof=1) / 30 + iwae1.var(ddof=1) / 30)
     assert abs(iwae1.mean() - elbos.mean()) < 4 * standard_error
-    bounds = {k: float(vae.iwae_bound(model, params, jax.random.PRNGKey(6), digits, k, chunk=min(k, 50)).mean())
+    keys_b = jax.random.split(jax.random.PRNGKey(6), 64)
+    bounds = {k: float(vae.iwae_bound(model, params, keys_b, digits, k, chunk=min(k, 50)).mean())
               for k in (10, 100)}
     assert iwae1.mean() < bounds[10] < bounds[100]
     with pytest.raises(ValueError, match="k=150 must be a multiple of chunk=100"):
-        vae.iwae_bound(model, params, jax.random.PRNGKey(6), digits, 150)
+        vae.iwae_bound(model, params, keys_b, digits, 150)
 
 
 def test_beta_weighs_only_the_kl_and_masked_units_are_the_prior(digits):
     model, params = _model_and_params()
     key = jax.random.PRNGKey(7)
-    log_px, kl = vae.elbo_terms(model, params, key, digits)
+    log_px, kl, _ = vae.elbo_terms(model, params, vae.unit_normals(key, (64,), 4), digits)
     loss4, neg_elbo = vae.elbo_loss(model, params, key, digits, beta=4.0)
     np.testing.assert_allclose(loss4, jnp.mean(4.0 * kl.sum(-1) - log_px), rtol=1e-6)
     np.testing.assert_allclose(neg_elbo, jnp.mean(kl.sum(-1) - log_px), rtol=1e-6)
-    _, kl_masked = vae.elbo_terms(model, params, key, digits, mask_l=jnp.array([1.0, 1.0, 0.0, 0.0]))
+    _, kl_masked, _ = vae.elbo_terms(model, params, vae.unit_normals(key, (64,), 4), digits,
+                                     mask_l=jnp.array([1.0, 1.0, 0.0, 0.0]))
     assert float(jnp.abs(kl_masked[:, 2:]).max()) == 0.0
     np.testing.assert_allclose(kl_masked[:, :2], kl[:, :2], rtol=1e-6)
 
@@ -103,3 +110,39 @@ def test_active_units_count_the_means_that_vary_over_the_data():
     rng = np.random.default_rng(0)
     means = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 0.05, 1000), np.full(1000, 3.0), rng.normal(0, 0.2, 1000)], 1)
     assert int(vae.active_units(jnp.asarray(means))) == 2  # variances about 1, 0.0025, 0, 0.04
+
+
+def test_the_elbo_is_the_network_written_in_numpy(digits):
+    """The ELBO's terms by hand in float64: tanh MLPs, the reparameterised sample, Bernoulli log-likelihood
+    and the closed-form KL (float32 sums of 784 terms: 1e-5 relative)."""
+    model = vae.VAE(hidden=(3,), latent_dim=2)
+    params = model.init(jax.random.PRNGKey(8), jnp.zeros((1, 28, 28)))
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    eps = np.asarray(vae.unit_normals(jax.random.PRNGKey(9), (64,), 2), np.float64)
+    x = np.asarray(digits, np.float64).reshape(64, -1)
+    dense = lambda layer, h: h @ layer["kernel"] + layer["bias"]  # noqa: E731
+    h = np.tanh(dense(p["encoder"]["trunk"]["Dense_0"], 2 * x - 1))  # binary pixels read on [-1, 1]
+    mean, logvar = dense(p["encoder"]["mean"], h), dense(p["encoder"]["logvar"], h)
+    z = mean + np.exp(0.5 * logvar) * eps
+    dec = p["decoder"]["mlp"]
+    logits = dense(dec["Dense_1"], np.tanh(dense(dec["Dense_0"], z)))
+    log_px = np.sum(x * -np.logaddexp(0, -logits) + (1 - x) * -np.logaddexp(0, logits), axis=1)
+    kl = 0.5 * (np.exp(logvar) + mean**2 - 1 - logvar)
+    got_log_px, got_kl, _ = vae.elbo_terms(model, params, jnp.asarray(eps, jnp.float32), digits)
+    np.testing.assert_allclose(got_log_px, log_px, rtol=1e-5)
+    np.testing.assert_allclose(got_kl, kl, rtol=1e-5, atol=1e-6)
+
+
+def test_a_wide_model_masked_to_a_narrow_ones_units_gives_its_bounds():
+    """A 2-unit VAE zero-padded to 5 units (each head alone) and masked to its 2 draws the same noise
+    (`unit_normals`) and gets the same ELBO and IWAE bound: the padded units are the prior and add nothing."""
+    x = vae.binarize(jax.random.PRNGKey(0), jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28)))
+    narrow, wide = vae.VAE(hidden=(8,), latent_dim=2), vae.VAE(hidden=(8,), latent_dim=5)
+    p2 = narrow.init(jax.random.PRNGKey(2), x[:1])
+    padded = sweep.pad_to(p2, wide.init(jax.random.PRNGKey(3), x[:1]))  # as a sweep pads a member
+    mask = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    key, keys = jax.random.PRNGKey(4), jax.random.split(jax.random.PRNGKey(5), 16)
+    np.testing.assert_allclose(vae.elbo_loss(wide, padded, key, x, 2.0, mask), vae.elbo_loss(narrow, p2, key, x, 2.0),
+                               rtol=1e-6)
+    np.testing.assert_allclose(vae.iwae_bound(wide, padded, keys, x, 20, 10, mask),
+                               vae.iwae_bound(narrow, p2, keys, x, 20, 10), rtol=1e-6)

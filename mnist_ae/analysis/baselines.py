@@ -31,13 +31,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist_ae"
 
 
-def _unit(images_nhw: np.ndarray) -> np.ndarray:
+def unit_pixels(images_nhw: np.ndarray) -> np.ndarray:
+    """Flat float64 pixels on the project's [-1, 1] scale."""
     return images_nhw.reshape(len(images_nhw), -1).astype(np.float64) / 127.5 - 1.0
 
 
 def pca_test_mse_curve(train_nhw: np.ndarray, test_nhw: np.ndarray) -> np.ndarray:
     """Test MSE per pixel of PCA with k = 0, 1, ..., D components fitted on the training set: [D + 1]."""
-    train_nd, test_nd = _unit(train_nhw), _unit(test_nhw)
+    train_nd, test_nd = unit_pixels(train_nhw), unit_pixels(test_nhw)
     mean_d = train_nd.mean(0)
     centred_nd = train_nd - mean_d
     _, vectors_dd = np.linalg.eigh(centred_nd.T @ centred_nd)
@@ -45,6 +46,14 @@ def pca_test_mse_curve(train_nhw: np.ndarray, test_nhw: np.ndarray) -> np.ndarra
     energy_d = np.mean(projected_nd**2, axis=0)  # test energy along each component
     total = energy_d.sum()
     return (total - np.concatenate([[0.0], np.cumsum(energy_d)])) / train_nd.shape[1]
+
+
+def pca_axes(train_nhw: np.ndarray, code_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training pixels' mean [D] and top `code_size` principal axes [D, k] ([-1, 1] pixels, float64)."""
+    train_nd = unit_pixels(train_nhw)
+    mean_d = train_nd.mean(0)
+    _, vectors_dd = np.linalg.eigh((train_nd - mean_d).T @ (train_nd - mean_d))
+    return mean_d, vectors_dd[:, ::-1][:, :code_size]
 
 
 def curve_key(train_nhw: np.ndarray, test_nhw: np.ndarray) -> str:

@@ -2,7 +2,9 @@
 
 - class means: the decoded mean code of each class (one row per model);
 - interpolations: the line between the codes of two test digits of different classes, decoded;
-- the manifold (2-unit codes): a regular grid over the codes' range, decoded and tiled.
+- the manifold (2-unit codes): a regular grid over the codes' range, decoded and tiled;
+- traversals: the units that vary most over the test codes, each moved through its percentiles while
+  the others stay at their mean (for a VAE, its most active units).
 
 The code sets are plain numpy; decoding is a callable (the run's jitted decoder), so this module
 stays a host-side helper with no device or writer of its own.
@@ -22,6 +24,8 @@ from mnist_ae.analysis.figures import style
 Decode = Callable[[np.ndarray], np.ndarray]  # codes [n, L] -> images [n, 28, 28] in [-1, 1]
 INTERPOLATION_STEPS = 8
 MANIFOLD_SIDE = 15
+TRAVERSAL_PERCENTILES = np.linspace(1, 99, 9)
+TRAVERSAL_UNITS = 8  # rows for a single model; a sweep's members get 2 each
 
 
 def class_means(codes_nl: np.ndarray, labels_n: np.ndarray, num_classes: int) -> np.ndarray:
@@ -48,6 +52,18 @@ def manifold_grid(codes_n2: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarr
     xs, ys = np.linspace(low[0], high[0], side), np.linspace(high[1], low[1], side)  # y up, as on a plot
     grid = np.stack(np.meshgrid(xs, ys), -1).reshape(-1, 2)
     return grid.astype(np.float32), xs, ys
+
+
+def traversals(codes_nl: np.ndarray, units: int) -> tuple[np.ndarray, list[int]]:
+    """Codes [units * steps, L] moving each of the `units` most varying units (largest variance first)
+    through its TRAVERSAL_PERCENTILES, the other units at the mean code; and those units."""
+    order = [int(u) for u in np.argsort(-codes_nl.var(0), kind="stable")[:units]]
+    rows = []
+    for u in order:
+        row = np.repeat(codes_nl.mean(0, keepdims=True), len(TRAVERSAL_PERCENTILES), axis=0)
+        row[:, u] = np.percentile(codes_nl[:, u], TRAVERSAL_PERCENTILES)
+        rows.append(row)
+    return np.concatenate(rows).astype(np.float32), order
 
 
 def _manifold_figure(images: np.ndarray, xs: np.ndarray, ys: np.ndarray, title: str, path: Path) -> Path:
@@ -86,6 +102,14 @@ def latent_pictures(models: Sequence[tuple[str, np.ndarray, Decode]], labels_n: 
     figures["interpolations"] = digit_rows(rows, outdir / "interpolations.png",
                                            "decoded along the line between two test digits' codes",
                                            [f"t={t:.2f}" for t in np.linspace(0, 1, INTERPOLATION_STEPS)])
+    rows = []
+    for name, codes, decode in models:
+        path, units = traversals(codes, TRAVERSAL_UNITS if len(models) == 1 else 2)
+        decoded = decode(path).reshape(len(units), len(TRAVERSAL_PERCENTILES), 28, 28)
+        rows += [((f"{name}: " if len(models) > 1 else "") + f"unit {u}", images) for u, images in zip(units, decoded)]
+    figures["traversals"] = digit_rows(rows, outdir / "traversals.png",
+                                       "each most varying unit through its percentiles, the others at the mean code",
+                                       [f"p{p:.0f}" for p in TRAVERSAL_PERCENTILES])
     for name, codes, decode in models:
         if codes.shape[1] == 2:
             grid, xs, ys = manifold_grid(codes, MANIFOLD_SIDE)

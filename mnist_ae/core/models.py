@@ -48,14 +48,15 @@ def layer_init(init: str, fan_in: int) -> dict[str, Initializer]:
 
 
 class MLP(nn.Module):
-    """Flatten, then Dense-(LayerNorm)-activation for each hidden width, then a linear output layer.
+    """Flatten, then Dense-(LayerNorm)-activation for each hidden width, then a linear output layer
+    (`out=None`: none, the last hidden layer's activations are the output: a trunk for other heads).
 
     `norm="layer"` puts a LayerNorm between each hidden Dense and its activation: it lets the
     six-layer deep autoencoder train much faster per epoch (see the README's deep-AE table).
     """
 
     hidden: Sequence[int]
-    out: int
+    out: int | None
     init_scheme: str = "torch"
     activation: str = "relu"
     norm: str = "none"
@@ -68,6 +69,8 @@ class MLP(nn.Module):
             if self.norm == "layer":
                 h_bd = nn.LayerNorm()(h_bd)
             h_bd = ACTIVATIONS[self.activation](h_bd)
+        if self.out is None:
+            return h_bd
         return nn.Dense(self.out, **layer_init(self.init_scheme, h_bd.shape[-1]))(h_bd)
 
 

@@ -48,15 +48,19 @@ def unstack(tree: Any, index: int) -> Any:
 
 
 def sweep_epoch(learner: Learner, states: TrainState, images_nhw: jax.Array, labels_n: jax.Array,
-                masks_ml: jax.Array, batch_size: int,
+                masks_ml: jax.Array, betas_m: jax.Array | None = None,
+                pools: tuple[jax.Array, jax.Array] | None = None, *, batch_size: int,
                 batch_constraint: Callable[[jax.Array], jax.Array] | None = None,
-                member_axis: str | None = None) -> tuple[TrainState, Metrics]:
+                member_axis: str | None = None, epoch_examples: int | None = None) -> tuple[TrainState, Metrics]:
     """One epoch of every member at once; metrics are [members, rounds]. A member whose metrics stop
-    being finite is frozen from that round (see `train_epoch`); the others train on. `member_axis`: the
-    device-mesh axis the member dimension is split over (the batch constraint then keeps it there)."""
-    return jax.vmap(lambda s, m: train_epoch(learner, s, images_nhw, labels_n, batch_size, m, batch_constraint,
-                                             freeze_on_divergence=True),
-                    spmd_axis_name=member_axis)(states, masks_ml)
+    being finite is frozen from that round (see `train_epoch`); the others train on. `betas_m`: a VAE
+    sweep's KL weight per member; `pools` ([M, P] indices, [M, P] real): a one-class sweep's training digits
+    per member, `epoch_examples` of them each epoch. `member_axis`: the device-mesh axis the member
+    dimension is split over (the batch constraint then keeps it there)."""
+    return jax.vmap(lambda s, m, b, p: train_epoch(learner, s, images_nhw, labels_n, batch_size, m, batch_constraint,
+                                                   freeze_on_divergence=True, beta=b, pool=p,
+                                                   epoch_examples=epoch_examples),
+                    spmd_axis_name=member_axis)(states, masks_ml, betas_m, pools)  # None has no leaves to map
 
 
 def sweep_evaluate(learner: Learner, params: Any, images_nhw: jax.Array, labels_n: jax.Array,

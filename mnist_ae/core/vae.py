@@ -4,8 +4,12 @@ Gaussian posterior q(z|x) = N(mean, exp(logvar)) from an MLP encoder, standard n
 Bernoulli decoder p(x|z) on pixels in {0, 1} (the decoder emits logits). The ELBO is
 E_q[log p(x|z)] - beta KL(q || p), the KL in closed form; the importance-weighted bound of Burda,
 Grosse & Salakhutdinov (2016) is log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q, which equals the ELBO's
-single-sample estimate at k = 1 and tightens towards log p(x) as k grows. Codes for the probe, the
-maps and the report are the posterior means.
+single-sample estimate at k = 1 and tightens towards log p(x) as k grows.
+
+The module answers the plain `Autoencoder`'s methods (`encode`, `decode`, `logits`, `__call__`) with the
+posterior mean as the code, so the probe, the maps and the report read it unchanged. Noise is drawn per
+latent unit (`unit_normals`) and masked units are the prior and carry z = 0, so a sweep member built at a
+wider code draws the same numbers as its single run and its padded weights get no gradient.
 """
 
 from __future__ import annotations
@@ -17,42 +21,86 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnist_ae.core.models import MLP, MLPDecoder
+from mnist_ae.core import losses
+from mnist_ae.core.models import MLP, MLPDecoder, layer_init
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_VARIANCE = 1e-2  # Burda et al.: a unit is active when Cov_x(E_q[z_u]) exceeds this
+TRAIN_STREAM = 0xBE7A  # folded into the run's key for the rounds' binarisations and samples
+EVAL_SEED = 123  # the test set's one binarisation and its samples: the same digits for every run and eval
 
 
-class VAE(nn.Module):
-    """784-(hidden)-2L Gaussian encoder and L-(reversed hidden)-784 Bernoulli decoder."""
+class GaussianEncoder(nn.Module):
+    """784-(hidden) trunk and two linear heads, the posterior's mean and log-variance (L each): separate
+    kernels, so a sweep's zero-padding widens each head alone."""
 
     hidden: Sequence[int]
     latent_dim: int
     init_scheme: str = "flax"
     activation: str = "tanh"
+    norm: str = "none"
+
+    @nn.compact
+    def __call__(self, x_bhw: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h_bd = MLP(self.hidden, None, self.init_scheme, self.activation, self.norm, name="trunk")(x_bhw)
+        heads = [nn.Dense(self.latent_dim, **layer_init(self.init_scheme, h_bd.shape[-1]), name=name)(h_bd)
+                 for name in ("mean", "logvar")]
+        return heads[0], heads[1]
+
+
+class VAE(nn.Module):
+    """784-(hidden)-(L mean, L log-variance) Gaussian encoder and L-(reversed hidden)-784 Bernoulli decoder."""
+
+    hidden: Sequence[int]
+    latent_dim: int
+    init_scheme: str = "flax"
+    activation: str = "tanh"
+    norm: str = "none"
+    output: str = "sigmoid"  # images are the Bernoulli means, mapped to [-1, 1] like every decoder's
 
     def setup(self) -> None:
-        self.encoder = MLP(self.hidden, 2 * self.latent_dim, self.init_scheme, self.activation)
-        self.decoder = MLPDecoder(self.hidden, self.init_scheme, self.activation)
+        self.encoder = GaussianEncoder(self.hidden, self.latent_dim, self.init_scheme, self.activation, self.norm)
+        self.decoder = MLPDecoder(self.hidden, self.init_scheme, self.activation, self.norm)
 
-    def posterior(self, x_bhw: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """q(z|x)'s mean and log-variance, [b, L] each."""
-        mean_bl, logvar_bl = jnp.split(self.encoder(x_bhw), 2, axis=-1)
+    def posterior(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """q(z|x)'s mean and log-variance, [b, L] each; masked units are the prior (0, 0)."""
+        mean_bl, logvar_bl = self.encoder(x_bhw)
+        if mask_l is not None:
+            mean_bl, logvar_bl = mean_bl * mask_l, logvar_bl * mask_l
         return mean_bl, logvar_bl
 
     def pixel_logits(self, z_bl: jax.Array) -> jax.Array:
         """p(x|z)'s Bernoulli logits, [b, 28, 28]."""
         return self.decoder(z_bl)
 
-    def __call__(self, x_bhw: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Posterior and the logits at its mean (what `init` traces: every parameter is used)."""
-        mean_bl, logvar_bl = self.posterior(x_bhw)
-        return mean_bl, logvar_bl, self.pixel_logits(mean_bl)
+    def encode(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> jax.Array:
+        """The code: the posterior mean."""
+        return self.posterior(x_bhw, mask_l)[0]
+
+    def decode(self, z_bl: jax.Array) -> jax.Array:
+        """Images in [-1, 1]: the Bernoulli means."""
+        return losses.to_image(self.decoder(z_bl), self.output)
+
+    def logits(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        z_bl = self.encode(x_bhw, mask_l)
+        return self.decoder(z_bl), z_bl
+
+    def __call__(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Reconstructions at the posterior mean in [-1, 1], and codes (what `init` traces: the encoder
+        computes both heads, so every parameter is created)."""
+        logits_bhw, z_bl = self.logits(x_bhw, mask_l)
+        return losses.to_image(logits_bhw, self.output), z_bl
 
 
 def binarize(key: jax.Array, x01_bhw: jax.Array) -> jax.Array:
     """Dynamic binarisation: each pixel is 1 with its grey level's probability, afresh for each key."""
     return jax.random.bernoulli(key, x01_bhw).astype(jnp.float32)
+
+
+def unit_normals(key: jax.Array, lead: tuple[int, ...], width: int) -> jax.Array:
+    """Standard normals [*lead, width], unit u drawn from fold_in(key, u): the first l units are the same
+    whatever the width (a sweep member and its single run sample alike)."""
+    return jnp.moveaxis(jax.vmap(lambda u: jax.random.normal(jax.random.fold_in(key, u), lead))(jnp.arange(width)), 0, -1)
 
 
 def bernoulli_log_likelihood(logits_bhw: jax.Array, x_bhw: jax.Array) -> jax.Array:
@@ -66,57 +114,128 @@ def kl_per_unit(mean_bl: jax.Array, logvar_bl: jax.Array) -> jax.Array:
     return 0.5 * (jnp.exp(logvar_bl) + jnp.square(mean_bl) - 1.0 - logvar_bl)
 
 
-def gaussian_log_density(z_bl: jax.Array, mean_bl: jax.Array, logvar_bl: jax.Array) -> jax.Array:
-    """log N(z; mean, exp(logvar)) summed over units, [b]."""
-    return -0.5 * jnp.sum(LOG_2PI + logvar_bl + jnp.square(z_bl - mean_bl) * jnp.exp(-logvar_bl), axis=-1)
+def log_prior_over_posterior(z_bl: jax.Array, mean_bl: jax.Array, logvar_bl: jax.Array) -> jax.Array:
+    """log p(z) - log q(z|x) summed over units, [b]; per unit the 2 pi terms cancel, so a masked unit
+    (z = mean = logvar = 0) adds exactly 0."""
+    per_unit = 0.5 * (logvar_bl + jnp.square(z_bl - mean_bl) * jnp.exp(-logvar_bl) - jnp.square(z_bl))
+    return per_unit.sum(-1)
 
 
-def elbo_terms(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array,
-               mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """One reparameterised sample's log p(x|z) and the closed-form KL per unit, [b] and [b, L]. With
-    `mask_l`, masked units are the prior (mean 0, logvar 0): they cost no KL and carry nothing."""
-    mean_bl, logvar_bl = model.apply(params, x_bhw, method=VAE.posterior)
-    if mask_l is not None:
-        mean_bl, logvar_bl = mean_bl * mask_l, logvar_bl * mask_l
-    z_bl = mean_bl + jnp.exp(0.5 * logvar_bl) * jax.random.normal(key, mean_bl.shape)
-    logits_bhw = model.apply(params, z_bl, method=VAE.pixel_logits)
-    return bernoulli_log_likelihood(logits_bhw, x_bhw), kl_per_unit(mean_bl, logvar_bl)
+def sample(mean_bl: jax.Array, logvar_bl: jax.Array, eps_bl: jax.Array, mask_l: jax.Array | None) -> jax.Array:
+    """The reparameterised z; masked units are 0, not prior noise (their decoder weights get no gradient)."""
+    z_bl = mean_bl + jnp.exp(0.5 * logvar_bl) * eps_bl
+    return z_bl if mask_l is None else z_bl * mask_l
+
+
+def _posterior(model: VAE, params: dict, x_bhw: jax.Array, mask_l: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """q(z|x) of binary pixels, which the encoder reads on the [-1, 1] scale every model's encoder reads."""
+    return model.apply(params, 2.0 * x_bhw - 1.0, mask_l, method="posterior")
+
+
+def elbo_terms(model: VAE, params: dict, eps_bl: jax.Array, x_bhw: jax.Array,
+               mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Of binary pixels `x_bhw`: one reparameterised sample (noise `eps_bl`)'s log p(x|z) [b], the
+    closed-form KL per unit [b, L] and the logits [b, 28, 28]."""
+    mean_bl, logvar_bl = _posterior(model, params, x_bhw, mask_l)
+    logits_bhw = model.apply(params, sample(mean_bl, logvar_bl, eps_bl, mask_l), method="pixel_logits")
+    return bernoulli_log_likelihood(logits_bhw, x_bhw), kl_per_unit(mean_bl, logvar_bl), logits_bhw
 
 
 def elbo_loss(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array, beta: float | jax.Array = 1.0,
               mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """The batch's mean of -(log p(x|z) - beta KL) (what training minimises) and its mean -ELBO at beta 1."""
-    log_px_b, kl_bl = elbo_terms(model, params, key, x_bhw, mask_l)
+    eps_bl = unit_normals(key, x_bhw.shape[:1], model.latent_dim)
+    log_px_b, kl_bl, _ = elbo_terms(model, params, eps_bl, x_bhw, mask_l)
     kl_b = kl_bl.sum(-1)
     return jnp.mean(beta * kl_b - log_px_b), jnp.mean(kl_b - log_px_b)
 
 
-def iwae_bound(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array, k: int, chunk: int = 100) -> jax.Array:
-    """log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) per image, [b]: k samples in chunks of `chunk` (memory
+def iwae_bound(model: VAE, params: dict, keys_b: jax.Array, x_bhw: jax.Array, k: int, chunk: int = 100,
+               mask_l: jax.Array | None = None) -> jax.Array:
+    """log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) per image, [b]. Image j's samples come from its own key
+    `keys_b[j]` (so a set's bounds do not depend on how it is chunked), `chunk` samples at a time (memory
     b x chunk x 784), accumulated by a running log-sum-exp."""
-    mean_bl, logvar_bl = model.apply(params, x_bhw, method=VAE.posterior)
+    mean_bl, logvar_bl = _posterior(model, params, x_bhw, mask_l)
     chunks, rest = divmod(k, chunk)
     if rest:
         raise ValueError(f"iwae_bound: k={k} must be a multiple of chunk={chunk}")
 
-    def log_weights(chunk_key: jax.Array) -> jax.Array:  # [chunk, b]
-        eps_cbl = jax.random.normal(chunk_key, (chunk, *mean_bl.shape))
-        z_cbl = mean_bl + jnp.exp(0.5 * logvar_bl) * eps_cbl
+    def log_weights(c: jax.Array) -> jax.Array:  # [chunk, b]
+        eps_bcl = jax.vmap(lambda key: unit_normals(jax.random.fold_in(key, c), (chunk,), model.latent_dim))(keys_b)
 
-        def one(z_bl: jax.Array) -> jax.Array:
-            log_px = bernoulli_log_likelihood(model.apply(params, z_bl, method=VAE.pixel_logits), x_bhw)
-            log_pz = gaussian_log_density(z_bl, jnp.zeros_like(z_bl), jnp.zeros_like(z_bl))
-            return log_px + log_pz - gaussian_log_density(z_bl, mean_bl, logvar_bl)
+        def one(eps_bl: jax.Array) -> jax.Array:
+            z_bl = sample(mean_bl, logvar_bl, eps_bl, mask_l)
+            log_px = bernoulli_log_likelihood(model.apply(params, z_bl, method="pixel_logits"), x_bhw)
+            return log_px + log_prior_over_posterior(z_bl, mean_bl, logvar_bl)
 
-        return jax.lax.map(one, z_cbl)
+        return jax.lax.map(one, jnp.moveaxis(eps_bcl, 1, 0))
 
-    def body(total_b: jax.Array, chunk_key: jax.Array) -> tuple[jax.Array, None]:
-        return jnp.logaddexp(total_b, jax.nn.logsumexp(log_weights(chunk_key), axis=0)), None
+    def body(total_b: jax.Array, c: jax.Array) -> tuple[jax.Array, None]:
+        return jnp.logaddexp(total_b, jax.nn.logsumexp(log_weights(c), axis=0)), None
 
-    total_b, _ = jax.lax.scan(body, jnp.full(x_bhw.shape[0], -jnp.inf), jax.random.split(key, chunks))
+    total_b, _ = jax.lax.scan(body, jnp.full(x_bhw.shape[0], -jnp.inf), jnp.arange(chunks))
     return total_b - jnp.log(k)
 
 
 def active_units(mean_nl: jax.Array, threshold: float = ACTIVE_UNIT_VARIANCE) -> jax.Array:
     """How many units' posterior means vary over the data by more than `threshold` (Burda et al.'s count)."""
     return jnp.sum(jnp.var(mean_nl, axis=0) > threshold)
+
+
+def round_key(rng: jax.Array, step: jax.Array) -> jax.Array:
+    """A training round's key for its binarisations and samples: a function of the run's key and the
+    round only, so a resumed run draws what it would have drawn."""
+    return jax.random.fold_in(jax.random.fold_in(rng, TRAIN_STREAM), step)
+
+
+def training_loss(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array, beta: float | jax.Array,
+                  mask_l: jax.Array | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """A batch of grey digits in [-1, 1], binarised afresh: the mean of beta KL - log p(x|z), and the batch's
+    ELBO (at beta 1), KL and the reconstruction's squared error against the grey digits (per pixel, [-1, 1])."""
+    k_bin, k_eps = jax.random.split(key)
+    x01_bhw = binarize(k_bin, (x_bhw + 1.0) / 2.0)
+    log_px_b, kl_bl, logits_bhw = elbo_terms(model, params, unit_normals(k_eps, x_bhw.shape[:1], model.latent_dim),
+                                             x01_bhw, mask_l)
+    kl_b = kl_bl.sum(-1)
+    recon_mse = losses.mse(losses.to_image(logits_bhw, model.output), x_bhw)
+    return jnp.mean(beta * kl_b - log_px_b), {"recon_mse": recon_mse, "elbo": jnp.mean(log_px_b - kl_b),
+                                              "kl": jnp.mean(kl_b)}
+
+
+def eval_draws(x_u8_nhw: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The test set's fixed binarisation and one sampling key per digit, each a function of the digit's index
+    alone (EVAL_SEED): the same for any chunking and any test_limit."""
+    k_bin, k_eps = jax.random.split(jax.random.PRNGKey(EVAL_SEED))
+    index_n = jnp.arange(x_u8_nhw.shape[0])
+    x01_nhw = jax.vmap(lambda i, x: binarize(jax.random.fold_in(k_bin, i), x))(index_n, x_u8_nhw / 255.0)
+    return x01_nhw, jax.vmap(lambda i: jax.random.fold_in(k_eps, i))(index_n)
+
+
+def eval_sums(model: VAE, params: dict, x01_bhw: jax.Array, keys_b: jax.Array, w_b: jax.Array,
+              iw_samples: int, mask_l: jax.Array | None = None) -> dict[str, jax.Array]:
+    """A chunk's weighted sums of what `eval_metrics` reports (rows with weight 0 are padding)."""
+    eps_bl = jax.vmap(lambda key: unit_normals(key, (), model.latent_dim))(keys_b)
+    log_px_b, kl_bl, _ = elbo_terms(model, params, eps_bl, x01_bhw, mask_l)
+    mean_bl, _ = _posterior(model, params, x01_bhw, mask_l)
+    sums = {"elbo": jnp.sum(w_b * (log_px_b - kl_bl.sum(-1))), "kl_l": w_b @ kl_bl,
+            "mean_l": w_b @ mean_bl, "mean2_l": w_b @ jnp.square(mean_bl)}
+    if iw_samples:
+        sums["iw"] = jnp.sum(w_b * iwae_bound(model, params, keys_b, x01_bhw, iw_samples, iw_chunk(iw_samples), mask_l))
+    return sums
+
+
+def iw_chunk(k: int) -> int:
+    """Samples per step of the bound: the largest divisor of k up to 10 (a 1,000-digit chunk's 10 samples
+    are 31 MB of logits)."""
+    return max(c for c in range(1, 11) if k % c == 0)
+
+
+def eval_metrics(sums: dict[str, jax.Array], n: int, iw_samples: int) -> dict[str, jax.Array]:
+    """Test-set numbers in nats per digit: the ELBO, the KL (total and per unit), the active units (posterior
+    means' variance over the set above 1e-2) and, with `iw_samples`, -log p(x)'s importance-weighted bound."""
+    variance_l = sums["mean2_l"] / n - jnp.square(sums["mean_l"] / n)
+    metrics = {"test/elbo": sums["elbo"] / n, "test/kl": jnp.sum(sums["kl_l"]) / n, "test/kl_per_unit": sums["kl_l"] / n,
+               "test/active_units": jnp.sum(variance_l > ACTIVE_UNIT_VARIANCE)}
+    if iw_samples:
+        metrics[f"test/nll_iw{iw_samples}"] = -sums["iw"] / n
+    return metrics

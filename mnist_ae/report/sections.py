@@ -169,13 +169,20 @@ def _digit_png(image_hw: np.ndarray) -> bytes:
 
 LATENT_CAPTIONS = {"class_means": "the mean code of each class, decoded",
                    "interpolations": "decoded codes on straight lines between test digits' codes",
-                   "manifold": "a grid over the 2-D code space, decoded"}
+                   "manifold": "a grid over the 2-D code space, decoded",
+                   "traversals": "the most varying units, each through its percentiles, the others at the mean code"}
+
+
+def latent_caption(name: str) -> str:
+    if name.startswith("samples_step_"):
+        return f"digits generated from the prior (a VAE's samples at step {int(name.rsplit('_', 1)[1]):,})"
+    return LATENT_CAPTIONS.get(name, name.replace("_", " "))
 
 
 def run_body(page: Page, data: RunData, *, with_provenance: bool = True) -> str:
     """Everything about one run, as HTML (its figures registered on `page`): the headline numbers and the
     pictures first, the config, provenance and full tables last."""
-    latent = "".join(f"<figure>{img(png, name)}<figcaption>{esc(LATENT_CAPTIONS.get(name, name.replace('_', ' ')))}"
+    latent = "".join(f"<figure>{img(png, name)}<figcaption>{esc(latent_caption(name))}"
                      "</figcaption></figure>" for name, png in data.latent_pngs.items())
     return "".join([
         headline(data),

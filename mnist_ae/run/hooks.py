@@ -17,7 +17,7 @@ from mnist_ae.core.losses import sse01_from_mse
 from mnist_ae.core.models import NUM_PIXELS, code_dim
 from mnist_ae.core.state import TrainState
 from mnist_ae.analysis import ANALYSIS_PHASE, baselines
-from mnist_ae.run import monitoring, sweep_outputs
+from mnist_ae.run import measures, monitoring, sweep_outputs
 from mnist_ae.run.driver import Hook, Run, eval_hook
 from mnist_ae.workdir import RunDir, read_records
 
@@ -181,7 +181,7 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
              Hook("confusion", _confusion, every=evals, at_start=True, at_last=True)]
     if is_autoencoder:
         hooks += [Hook("reconstructions", _reconstructions, every=evals, at_start=True, at_last=True),
-                  *_codes_hooks(config),
+                  *measures.vae_hooks(config), *_codes_hooks(config),
                   Hook("projector", _projector, every=evals * config.projector_every_evals, at_end=True)]
     hooks.append(Hook("histograms", _histograms, every=config.histogram_every_epochs,
                       at_start=config.histogram_every_epochs > 0))
@@ -189,9 +189,11 @@ def single_hooks(config: ml_collections.ConfigDict, is_autoencoder: bool) -> lis
         hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))
     hooks.append(Hook("figures", _figures, at_end=True))
     if is_autoencoder:
-        hooks.append(Hook("pca baseline", _pca_baseline, at_end=True))
+        hooks += [Hook("pca baseline", _pca_baseline, at_end=True), *measures.bound_hooks(config), *measures.anomaly_hooks(config),
+                  *measures.denoising_hooks(config)]
     if is_autoencoder and config.analyze_at_end:
-        hooks.append(Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True))  # before hparams: its numbers are HParams metrics
+        hooks += [measures.retrieval_hook(),
+                  Hook(ANALYSIS_PHASE, _analysis, at_end=True, shown=True)]  # before hparams: its numbers are HParams metrics
     hooks.append(Hook("hparams", _hparams, at_end=True))
     if is_autoencoder and config.report_at_end:
         hooks.append(Hook("report", _report, at_end=True))
@@ -233,10 +235,12 @@ def sweep_hooks(config: ml_collections.ConfigDict) -> list[Hook]:
             sweep_outputs.comparison_figure(run.data.grid_x, recon, members, RunDir(run.workdir).comparison)
             sweep_outputs.results_table(members, run.finals, run.workdir)
 
-    hooks = [Hook("graph", _graph, at_start=True), eval_hook(config.eval_every_epochs), *_codes_hooks(config),
-             Hook("pca baseline", _pca_baseline, at_end=True)]
+    hooks = [Hook("graph", _graph, at_start=True), eval_hook(config.eval_every_epochs), *measures.vae_hooks(config),
+             *_codes_hooks(config), Hook("pca baseline", _pca_baseline, at_end=True), *measures.bound_hooks(config),
+             *measures.anomaly_hooks(config), *measures.denoising_hooks(config)]
     if config.analyze_at_end:  # before hparams and the table: they show its numbers
-        hooks.append(Hook(MEMBERS_PHASE, member_analysis, at_end=True, shown=True))
+        hooks += [measures.retrieval_hook(),
+                  Hook(MEMBERS_PHASE, member_analysis, at_end=True, shown=True)]
     hooks += [Hook("hparams", hparams, at_end=True), Hook("sweep outputs", outputs, at_end=True)]
     if config.latent_pictures:
         hooks.append(Hook("latent pictures", _latent_pictures, at_end=True))

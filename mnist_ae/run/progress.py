@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fnmatch
 import io
 import resource
 import shlex
@@ -30,14 +31,17 @@ from mnist_ae.analysis import ANALYSIS_PHASE
 from mnist_ae.workdir import RunDir
 
 # Shown on the bar / log line, in this order; train/loss only when there is no train/recon_mse.
-LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/probe_accuracy", "test/accuracy")
+LIVE_METRICS = ("train/recon_mse", "train/loss", "test/recon_mse", "test/elbo", "test/probe_accuracy", "test/accuracy")
+# A pattern (`*`) shows every match, in name order (a VAE's per-eval and final bounds: test/nll_iw50, ...)
 FINAL_METRICS = ("test/recon_mse", "baseline/pca_recon_mse", "test/recon_sse01", "baseline/pca_recon_sse01",
-                 "test/probe_accuracy", "test/accuracy",
+                 "test/elbo", "test/nll_iw*", "test/active_units", "test/probe_accuracy", "test/accuracy",
                  "analysis/knn5_accuracy",
-                 "analysis/trustworthiness")
+                 "analysis/trustworthiness", "test/retrieval_map", "baseline/pca_retrieval_map",
+                 "baseline/pixels_retrieval_map")
 # A sweep's terminal table: one row per member (its name holds its latent size, seed and rate), the main
 # numbers under short headers, so it fits a terminal (it was 222 characters wide); sweep_results.md has all.
-SWEEP_COLUMNS = {"test/recon_mse": "recon_mse", "baseline/pca_recon_mse": "pca_mse", "test/probe_accuracy": "probe_acc",
+SWEEP_COLUMNS = {"test/recon_mse": "recon_mse", "baseline/pca_recon_mse": "pca_mse", "test/elbo": "elbo",
+                 "test/active_units": "active", "test/probe_accuracy": "probe_acc",
                  "test/accuracy": "accuracy", "analysis/knn5_accuracy": "knn5_acc", "analysis/trustworthiness": "trust"}
 # Plain-text renders (logs, the returned summary) are not wrapped: a log has no width.
 PLAIN_WIDTH = 10_000
@@ -271,8 +275,8 @@ def _final_table(final: Mapping[str, float] | Sequence[tuple[Mapping[str, Any], 
         table = Table(box=box.SIMPLE_HEAD, title="final metrics", title_justify="left")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        for key in FINAL_METRICS:
-            if key in final:
+        for pattern in FINAL_METRICS:
+            for key in sorted(fnmatch.filter(final, pattern), key=lambda k: (len(k), k)):  # nll_iw50 before nll_iw5000
                 table.add_row(key, f"{final[key]:.4g}")
         return table
     table = Table(box=box.SIMPLE_HEAD, title="final metrics (every number: sweep_results.md)", title_justify="left")

@@ -38,14 +38,15 @@ def comparison_figure(originals_nhw: np.ndarray, recon_mnhw: np.ndarray, members
                       path: Path) -> Path:
     """The seed's figure: input digits on the first row, then each member's reconstructions."""
     rows = [("input", np.asarray(losses.to_unit_range(originals_nhw)))]
-    rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else ""), r)
-             for m, r in zip(members, recon_mnhw)]
+    rows += [(f"latent {m.latent_dim}" + (f" s{m.seed} lr{m.learning_rate:g}" if len(members) > 1 else "")
+              + ("" if m.beta is None else f" beta{m.beta:g}"), r) for m, r in zip(members, recon_mnhw)]
     return digit_figures.digit_rows(rows, path)
 
 
 # The per-member analysis numbers (analysis.members) a results table shows where the sweep has them.
 QUALITY_COLUMNS = {"analysis/knn5_accuracy": "kNN accuracy", "analysis/logreg_accuracy": "linear-probe accuracy",
-                   "analysis/silhouette": "silhouette", "analysis/trustworthiness": "trustworthiness"}
+                   "analysis/silhouette": "silhouette", "analysis/trustworthiness": "trustworthiness",
+                   "test/retrieval_precision_at_10": "precision@10", "test/retrieval_map": "retrieval mAP"}
 
 
 def results_table(members: list[build.Member], finals: list[dict[str, float]], workdir: Path) -> str:
@@ -54,11 +55,15 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     in their own column. Written for people (sweep_results.md, .png) and for programs (sweep_results.json:
     every member's finals and the same groups, read by the report)."""
     quality = {key: label for key, label in QUALITY_COLUMNS.items() if any(key in f for f in finals)}
-    columns = {"test/recon_mse": "test MSE", "test/probe_accuracy": "probe accuracy", **quality}
+    one_class = {"test/auroc": "AUROC", "baseline/pca_auroc": "PCA AUROC"} if any("test/auroc" in f for f in finals) else {}
+    columns = {"test/recon_mse": "test MSE", **_vae_columns(finals), **one_class, "test/probe_accuracy": "probe accuracy",
+               **quality}
     groups = _groups(members, finals, columns)
-    header = ["latent", "learning rate", "seeds", "diverged", "test MSE", "PCA test MSE",
-              *list(columns.values())[1:]]
-    rows = [[str(g["latent_dim"]), f"{g['learning_rate']:g}", str(g["seeds"]), str(g["diverged"]),
+    vae, normal = members[0].beta is not None, members[0].normal_class is not None
+    header = ["latent", "learning rate", *(["beta"] if vae else []), *(["normal class"] if normal else []), "seeds",
+              "diverged", "test MSE", "PCA test MSE", *list(columns.values())[1:]]
+    rows = [[str(g["latent_dim"]), f"{g['learning_rate']:g}", *([f"{g['beta']:g}"] if vae else []),
+             *([str(g["normal_class"])] if normal else []), str(g["seeds"]), str(g["diverged"]),
              _spread(np.array(g["values"]["test/recon_mse"])), f"{g['pca_test_mse']:.4f}",
              *(_spread(np.array(g["values"][key])) for key in list(columns)[1:])] for g in groups]
     run = RunDir(workdir)
@@ -72,7 +77,10 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     series: dict[str, tuple[list, list]] = {}
     for g in groups:
         for key, label in columns.items():
-            means, stds = series.setdefault(f"{label} (lr {g['learning_rate']:g})", ([], []))
+            if g["normal_class"] is not None:
+                continue  # a one-class member's numbers are over its class, not a curve over code sizes
+            beta = "" if g["beta"] is None else f", beta {g['beta']:g}"
+            means, stds = series.setdefault(f"{label} (lr {g['learning_rate']:g}{beta})", ([], []))
             means.append(np.mean(g["values"][key]))
             stds.append(np.std(g["values"][key]))
     latents = sorted({m.latent_dim for m in members})
@@ -84,17 +92,27 @@ def results_table(members: list[build.Member], finals: list[dict[str, float]], w
     return table
 
 
+def _vae_columns(finals: list[dict[str, float]]) -> dict[str, str]:
+    """A VAE sweep's ELBO, its bound with the most importance samples (the final one) and its active units."""
+    bounds = sorted({k for f in finals for k in f if k.startswith("test/nll_iw")}, key=lambda k: int(k[len("test/nll_iw"):]))
+    if not bounds:
+        return {}
+    return {"test/elbo": "test ELBO (nats)", bounds[-1]: f"test NLL, k={bounds[-1][len('test/nll_iw'):]} (nats)",
+            "test/active_units": "active units"}
+
+
 def _groups(members: list[build.Member], finals: list[dict[str, float]],
             columns: dict[str, str]) -> list[dict[str, Any]]:
-    """One group per (latent size, learning rate), in that order: its healthy seeds' values per column
-    ([nan] when every seed diverged) and PCA's number at that code size (one whatever the seed)."""
-    by_key: dict[tuple[int, float], list[dict[str, float]]] = defaultdict(list)
+    """One group per (latent size, learning rate, beta, normal class), in that order: its healthy seeds' values
+    per column ([nan] when every seed diverged) and PCA's number at that code size (one whatever the seed)."""
+    by_key: dict[tuple[int, float, float | None, int | None], list[dict[str, float]]] = defaultdict(list)
     for m, f in zip(members, finals):
-        by_key[(m.latent_dim, m.learning_rate)].append(f)
+        by_key[(m.latent_dim, m.learning_rate, m.beta, m.normal_class)].append(f)
     groups = []
-    for (latent, lr), fs in sorted(by_key.items()):
+    for (latent, lr, beta, normal), fs in sorted(by_key.items(), key=lambda item: tuple(v or 0 for v in item[0])):
         healthy = [f for f in fs if not f.get("diverged")]
-        groups.append({"latent_dim": latent, "learning_rate": lr, "seeds": len(fs), "diverged": len(fs) - len(healthy),
+        groups.append({"latent_dim": latent, "learning_rate": lr, "beta": beta, "normal_class": normal, "seeds": len(fs),
+                       "diverged": len(fs) - len(healthy),
                        "pca_test_mse": float(fs[0].get(PCA_KEY, np.nan)),
                        "values": {key: [float(f.get(key, np.nan)) for f in healthy] or [float("nan")]
                                   for key in columns}})

@@ -1,0 +1,80 @@
+"""One-class anomaly detection: AUROC and ROC against scikit-learn, class pools, one-class training that
+sees only its class, and a one-class sweep's numbers, table and pictures."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from mnist_ae import build, tasks
+from mnist_ae.analysis import anomaly
+from mnist_ae.config import ConfigError, validate
+from mnist_ae.core.loop import pool_indices
+from mnist_ae.core.steps import per_image_errors
+from mnist_ae.workdir import RunDir, read_records
+
+from helpers import restore_state, tiny, tiny_sweep
+
+
+def test_auroc_and_the_roc_curve_are_scikit_learns():
+    """Scores with many ties (rounded to one decimal): the ties count a half, as scikit-learn's does."""
+    rng = np.random.default_rng(0)
+    anomalous = rng.random(500) < 0.3
+    scores = np.round(rng.normal(size=500) + anomalous, 1)
+    assert anomaly.auroc(scores, anomalous) == pytest.approx(roc_auc_score(anomalous, scores), abs=1e-12)
+    distinct = rng.normal(size=500) + anomalous
+    fpr, tpr = anomaly.roc_curve(distinct, anomalous)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(anomalous, distinct), abs=1e-12)
+
+
+def test_class_pools_hold_each_class_and_an_epoch_draws_only_its_pool():
+    labels = np.array([0, 1, 1, 2, 1, 0, 2, 2, 2, 1])
+    index, valid, per_epoch = build.class_pools(labels, [1, 0])
+    np.testing.assert_array_equal(index, [[1, 2, 4, 9], [0, 5, 0, 0]])
+    np.testing.assert_array_equal(valid, [[1, 1, 1, 1], [1, 1, 0, 0]])
+    assert per_epoch == 2
+    rng = jax.random.PRNGKey(0)
+    epochs = [np.asarray(pool_indices(rng, jnp.asarray(e), jnp.asarray(index[0]), jnp.asarray(valid[0]), 1, 1, 3))
+              for e in range(6)]
+    for drawn in epochs:  # three distinct digits of class 1, never padding
+        assert drawn.shape == (1, 1, 3) and len(set(drawn.ravel())) == 3 and set(drawn.ravel()) <= {1, 2, 4, 9}
+    assert len({tuple(d.ravel()) for d in epochs}) > 1  # a fresh subset and order each epoch
+
+
+def test_a_one_class_model_reconstructs_its_class_better_than_the_others(tmp_path, mnist):
+    config = tiny(normal_class=1, epochs=8, latent_dim=4)
+    tasks.train_and_evaluate(config, tmp_path, log_framework="none", quiet=True)
+    state = restore_state(tmp_path, config)
+    assert int(state.step) == 8 * ((mnist.train_labels[:2048] == 1).sum() // 64)  # its class's rounds only
+    errors = np.asarray(per_image_errors(build.learner(config), state.params["ae"], jnp.asarray(mnist.test_images[:512])))
+    ones = mnist.test_labels[:512] == 1
+    assert errors[ones].mean() < 0.5 * errors[~ones].mean()
+    assert anomaly.auroc(errors, ~ones) > 0.9
+
+
+def test_a_one_class_sweep_reports_each_class_and_the_mean(tmp_path):
+    config = tiny_sweep(latent_dims=(4,), seeds=(0,), normal_classes=(0, 1), epochs=1)
+    finals = tasks.run(config, tmp_path, log_framework="none", quiet=True)
+    records = read_records(RunDir(tmp_path).metrics)
+    per_member = {r["member"]: r["test/auroc"] for r in records if "test/auroc" in r and "step" in r}
+    assert set(per_member) == {"latent4_seed0_lr0.01_class0", "latent4_seed0_lr0.01_class1"}
+    [mean] = [r for r in records if "test/auroc_mean" in r]
+    assert "member" not in mean and mean["test/auroc_mean"] == pytest.approx(np.mean(list(per_member.values())))
+    assert all(0 <= f["baseline/pca_auroc"] <= 1 for f in finals)
+    table = RunDir(tmp_path).sweep_results.read_text()
+    assert "| normal class |" in table and "| AUROC | PCA AUROC |" in table
+    assert RunDir(tmp_path).anomaly_roc.exists() and RunDir(tmp_path).anomaly_digits.exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(normal_class=10), "normal_class=10: give a class 0-9"),
+    (dict(normal_classes=(1, 2)), "normal_classes=\\(1, 2\\): give classes 0-9 for a sweep's one-class members"),
+    (dict(task="sweep", normal_classes=(1, 1)), "normal_classes repeats 1"),
+])
+def test_bad_classes_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(tiny(**overrides))

@@ -1,0 +1,53 @@
+"""Retrieval by label: precision@10 and mAP against brute force, the queries, and the cached baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from mnist_ae.analysis import retrieval
+
+
+@pytest.fixture(scope="module")
+def codes():
+    """Continuous random codes (no tied distances), 4 classes with different centres."""
+    rng = np.random.default_rng(0)
+    db_y, query_y = rng.integers(0, 4, 300), rng.integers(0, 4, 60)
+    centres = rng.normal(0, 1.5, (4, 3))
+    db = (centres[db_y] + rng.normal(size=(300, 3))).astype(np.float32)
+    query = (centres[query_y] + rng.normal(size=(60, 3))).astype(np.float32)
+    return db, db_y, query, query_y
+
+
+def test_precision_at_10_and_map_are_brute_force_numpys_and_scikit_learns(codes, monkeypatch):
+    """Ranked over the whole database in blocks of queries (7 here, so the last block is partial):
+    precision@10 is the share of the ten nearest with the query's label, the mAP scikit-learn's average
+    precision of each query (continuous codes: no tied distances), averaged."""
+    db, db_y, query, query_y = codes
+    monkeypatch.setattr(retrieval, "BLOCK", 7)
+    dists = ((query[:, None, :].astype(np.float64) - db[None]) ** 2).sum(-1)
+    got = retrieval.ranked_scores(db, db_y, query, query_y)
+    assert got["retrieval_precision_at_10"] == pytest.approx(
+        np.mean([np.mean(db_y[np.argsort(d)[:10]] == y) for d, y in zip(dists, query_y)]), abs=1e-12)
+    assert got["retrieval_map"] == pytest.approx(
+        np.mean([average_precision_score(db_y == y, -d) for d, y in zip(dists, query_y)]), rel=1e-6)
+
+
+def test_the_map_queries_are_the_first_of_each_class():
+    labels = np.array([3, 1, 1, 0, 3, 3, 0, 1, 2])
+    np.testing.assert_array_equal(retrieval.balanced_queries(labels, per_class=2), [0, 1, 2, 3, 4, 6, 8])
+
+
+def test_pca_with_every_axis_retrieves_as_the_pixels_do_and_the_numbers_are_cached(mnist, tmp_path, monkeypatch):
+    """A rotation keeps every distance: PCA at all 784 axes has the pixels' numbers (float64 projections,
+    float32 distances: 1e-6); a second call reads the cache, computing nothing."""
+    monkeypatch.setenv("MNIST_AE_CACHE", str(tmp_path))
+    data = (mnist.train_images[:600], mnist.train_labels[:600], mnist.test_images[:200], mnist.test_labels[:200])
+    first = retrieval.baseline_numbers(*data, 784)
+    assert first["baseline/pca_retrieval_map"] == pytest.approx(first["baseline/pixels_retrieval_map"], rel=1e-6)
+    assert first["baseline/pca_retrieval_precision_at_10"] == pytest.approx(
+        first["baseline/pixels_retrieval_precision_at_10"], rel=1e-6)
+    monkeypatch.setattr(retrieval, "retrieval_numbers", lambda *a: pytest.fail("recomputed a cached baseline"))
+    assert retrieval.baseline_numbers(*data, 784) == first
+    assert len(list(tmp_path.glob("retrieval_*.json"))) == 2

@@ -1,0 +1,127 @@
+"""The VAE as a run (`--config.model=vae`): its learner, evaluation, pictures, resume and config checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnist_ae import build, tasks
+from mnist_ae.config import ConfigError, validate
+from mnist_ae.core import vae
+from mnist_ae.core.steps import evaluate, init_state, kl_weight
+from mnist_ae.render import read_png
+from mnist_ae.workdir import RunDir
+
+from helpers import eval_records, restore_state, run_once, tiny
+
+ROUNDS = 2048 // 64  # rounds per epoch of tiny()
+
+
+def vae_config(**overrides):
+    return tiny(**{"model": "vae", "latent_dim": 4, "iw_samples": 4, **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A 2-epoch VAE run with its end-of-run bound, latent pictures and report."""
+    config = vae_config(iw_samples_final=8, latent_pictures=True, report_at_end=True)
+    return run_once(tmp_path_factory, "vae", lambda workdir: tasks.train_and_evaluate(
+        config, workdir, log_framework="none", quiet=True))
+
+
+def test_a_run_logs_its_bounds_at_each_eval_and_the_final_bound_after_training(finished):
+    workdir, finals = finished
+    evals = eval_records(workdir)
+    assert [r["step"] for r in evals] == [0, ROUNDS, 2 * ROUNDS]
+    for r in evals:
+        assert {"test/elbo", "test/nll_iw4", "test/kl", "test/active_units", "test/probe_accuracy"} <= r.keys()
+        assert r["test/kl"] == pytest.approx(sum(r[f"test/kl_per_unit/{u}"] for u in range(4)), rel=1e-5)
+        assert 0 <= r["test/active_units"] <= 4
+    assert evals[-1]["test/elbo"] > evals[0]["test/elbo"] + 50  # nats: an untrained decoder is far off
+    # the importance-weighted bounds are tighter than the ELBO (each by about a nat here, far above the
+    # Monte Carlo noise of 512 digits) and the final one, with twice the samples, tighter still
+    assert finals["test/nll_iw8"] < finals["test/nll_iw4"] < -finals["test/elbo"]
+
+
+def test_samples_from_the_prior_at_each_eval_and_traversals_at_the_end(finished):
+    workdir, _ = finished
+    run = RunDir(workdir)
+    assert sorted(p.name for p in run.samples.iterdir()) == [
+        f"samples_step_{s:07d}.png" for s in (0, ROUNDS, 2 * ROUNDS)]
+    assert read_png(run.samples_png(2 * ROUNDS)).shape[2] == 3
+    assert (run.latent / "traversals.png").exists()
+    assert f"digits generated from the prior (a VAE&#x27;s samples at step {2 * ROUNDS:,})" in run.report.read_text()
+    config = vae_config()
+    learner = build.learner(config)
+    state = restore_state(workdir, config)
+    z_nl = jax.random.normal(jax.random.PRNGKey(0), (64, 4))
+    images = learner.autoencoder.apply(state.params["ae"], z_nl, method="decode")
+    chex.assert_shape(images, (64, 28, 28))
+    assert -1.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+
+def test_a_resumed_run_is_bit_identical_to_a_straight_one(tmp_path):
+    tasks.train_and_evaluate(vae_config(), tmp_path / "a", log_framework="none", quiet=True)
+    tasks.train_and_evaluate(vae_config(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
+    tasks.train_and_evaluate(vae_config(), tmp_path / "b", log_framework="none", quiet=True)
+    a, b = restore_state(tmp_path / "a", vae_config()), restore_state(tmp_path / "b", vae_config())
+    assert int(a.step) == int(b.step) == 2 * ROUNDS
+    chex.assert_trees_all_equal(a.params, b.params)  # the rounds' binarisations and samples come from the state's key
+    chex.assert_trees_all_equal(a.opt_states, b.opt_states)
+
+
+def test_evaluation_scores_the_same_binary_digits_however_the_set_is_chunked_or_cut(mnist):
+    """Digit i's binarisation and samples are functions of i alone (EVAL_SEED): a shorter test set's are
+    the longer one's first rows, and the metrics do not depend on the chunk size (float32 sums: 1e-5)."""
+    x_u8 = jnp.asarray(mnist.test_images[:300])
+    bits, keys = vae.eval_draws(x_u8)
+    bits100, keys100 = vae.eval_draws(x_u8[:100])
+    chex.assert_trees_all_equal((bits[:100], keys[:100]), (bits100, keys100))
+    learner = build.learner(vae_config())
+    params = init_state(learner, 0).params
+    y = jnp.asarray(mnist.test_labels[:300])
+    whole = evaluate(dataclasses.replace(learner, eval_batch_size=300), params, x_u8, y)
+    chunked = evaluate(dataclasses.replace(learner, eval_batch_size=64), params, x_u8, y)
+    chex.assert_trees_all_close(chunked, whole, rtol=1e-5)
+
+
+def test_the_kl_weight_ramps_up_over_its_warmup_and_then_holds():
+    learner = dataclasses.replace(build.learner(vae_config()), beta=4.0, kl_warmup_steps=4)
+    np.testing.assert_allclose([kl_weight(learner, jnp.asarray(s)) for s in range(6)], [1, 2, 3, 4, 4, 4])
+    assert kl_weight(dataclasses.replace(learner, kl_warmup_steps=0), jnp.asarray(0)) == 4.0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(beta=-1.0), "beta=-1.0: the KL's weight must be a finite number >= 0"),
+    (dict(iw_samples=0), "iw_samples=0: must be a positive integer"),
+    (dict(iw_samples_final=-5), "iw_samples_final=-5: must be an integer >= 0 (0 = none)"),
+    (dict(task="sweep", model="mlp", betas=(1.0, 4.0)), "weigh a vae's KL: set --config.model=vae"),
+    (dict(task="sweep", betas=(4.0, 4.0)), "betas repeats 4.0"),
+])
+def test_bad_values_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as refused:
+        validate(vae_config(**overrides))
+    assert "\n" not in str(refused.value)
+
+
+def test_a_beta_sweeps_table_has_a_row_per_beta_and_the_vaes_numbers(tmp_path):
+    from mnist_ae.analysis.baselines import PCA_KEY
+    from mnist_ae.run.sweep_outputs import results_table
+
+    members = [build.Member(2, 0, 1e-3, 1.0), build.Member(2, 0, 1e-3, 4.0)]
+    finals = [{"test/recon_mse": 0.1, "test/elbo": -100.0, "test/nll_iw50": 99.0, "test/nll_iw5000": 98.5,
+               "test/active_units": 2.0, "test/probe_accuracy": 0.9, PCA_KEY: 0.2},
+              {"test/recon_mse": 0.2, "test/elbo": -120.0, "test/nll_iw50": 115.0, "test/nll_iw5000": 114.0,
+               "test/active_units": 1.0, "test/probe_accuracy": 0.7, PCA_KEY: 0.2}]
+    lines = results_table(members, finals, tmp_path).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header[:3] == ["latent", "learning rate", "beta"]
+    rows = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    assert [(r["beta"], r["test NLL, k=5000 (nats)"], r["active units"]) for r in rows] == [
+        ("1", "98.5000", "2.0000"), ("4", "114.0000", "1.0000")]
+    assert [m.name for m in members] == ["latent2_seed0_lr0.001_beta1", "latent2_seed0_lr0.001_beta4"]
