@@ -64,7 +64,8 @@ def child(framework: str, workdir: Path, overrides: list[str]) -> dict:
     from mnist_ae import tasks, writers
     from mnist_ae.run import monitoring, progress
     from mnist_ae.run import hooks
-    from mnist_ae.config import base_config, validate
+    from mnist_ae.config import base_config
+    from mnist_ae.config_checks import validate
 
     config = base_config()
     config.analyze_at_end = False

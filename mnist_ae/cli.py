@@ -19,7 +19,8 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mnist_ae.config import LOG_FRAMEWORKS, check_workdir, closest_key, help_text, validate
+from mnist_ae.config import LOG_FRAMEWORKS, closest_key, help_text
+from mnist_ae.config_checks import check_workdir, validate
 from mnist_ae.config import FIELDS
 from mnist_ae.run.run_log import guard_terminal_streams
 from mnist_ae.errors import ProductError, SomeDiverged, UsageError
@@ -151,7 +152,7 @@ def list_experiments() -> str:
 def check_data(config: Any) -> None:
     """The data files (checksums included; the load is cached, so training does not read them twice) and
     the batch against the training set, before anything is created."""
-    from mnist_ae.config import check_batch_fits  # noqa: PLC0415
+    from mnist_ae.config_checks import check_batch_fits  # noqa: PLC0415
     from mnist_ae.data import load_dataset  # noqa: PLC0415
 
     train = load_dataset(config.dataset, config.data_dir, config.data_source).train_images

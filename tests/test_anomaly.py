@@ -11,7 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from mnist_ae import build, tasks
 from mnist_ae.analysis import anomaly
-from mnist_ae.config import ConfigError, validate
+from mnist_ae.config import ConfigError
+from mnist_ae.config_checks import validate
 from mnist_ae.core.loop import pool_indices
 from mnist_ae.core.steps import per_image_errors
 from mnist_ae.workdir import RunDir, read_records
@@ -57,7 +58,7 @@ def test_a_one_class_model_reconstructs_its_class_better_than_the_others(tmp_pat
 
 
 def test_a_one_class_sweep_reports_each_class_and_the_mean(tmp_path):
-    config = tiny_sweep(latent_dims=(4,), seeds=(0,), normal_classes=(0, 1), epochs=1)
+    config = tiny_sweep(latent_dims=(4,), seeds=(0,), normal_classes=(0, 1), epochs=1, report_at_end=True)
     finals = tasks.run(config, tmp_path, log_framework="none", quiet=True)
     records = read_records(RunDir(tmp_path).metrics)
     per_member = {r["member"]: r["test/auroc"] for r in records if "test/auroc" in r and "step" in r}
@@ -68,6 +69,7 @@ def test_a_one_class_sweep_reports_each_class_and_the_mean(tmp_path):
     table = RunDir(tmp_path).sweep_results.read_text()
     assert "| normal class |" in table and "| AUROC | PCA AUROC |" in table
     assert RunDir(tmp_path).anomaly_roc.exists() and RunDir(tmp_path).anomaly_digits.exists()
+    assert "One-class ROC curves" in RunDir(tmp_path).report.read_text()
 
 
 @pytest.mark.parametrize("overrides, message", [

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from helpers import REPO
-from mnist_ae.config import ConfigError, base_config, validate
+from mnist_ae.config import ConfigError, base_config
+from mnist_ae.config_checks import validate
 
 
 def _config(**overrides):

@@ -172,7 +172,8 @@ def test_the_task_comes_from_the_config_unless_given_and_a_mismatch_is_refused()
 def test_missing_optional_packages_are_config_errors(monkeypatch):
     import importlib.util
 
-    from mnist_ae.config import ConfigError, base_config, validate
+    from mnist_ae.config import ConfigError, base_config
+    from mnist_ae.config_checks import validate
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))

@@ -13,7 +13,8 @@ import pytest
 
 from mnist_ae import build, tasks
 from mnist_ae.analysis import baselines
-from mnist_ae.config import ConfigError, validate
+from mnist_ae.config import ConfigError
+from mnist_ae.config_checks import validate
 from mnist_ae.core import losses, noise
 from mnist_ae.core.loop import epoch_indices, rounds_per_epoch, train_epoch
 from mnist_ae.core.steps import denoising, init_state

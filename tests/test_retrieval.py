@@ -51,3 +51,13 @@ def test_pca_with_every_axis_retrieves_as_the_pixels_do_and_the_numbers_are_cach
     monkeypatch.setattr(retrieval, "retrieval_numbers", lambda *a: pytest.fail("recomputed a cached baseline"))
     assert retrieval.baseline_numbers(*data, 784) == first
     assert len(list(tmp_path.glob("retrieval_*.json"))) == 2
+
+
+def test_the_full_datasets_baselines_ship_with_the_package(mnist, tmp_path, monkeypatch):
+    """The default run's pixels' and PCA-64 numbers are read from the package: nothing is computed."""
+    monkeypatch.setenv("MNIST_AE_CACHE", str(tmp_path))
+    monkeypatch.setattr(retrieval, "baseline", lambda *a: pytest.fail("computed a shipped baseline"))
+    numbers = retrieval.baseline_numbers(mnist.train_images, mnist.train_labels, mnist.test_images, mnist.test_labels, 64)
+    assert set(numbers) == {f"baseline/{name}_{k}" for name in ("pixels", "pca")
+                            for k in ("retrieval_map", "retrieval_precision_at_10")}
+    assert 0.3 < numbers["baseline/pca_retrieval_map"] < 0.5 and list(tmp_path.iterdir()) == []

@@ -15,8 +15,8 @@ from mnist_ae import tasks
 # Lowest first; a module may import from its own layer or any below it, never from one above.
 LAYERS = (
     ("mnist_ae.core",),
-    ("mnist_ae.errors", "mnist_ae.config", "mnist_ae.metrics", "mnist_ae.workdir", "mnist_ae.render", "mnist_ae.data",
-     "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel"),
+    ("mnist_ae.errors", "mnist_ae.config", "mnist_ae.config_checks", "mnist_ae.metrics", "mnist_ae.workdir",
+     "mnist_ae.render", "mnist_ae.data", "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel"),
     ("mnist_ae.writers", "mnist_ae.analysis", "mnist_ae.api", "mnist_ae.report"),
     ("mnist_ae.run",),
     ("mnist_ae.tasks",),

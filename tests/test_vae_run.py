@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from mnist_ae import build, tasks
-from mnist_ae.config import ConfigError, validate
+from mnist_ae.config import ConfigError
+from mnist_ae.config_checks import validate
 from mnist_ae.core import vae
 from mnist_ae.core.steps import evaluate, init_state, kl_weight
 from mnist_ae.render import read_png

@@ -17,7 +17,8 @@ import numpy as np
 from mnist_ae import render
 from mnist_ae.analysis.pipeline import AnalysisResult, run_analysis
 from mnist_ae.checkpoint import Checkpointer
-from mnist_ae.config import FIELDS, ConfigError, base_config, check_analysis_points
+from mnist_ae.config import FIELDS, ConfigError, base_config
+from mnist_ae.config_checks import check_analysis_points
 from mnist_ae.workdir import RunDir
 from mnist_ae.writers import MetricWriter
 

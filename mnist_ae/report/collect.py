@@ -101,7 +101,7 @@ class RunData:
     confusion_cc: np.ndarray
     class_names: tuple[str, ...]
     analysis: dict[str, Any]  # analysis/metrics.json, or {}
-    latent_pngs: dict[str, bytes]  # the latent pictures and (a VAE) the last eval's samples
+    latent_pngs: dict[str, bytes]  # the latent pictures; a VAE's last samples, denoising and anomaly pictures
 
 
 def test_set(config: Any) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -183,4 +183,5 @@ def run_data(trained: Any, name: str = "", records: list[dict[str, Any]] | None 
         points=points(workdir, codes, labels, preds, images, config.analysis_subsample, config.seed),
         confusion_cc=confusion(labels, preds, len(class_names)), class_names=class_names,
         analysis=json.loads(analysis_json.read_text()) if analysis_json.exists() else {},
-        latent_pngs={**pngs(run.latent), **dict(list(pngs(run.samples).items())[-1:])})  # a VAE's last samples
+        latent_pngs={**pngs(run.latent), **dict(list(pngs(run.samples).items())[-1:]),  # a VAE's last samples
+                     **{p.stem: p.read_bytes() for p in (run.denoising, run.anomaly_roc, run.anomaly_digits) if p.exists()}})

@@ -170,7 +170,10 @@ def _digit_png(image_hw: np.ndarray) -> bytes:
 LATENT_CAPTIONS = {"class_means": "the mean code of each class, decoded",
                    "interpolations": "decoded codes on straight lines between test digits' codes",
                    "manifold": "a grid over the 2-D code space, decoded",
-                   "traversals": "the most varying units, each through its percentiles, the others at the mean code"}
+                   "traversals": "the most varying units, each through its percentiles, the others at the mean code",
+                   "denoising": "noisy test digits, their reconstructions and the clean digits",
+                   "anomaly_roc": "one-class ROC curves (AUROC per normal class)",
+                   "anomaly_digits": "the most and least anomalous test digits by reconstruction error"}
 
 
 def latent_caption(name: str) -> str:

@@ -119,7 +119,9 @@ def sweep_html(workdir: Path, in_memory: dict[str, Any] | None = None) -> str:
         saved = json.loads(results.read_text())["table"]
         page.add("<h3>Results (click a column to sort)</h3>" + table(saved["header"], saved["rows"], sortable=True))
     titles = {"comparison": "Reconstructions of every member", "member_maps": "2-D maps of every member's codes",
-              "sweep_results": "Final numbers over the latent size"}
+              "sweep_results": "Final numbers over the latent size",
+              "anomaly_roc": "One-class ROC curves (AUROC per normal class)",
+              "anomaly_digits": "The most and least anomalous test digits of each one-class member"}
     for name, png in {**pngs(workdir), **pngs(run.analysis())}.items():
         page.add(f"<h3>{titles.get(name, name.replace('_', ' '))}</h3>" + img(png, name))
     curves = [(name, [r for r in records if r.get("member") == name and "step" in r]) for name, _ in members]

@@ -11,7 +11,7 @@ import numpy as np
 
 from mnist_ae import data as data_lib
 from mnist_ae import parallel
-from mnist_ae.config import check_batch_fits
+from mnist_ae.config_checks import check_batch_fits
 
 
 @dataclasses.dataclass
