@@ -453,6 +453,7 @@ def test_run_analysis_writes_all_outputs(tmp_path, digits):
         assert coords["tsne_3d"].shape == (200, 3) and coords["index_3d"].shape == (200,)
 
 
+@pytest.mark.slow  # second check of run_analysis
 def test_the_smallest_analysis_runs_in_a_new_nested_folder_and_the_summary_keeps_only_numbers(tmp_path, digits):
     """Exactly MIN_ANALYSIS_POINTS codes are enough; the output folder may be several levels deep; the
     summary (HParams columns) takes the numbers of the codes' quality, not flags or text."""

@@ -46,6 +46,7 @@ def test_class_pools_hold_each_class_and_an_epoch_draws_only_its_pool():
     assert len({tuple(d.ravel()) for d in epochs}) > 1  # a fresh subset and order each epoch
 
 
+@pytest.mark.slow  # second check: the one-class sweep and the pools are quick
 def test_a_one_class_model_reconstructs_its_class_better_than_the_others(tmp_path, mnist):
     config = tiny(normal_class=1, epochs=8, latent_dim=4)
     tasks.train_and_evaluate(config, tmp_path, log_framework="none", quiet=True)

@@ -219,6 +219,7 @@ def test_rerunning_a_finished_run_warns_and_reports_the_same_numbers(tmp_path, c
     assert again["test/recon_mse"] == pytest.approx(first["test/recon_mse"], rel=1e-6)
 
 
+@pytest.mark.slow  # second check: the best-checkpoint test rotates the last k
 def test_keeps_only_the_last_k_checkpoints(tmp_path):
     tasks.train_and_evaluate(tiny(epochs=4, keep_checkpoints=2, train_limit=512), tmp_path, log_framework="none")
     assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == [3, 4]
@@ -318,6 +319,7 @@ def test_the_best_checkpoint_is_kept_when_later_ones_rotate_and_resume_uses_the_
     reader.close()
 
 
+@pytest.mark.slow  # second check: the best checkpoint's rotation test is quick
 def test_a_run_keeps_its_best_checkpoint_and_analyze_can_take_it(tmp_path):
     """A real run with keep_checkpoints=1: each checkpoint carries its epoch's test MSE as logged in
     metrics.jsonl (read back here), the lowest one is kept besides the last, and analyze_checkpoint

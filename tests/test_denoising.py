@@ -76,6 +76,7 @@ def test_the_noisy_evaluation_scores_against_the_clean_digits_whatever_the_chunk
     assert float(whole["pca_psnr"]) == pytest.approx(float(whole["noisy_psnr"]), rel=1e-4)  # float32 rotation
 
 
+@pytest.mark.slow  # three runs; the quick tier resumes a plain run
 def test_a_denoising_run_resumes_bit_identically(tmp_path):
     config = tiny(input_noise="gaussian:0.3")
     tasks.train_and_evaluate(config, tmp_path / "a", log_framework="none", quiet=True)

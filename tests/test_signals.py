@@ -65,6 +65,7 @@ def test_a_run_blocked_where_no_handler_runs_ends_within_the_grace_with_one_line
     assert lifecycle.GRACE_S <= seconds < lifecycle.GRACE_S + 10  # the bound: startup noise on a loaded machine
 
 
+@pytest.mark.slow  # second check of a signal's stop
 def test_two_quick_ctrl_cs_stop_at_once_even_when_the_interpreter_merges_them():
     result, seconds = _run(HANDLER_NEVER_RUNS, [(0, signal.SIGINT), (0.3, signal.SIGINT)])
     assert result.returncode == 130 and "(a second signal within 1 s)" in result.stderr, result.stderr

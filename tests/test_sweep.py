@@ -55,6 +55,7 @@ def test_members_are_the_product_and_states_are_stacked():
     chex.assert_trees_all_equal(kernel[0, :, 2:], jnp.zeros((32, 3)))
 
 
+@pytest.mark.slow  # second check: a trained member equals its single run from the same start
 def test_each_members_initial_state_is_its_single_runs_padded():
     """Members initialised per group (a latent size and rate, vmapped over seeds) come back in member
     order, each bit for bit the state its own single run starts from (seeds past 2**31 included).
@@ -230,6 +231,7 @@ def test_vae_members_of_a_beta_sweep_match_their_single_runs(slice_):
     _sweep_and_single(config, (slice_[0][:512], slice_[1][:512]), i=1)
 
 
+@pytest.mark.slow  # second check: the VAE and masked members are quick; pools: test_anomaly
 def test_one_class_members_match_their_single_runs(slice_):
     """Each member draws its epoch from its own class's digits (classes of different sizes: the smallest
     sets the rounds): member (latent 3, class 7) against its single run with normal_class=7."""

@@ -148,6 +148,7 @@ def test_a_sweeps_maps_in_one_call_map_each_members_own_units(codes):
     assert embed.resolved_backend("auto", 3001) == "opentsne"
 
 
+@pytest.mark.slow  # second check of the map's schedule
 def test_the_exaggeration_phase_lasts_the_asked_iterations(codes):
     """12 iterations all exaggerated (momentum 0.5) are the same map whether the phase is asked for 12
     or 250 iterations; asked for 7, the last 5 run without exaggeration and the map differs. The
