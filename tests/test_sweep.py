@@ -388,7 +388,8 @@ def test_every_member_is_analysed_in_the_sweep_table(finished):
     ds = load_dataset("mnist")
     images, labels = ds.test_images[:300], ds.test_labels[:300].astype(np.int64)
     table = (workdir / "sweep_results.md").read_text().splitlines()
-    assert table[0].endswith("| kNN accuracy | linear-probe accuracy | silhouette | trustworthiness |")
+    assert table[0].endswith("| kNN accuracy | linear-probe accuracy | silhouette | trustworthiness | precision@10 "
+                             "| retrieval mAP |")
     for member, final in zip(build.members(config), finals):
         codes = load(workdir / "members" / member.name).encode(images)
         chex.assert_shape(codes, (300, member.latent_dim))
@@ -399,7 +400,7 @@ def test_every_member_is_analysed_in_the_sweep_table(finished):
     for latent in config.latent_dims:  # a row per latent size: mean +- std over its two seeds
         row = next(line for line in table if line.startswith(f"| {latent} |"))
         seeds = [f for m, f in zip(build.members(config), finals) if m.latent_dim == latent]
-        assert [cell.strip() for cell in row.strip("|").split("|")][-4:] == [
+        assert [cell.strip() for cell in row.strip("|").split("|")][-6:-2] == [  # then retrieval's two
             f"{np.mean([f[k] for f in seeds]):.4f} +- {np.std([f[k] for f in seeds]):.4f}" for k in keys]
     assert (workdir / "analysis" / "member_maps.png").stat().st_size > 0
     record = json.loads((workdir / "analysis" / "members.json").read_text())
