@@ -39,7 +39,7 @@ def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None)
     if config.task == "classification":
         return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
     if config.model == "vae":
-        ae = vae.VAE(tuple(config.hidden), latent_dim or config.latent_dim, config.init, config.activation, config.norm)
+        ae = vae.make_vae(config.hidden, latent_dim or config.latent_dim, config.init, config.activation, config.norm)
         schedule.update(beta=config.beta, kl_warmup_steps=config.kl_warmup_steps, iw_samples=config.iw_samples)
     else:
         ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init,

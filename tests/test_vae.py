@@ -18,7 +18,7 @@ def digits(mnist) -> jax.Array:
 
 
 def _model_and_params(latent: int = 4):
-    model = vae.VAE(hidden=(32,), latent_dim=latent)
+    model = vae.make_vae(hidden=(32,), latent_dim=latent)
     return model, model.init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28)))
 
 
@@ -115,7 +115,7 @@ def test_active_units_count_the_means_that_vary_over_the_data():
 def test_the_elbo_is_the_network_written_in_numpy(digits):
     """The ELBO's terms by hand in float64: tanh MLPs, the reparameterised sample, Bernoulli log-likelihood
     and the closed-form KL (float32 sums of 784 terms: 1e-5 relative)."""
-    model = vae.VAE(hidden=(3,), latent_dim=2)
+    model = vae.make_vae(hidden=(3,), latent_dim=2)
     params = model.init(jax.random.PRNGKey(8), jnp.zeros((1, 28, 28)))
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
     eps = np.asarray(vae.unit_normals(jax.random.PRNGKey(9), (64,), 2), np.float64)
@@ -137,7 +137,7 @@ def test_a_wide_model_masked_to_a_narrow_ones_units_gives_its_bounds():
     """A 2-unit VAE zero-padded to 5 units (each head alone) and masked to its 2 draws the same noise
     (`unit_normals`) and gets the same ELBO and IWAE bound: the padded units are the prior and add nothing."""
     x = vae.binarize(jax.random.PRNGKey(0), jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28)))
-    narrow, wide = vae.VAE(hidden=(8,), latent_dim=2), vae.VAE(hidden=(8,), latent_dim=5)
+    narrow, wide = vae.make_vae(hidden=(8,), latent_dim=2), vae.make_vae(hidden=(8,), latent_dim=5)
     p2 = narrow.init(jax.random.PRNGKey(2), x[:1])
     padded = sweep.pad_to(p2, wide.init(jax.random.PRNGKey(3), x[:1]))  # as a sweep pads a member
     mask = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])

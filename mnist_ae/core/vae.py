@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from mnist_ae.core import losses
-from mnist_ae.core.models import MLP, MLPDecoder, layer_init
+from mnist_ae.core.models import MLP, Autoencoder, MLPDecoder, layer_init
 
 LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_VARIANCE = 1e-2  # Burda et al.: a unit is active when Cov_x(E_q[z_u]) exceeds this
@@ -48,19 +48,14 @@ class GaussianEncoder(nn.Module):
         return heads[0], heads[1]
 
 
-class VAE(nn.Module):
-    """784-(hidden)-(L mean, L log-variance) Gaussian encoder and L-(reversed hidden)-784 Bernoulli decoder."""
+class VAE(Autoencoder):
+    """An `Autoencoder` with a `GaussianEncoder` and a Bernoulli decoder (`output` "sigmoid": its images are
+    the Bernoulli means): its code is the posterior mean, so `encode`, `decode`, `logits` and `__call__`
+    serve the probe, the maps and the pictures as the plain autoencoder's do."""
 
-    hidden: Sequence[int]
-    latent_dim: int
-    init_scheme: str = "flax"
-    activation: str = "tanh"
-    norm: str = "none"
-    output: str = "sigmoid"  # images are the Bernoulli means, mapped to [-1, 1] like every decoder's
-
-    def setup(self) -> None:
-        self.encoder = GaussianEncoder(self.hidden, self.latent_dim, self.init_scheme, self.activation, self.norm)
-        self.decoder = MLPDecoder(self.hidden, self.init_scheme, self.activation, self.norm)
+    @property
+    def latent_dim(self) -> int:
+        return self.encoder.latent_dim
 
     def posterior(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """q(z|x)'s mean and log-variance, [b, L] each; masked units are the prior (0, 0)."""
@@ -77,19 +72,12 @@ class VAE(nn.Module):
         """The code: the posterior mean."""
         return self.posterior(x_bhw, mask_l)[0]
 
-    def decode(self, z_bl: jax.Array) -> jax.Array:
-        """Images in [-1, 1]: the Bernoulli means."""
-        return losses.to_image(self.decoder(z_bl), self.output)
 
-    def logits(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        z_bl = self.encode(x_bhw, mask_l)
-        return self.decoder(z_bl), z_bl
-
-    def __call__(self, x_bhw: jax.Array, mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-        """Reconstructions at the posterior mean in [-1, 1], and codes (what `init` traces: the encoder
-        computes both heads, so every parameter is created)."""
-        logits_bhw, z_bl = self.logits(x_bhw, mask_l)
-        return losses.to_image(logits_bhw, self.output), z_bl
+def make_vae(hidden: Sequence[int], latent_dim: int, init: str = "flax", activation: str = "tanh",
+             norm: str = "none") -> VAE:
+    """784-(hidden)-(L mean, L log-variance) encoder and L-(reversed hidden)-784 Bernoulli decoder."""
+    return VAE(GaussianEncoder(tuple(hidden), latent_dim, init, activation, norm),
+               MLPDecoder(tuple(hidden), init, activation, norm), output="sigmoid")
 
 
 def binarize(key: jax.Array, x01_bhw: jax.Array) -> jax.Array:
