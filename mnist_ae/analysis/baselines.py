@@ -38,14 +38,10 @@ def unit_pixels(images_nhw: np.ndarray) -> np.ndarray:
 
 def pca_test_mse_curve(train_nhw: np.ndarray, test_nhw: np.ndarray) -> np.ndarray:
     """Test MSE per pixel of PCA with k = 0, 1, ..., D components fitted on the training set: [D + 1]."""
-    train_nd, test_nd = unit_pixels(train_nhw), unit_pixels(test_nhw)
-    mean_d = train_nd.mean(0)
-    centred_nd = train_nd - mean_d
-    _, vectors_dd = np.linalg.eigh(centred_nd.T @ centred_nd)
-    projected_nd = (test_nd - mean_d) @ vectors_dd[:, ::-1]  # components by decreasing variance
-    energy_d = np.mean(projected_nd**2, axis=0)  # test energy along each component
+    mean_d, axes_dd = pca_axes(train_nhw, train_nhw[0].size)  # every axis, by decreasing variance
+    energy_d = np.mean(((unit_pixels(test_nhw) - mean_d) @ axes_dd) ** 2, axis=0)  # test energy along each
     total = energy_d.sum()
-    return (total - np.concatenate([[0.0], np.cumsum(energy_d)])) / train_nd.shape[1]
+    return (total - np.concatenate([[0.0], np.cumsum(energy_d)])) / len(mean_d)
 
 
 def pca_axes(train_nhw: np.ndarray, code_size: int) -> tuple[np.ndarray, np.ndarray]:
