@@ -112,6 +112,20 @@ def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, produce: Calla
     return out, outcome["value"]
 
 
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, epochs: int) -> tuple[Path, dict[str, float]]:
+    """A finished `tiny(epochs=...)` run with TensorBoard, trained once per session for every module
+    that needs one: (its workdir, its final metrics). Read it in place; copy it to resume or damage it.
+
+    Each such run costs 3-4 s of compiling, evals, checkpoints and pictures: shared by test_api,
+    test_figures, test_faults and test_checkpoint, the quick tier trains two of them instead of six.
+    """
+    from mnist_ae import tasks
+
+    out, final = run_once(tmp_path_factory, f"tiny_run_{epochs}", lambda out: tasks.train_and_evaluate(
+        tiny(epochs=epochs), out / "run", log_framework="tensorboard", quiet=True))
+    return out / "run", final
+
+
 # ----------------------------------------------------------------------------- reading back what a run wrote
 
 

@@ -9,7 +9,7 @@ import chex
 import numpy as np
 import pytest
 
-from helpers import REPO, tiny, tiny_sweep
+from helpers import REPO, tiny, tiny_run, tiny_sweep
 from mnist_ae import api, tasks
 from mnist_ae.checkpoint import CheckpointError
 from mnist_ae.data import load_dataset
@@ -17,9 +17,7 @@ from mnist_ae.data import load_dataset
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("run")
-    final = tasks.train_and_evaluate(tiny(epochs=2), workdir, "none", quiet=True)
-    return workdir, final
+    return tiny_run(tmp_path_factory, epochs=2)
 
 
 def test_a_loaded_run_reconstructs_the_test_set_with_the_runs_own_error(trained):

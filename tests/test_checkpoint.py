@@ -21,7 +21,7 @@ from mnist_ae.core.loop import train_epoch
 from mnist_ae.core.steps import init_state
 
 import helpers
-from helpers import eval_records, read_jsonl, restore_state, tiny
+from helpers import eval_records, read_jsonl, restore_state, tiny, tiny_run
 
 ROUNDS = 2048 // 64  # rounds per epoch of tiny(): train_limit / batch_size
 
@@ -188,11 +188,11 @@ def test_round_trip_restores_every_leaf_of_a_trained_state(tmp_path, mnist):
     assert any(".mu[" in k for k in moved) and any(".nu[" in k for k in moved)
 
 
-def test_resume_continues_the_step_count_and_gives_the_same_parameters(tmp_path):
+def test_resume_continues_the_step_count_and_gives_the_same_parameters(tmp_path, tmp_path_factory):
     """A run stopped after epoch 1 and resumed ends where a straight run ends, and its eval records
     continue the step count: epoch e is logged at step e * rounds, before and after the resume."""
-    straight = tasks.train_and_evaluate(tiny(epochs=2), tmp_path / "a", log_framework="none", quiet=True)
-    tasks.train_and_evaluate(tiny(epochs=1), tmp_path / "b", log_framework="none", quiet=True)
+    straight_dir, straight = tiny_run(tmp_path_factory, epochs=2)
+    shutil.copytree(tiny_run(tmp_path_factory, epochs=1)[0], tmp_path / "b")
     resumed = tasks.train_and_evaluate(tiny(epochs=2), tmp_path / "b", log_framework="none", quiet=True)
     evals = eval_records(tmp_path / "b")
     assert [(r["epoch"], r["step"]) for r in evals] == [(0, 0), (1, ROUNDS), (2, 2 * ROUNDS)]
@@ -200,7 +200,7 @@ def test_resume_continues_the_step_count_and_gives_the_same_parameters(tmp_path)
     train_steps = [r["step"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl") if "train/recon_mse" in r]
     assert train_steps == list(range(4, 2 * ROUNDS + 1, 4))  # every 4 rounds, on across the resume
 
-    a, b = restore_state(tmp_path / "a", tiny()), restore_state(tmp_path / "b", tiny())
+    a, b = restore_state(straight_dir, tiny()), restore_state(tmp_path / "b", tiny())
     assert (int(b.epoch), int(b.step)) == (2, 2 * ROUNDS) == (int(a.epoch), int(a.step))
     for part in ("ae", "probe"):
         assert int(b.opt_states[part].inner_state[0].count) == 2 * ROUNDS
@@ -256,8 +256,8 @@ def test_a_run_is_held_to_its_own_values_and_a_sweep_to_its_lists(tmp_path):
     ckpt.close()
 
 
-def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    tasks.train_and_evaluate(tiny(epochs=1), tmp_path, log_framework="none")
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, tmp_path_factory, monkeypatch):
+    tmp_path = shutil.copytree(tiny_run(tmp_path_factory, epochs=1)[0], tmp_path / "run")
     good = restore_state(tmp_path, tiny())
     monkeypatch.setattr(losses, "mse", lambda recon, x: np.nan * jax.numpy.mean(recon - x))
     with pytest.raises(helpers.TrainingDiverged, match=r"in epoch 2 .*last good checkpoint \(epoch 1\)"):

@@ -18,7 +18,7 @@ import chex
 import jax
 import pytest
 
-from helpers import REPO, tiny
+from helpers import REPO, tiny, tiny_run
 from mnist_ae import build, tasks
 from mnist_ae.checkpoint import CheckpointError, Checkpointer
 from mnist_ae.run import lifecycle
@@ -47,10 +47,8 @@ def straight(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def two_epochs(tmp_path_factory):
-    """A tiny run stopped after 2 of 3 epochs; tests damage a copy of it."""
-    workdir = tmp_path_factory.mktemp("two_epochs")
-    tasks.train_and_evaluate(tiny(epochs=2), workdir, "none", quiet=True)
-    return workdir
+    """A tiny run stopped after 2 of 3 epochs (the session's shared one); tests damage a copy of it."""
+    return tiny_run(tmp_path_factory, epochs=2)[0]
 
 
 def _copy(source: Path, tmp_path: Path) -> Path:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import read_jsonl, tb_accumulator, tiny
-from mnist_ae import render, tasks
+from helpers import read_jsonl, tb_accumulator, tiny_run
+from mnist_ae import render
 from mnist_ae.analysis import digit_figures, figures
 
 
@@ -63,9 +63,7 @@ def test_digit_rows_put_each_rows_digits_in_its_cells_under_their_labels(tmp_pat
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("figures")
-    tasks.train_and_evaluate(tiny(epochs=2), workdir, log_framework="tensorboard", quiet=True)
-    return workdir
+    return tiny_run(tmp_path_factory, epochs=2)[0]
 
 
 def test_a_run_leaves_its_curves_confusion_and_labelled_grids(finished):
