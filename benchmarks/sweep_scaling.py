@@ -11,7 +11,6 @@ Times the compiled epochs after one untimed warm-up epoch (compile time printed 
 from __future__ import annotations
 
 import argparse
-import re
 import time
 
 import jax
@@ -44,7 +43,6 @@ def sweep_throughput(config: ml_collections.ConfigDict, x: jax.Array, y: jax.Arr
                       members, times.compile_s)
 
 
-COLLECTIVE = re.compile(r" (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(-start)?\(")
 
 
 def layout_rows(config: ml_collections.ConfigDict, epochs: int, evals: int = 5) -> list[tuple[str, float, float, float, int]]:
@@ -63,7 +61,7 @@ def layout_rows(config: ml_collections.ConfigDict, epochs: int, evals: int = 5) 
         ds = load_data(config, mesh)
         args = (ds.train_x, ds.train_y, *prog.extra_args)
         hlo = prog.epoch_fn.lower(state, *args).compile().as_text()
-        collectives = sum(1 for line in hlo.splitlines() if COLLECTIVE.search(line))
+        collectives = len(parallel.collective_lines(hlo))
         jax.block_until_ready(prog.eval_fn(state.params, ds.test_x, ds.test_y, *prog.extra_args))  # compiled
         t = time.perf_counter()
         for _ in range(evals):

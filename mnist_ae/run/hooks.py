@@ -12,12 +12,12 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import build, parallel, render
-from mnist_ae import data as data_lib
 from mnist_ae.core.losses import sse01_from_mse
-from mnist_ae.core.models import NUM_PIXELS, code_dim
+from mnist_ae.core.models import NUM_PIXELS
 from mnist_ae.core.state import TrainState
 from mnist_ae.analysis import ANALYSIS_PHASE, baselines
 from mnist_ae.run import measures, monitoring, sweep_outputs
+from mnist_ae.run.device_data import host_digits
 from mnist_ae.run.driver import Hook, Run, eval_hook
 from mnist_ae.workdir import RunDir, read_records
 
@@ -144,12 +144,10 @@ def _latent_pictures(run: Run, state: TrainState) -> None:
 def _pca_baseline(run: Run, state: TrainState) -> list[dict[str, float]]:
     """PCA's test MSE at each member's code size, beside its own (for the summary, HParams, table)."""
     del state
-    config = run.config
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
-    train, test = ds.train_images[: config.train_limit or None], ds.test_images[: config.test_limit or None]
+    digits = host_digits(run.config)
     numbers = []
-    for tags in run.program.members:
-        mse = baselines.pca_test_mse(train, test, tags.get("latent_dim") or code_dim(config.model, config.latent_dim))
+    for width in measures.code_widths(run):
+        mse = baselines.pca_test_mse(digits.train_x, digits.test_x, width)
         numbers.append({baselines.PCA_KEY: mse, baselines.PCA_SSE01_KEY: sse01_from_mse(mse, NUM_PIXELS)})
     return numbers
 

@@ -12,12 +12,12 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import parallel, render
-from mnist_ae import data as data_lib
 from mnist_ae.analysis import baselines
 from mnist_ae.core import noise
 from mnist_ae.core.losses import to_unit_range
 from mnist_ae.core.models import code_dim
 from mnist_ae.core.state import TrainState
+from mnist_ae.run.device_data import host_digits
 from mnist_ae.run.driver import Hook, Run
 from mnist_ae.workdir import RunDir
 
@@ -25,6 +25,12 @@ ANOMALY_PHASE = "anomaly detection (one-class AUROC; PCA beside)"
 DENOISING_PHASE = "denoising (noisy test digits; PCA and the noisy digits beside)"
 RETRIEVAL_PHASE = "retrieval (precision@10, mAP; pixels and PCA beside)"
 SAMPLES_SEED = 0  # a VAE's prior draws, the same at every eval: its sample grid changes only as its decoder does
+
+
+def code_widths(run: Run) -> list[int]:
+    """Each member's code width: its swept latent size, else the run's own; the size each baseline matches."""
+    own = code_dim(run.config.model, run.config.latent_dim)
+    return [tags.get("latent_dim") or own for tags in run.program.members]
 
 
 def _samples(run: Run, state: TrainState) -> None:
@@ -64,16 +70,12 @@ def _retrieval(run: Run, state: TrainState) -> list[dict[str, float]]:
     train_codes, test_codes = run.program.train_codes(state, run.data), run.test_codes(state)
     if not run.program.stacked:
         train_codes, test_codes = train_codes[None], test_codes[None]
-    config = run.config
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
-    train_y, test_y = np.asarray(run.data.train_y), np.asarray(run.data.test_y)
+    digits = host_digits(run.config)
     numbers = []
-    for i, tags in enumerate(run.program.members):
-        width = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
-        mine = {f"test/{k}": v for k, v in retrieval_numbers(train_codes[i][:, :width], train_y,
-                                                              test_codes[i][:, :width], test_y).items()}
-        mine.update(baseline_numbers(ds.train_images[: config.train_limit or None], train_y,
-                                     ds.test_images[: config.test_limit or None], test_y, width))
+    for i, width in enumerate(code_widths(run)):
+        mine = {f"test/{k}": v for k, v in retrieval_numbers(train_codes[i][:, :width], digits.train_y,
+                                                              test_codes[i][:, :width], digits.test_y).items()}
+        mine.update(baseline_numbers(*digits, width))
         run.writers[i].write_scalars(run.program.step(state), mine)
         numbers.append(mine)
     return numbers
@@ -86,10 +88,8 @@ def _denoising(run: Run, state: TrainState) -> list[dict[str, float]]:
     gaussian 0.5)."""
     from mnist_ae.analysis.digit_figures import digit_rows  # noqa: PLC0415  (matplotlib only when needed)
 
-    config, learner = run.config, run.program.learner
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
-    widths = [tags.get("latent_dim") or code_dim(config.model, config.latent_dim) for tags in run.program.members]
-    mean_p, axes_pk = baselines.pca_axes(ds.train_images[: config.train_limit or None], max(widths))
+    learner, widths = run.program.learner, code_widths(run)
+    mean_p, axes_pk = baselines.pca_axes(host_digits(run.config).train_x, max(widths))
     own = learner.input_noise or ("gaussian", 0.5)
     numbers: list[dict[str, float]] = [{} for _ in widths]
     for kind in dict.fromkeys(["gaussian", own[0]]):
@@ -126,17 +126,14 @@ def _anomaly(run: Run, state: TrainState) -> list[dict[str, float]]:
     from mnist_ae.writers import JsonlWriter  # noqa: PLC0415
 
     config = run.config
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
-    train_x, train_y = ds.train_images[: config.train_limit or None], ds.train_labels[: config.train_limit or None]
-    test_x, test_y = np.asarray(run.data.test_x), np.asarray(run.data.test_y)
+    train_x, train_y, test_x, test_y = host_digits(config)
     errors = run.program.test_errors(state, run.data)
     errors = errors if run.program.stacked else errors[None]
     numbers, curves, rows = [], [], []
-    for i, tags in enumerate(run.program.members):
+    for i, (tags, width) in enumerate(zip(run.program.members, code_widths(run))):
         normal = int(tags.get("normal_class", config.normal_class))
-        width = tags.get("latent_dim") or code_dim(config.model, config.latent_dim)
         anomalous = test_y != normal
-        pca = anomaly.pca_scores(train_x[train_y == normal], np.asarray(ds.test_images[: len(test_y)]), width)
+        pca = anomaly.pca_scores(train_x[train_y == normal], test_x, width)
         numbers.append({"test/auroc": anomaly.auroc(errors[i], anomalous), "baseline/pca_auroc": anomaly.auroc(pca, anomalous)})
         run.writers[i].write_scalars(run.program.step(state), numbers[-1])
         name = run.data.class_names[normal]

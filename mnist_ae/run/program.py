@@ -18,13 +18,12 @@ import ml_collections
 import numpy as np
 
 from mnist_ae import build, parallel
-from mnist_ae import data as data_lib
 from mnist_ae.core import sweep
 from mnist_ae.core.loop import rounds_per_epoch
 from mnist_ae.core.state import TrainState
 from mnist_ae.core.steps import (Learner, decode, denoising, encode, evaluate, per_image_errors, reconstruct,
                                   train_round)
-from mnist_ae.run.device_data import DeviceData
+from mnist_ae.run.device_data import DeviceData, host_digits
 
 
 @dataclasses.dataclass
@@ -195,8 +194,7 @@ def _pools(config: ml_collections.ConfigDict, classes: list[int | None], mesh: j
     and split as `sharding` says; and the digits each trains on per epoch. (None, None) for whole-set runs."""
     if classes[0] is None:
         return None, None
-    ds = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)  # cached: no re-read
-    index_mp, valid_mp, per_epoch = build.class_pools(ds.train_labels[: config.train_limit or None], classes)
+    index_mp, valid_mp, per_epoch = build.class_pools(host_digits(config).train_y, classes)
     if sharding is None:
         index_mp, valid_mp = index_mp[0], valid_mp[0]
     return parallel.place((index_mp, valid_mp), mesh, sharding), per_epoch
