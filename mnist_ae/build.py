@@ -40,7 +40,8 @@ def learner(config: ml_collections.ConfigDict, *, latent_dim: int | None = None)
         return Learner(None, make_classifier(config.hidden, config.init), {"classifier": optimizer}, **schedule)
     if config.model == "vae":
         ae = vae.make_vae(config.hidden, latent_dim or config.latent_dim, config.init, config.activation, config.norm)
-        schedule.update(beta=config.beta, kl_warmup_steps=config.kl_warmup_steps, iw_samples=config.iw_samples)
+        schedule.update(beta=config.beta, kl_warmup_steps=config.kl_warmup_steps, iw_samples=config.iw_samples,
+                        train_iw_samples=config.train_iw_samples)
     else:
         ae = make_autoencoder(config.model, config.hidden, latent_dim or config.latent_dim, config.init,
                               OUTPUTS[config.recon_loss], config.activation, config.norm)

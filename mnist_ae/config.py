@@ -61,6 +61,9 @@ FIELDS: dict[str, Field] = {
                         "bce (sigmoid output, binary cross-entropy on pixels in [0, 1])"),
     "beta": Field("model", "run", 1.0, "vae: the KL's weight (1 = the ELBO; above 1 a beta-VAE)"),
     "kl_warmup_steps": Field("model", "state", 0, "vae: rounds over which the KL's weight ramps up from 0 (0 = none)"),
+    "train_iw_samples": Field("model", "state", 1, "vae: samples per digit in the training objective: 1 = the ELBO "
+                              "(a VAE), k > 1 = the k-sample importance-weighted bound (an IWAE, Burda et al. 2016; "
+                              "the decoder runs k times per digit)"),
     "probe_hidden": Field("model", "state", (64,), "hidden widths of the probe classifier on the code (() = linear probe)"),
     "learning_rate": Field("optimisation", "run", 1e-3, "AdamW learning rate of the autoencoder / classifier"),
     "lr_schedule": Field("optimisation", "state", "constant", "constant (the reference recipe) | warmup_cosine: "

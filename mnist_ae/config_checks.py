@@ -100,9 +100,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _check(_seed(config.seed), f"seed={config.seed!r}: use an integer in [0, 2**32) (JAX keys take 32 bits)")
     for name in ("batch_size", "epochs", "ae_steps", "probe_steps", "eval_every_epochs",
                  "eval_batch_size", "log_every_steps", "checkpoint_every_epochs",
-                 "keep_checkpoints", "grid_digits", "iw_samples"):
+                 "keep_checkpoints", "grid_digits", "iw_samples", "train_iw_samples"):
         _check(isinstance(config[name], int) and config[name] >= 1,
                f"{name}={config[name]!r}: must be a positive integer")
+    _check(config.train_iw_samples == 1 or config.model == "vae" and config.beta == 1 and not config.kl_warmup_steps
+           and tuple(config.betas) == (1.0,),
+           f"train_iw_samples={config.train_iw_samples!r} trains an IWAE: it needs --config.model=vae with beta 1 and "
+           "no kl_warmup_steps (the k-sample bound has no KL term to weigh)")
     _check(config.grid_digits <= MAX_GRID_DIGITS, f"grid_digits={config.grid_digits}: at most {MAX_GRID_DIGITS} "
            "(a wider grid is an image no viewer opens; the report and TensorBoard show 10)")
     _check(isinstance(config.augment_shift, int) and 0 <= config.augment_shift <= 7,

@@ -18,7 +18,7 @@ from mnist_ae.core.steps import evaluate, init_state, kl_weight
 from mnist_ae.render import read_png
 from mnist_ae.workdir import RunDir
 
-from helpers import eval_records, restore_state, run_once, tiny
+from helpers import eval_records, read_jsonl, restore_state, run_once, tiny
 
 ROUNDS = 2048 // 64  # rounds per epoch of tiny()
 
@@ -29,8 +29,9 @@ def vae_config(**overrides):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    """A 1-epoch VAE run with its end-of-run bound, latent pictures and report."""
-    config = vae_config(epochs=1, iw_samples_final=8, latent_pictures=True, report_at_end=True)
+    """A 1-epoch run with its end-of-run bound, latent pictures and report, trained as an IWAE (2 samples per
+    digit): the ELBO-trained path runs in test_sweep's beta sweep and its single runs."""
+    config = vae_config(epochs=1, iw_samples_final=8, latent_pictures=True, report_at_end=True, train_iw_samples=2)
     return run_once(tmp_path_factory, "vae", lambda workdir: tasks.train_and_evaluate(
         config, workdir, log_framework="none", quiet=True))
 
@@ -47,6 +48,9 @@ def test_a_run_logs_its_bounds_at_each_eval_and_the_final_bound_after_training(f
     # the importance-weighted bounds are tighter than the ELBO (each by about a nat here, far above the
     # Monte Carlo noise of 512 digits) and the final one, with twice the samples, tighter still
     assert finals["test/nll_iw8"] < finals["test/nll_iw4"] < -finals["test/elbo"]
+    train = [r for r in read_jsonl(workdir / "metrics.jsonl") if "train/elbo" in r]
+    assert train and all(np.isfinite(r["train/elbo_iw2"]) and r["train/elbo_iw2"] < 0 for r in train)
+    assert train[-1]["train/elbo_iw2"] > train[0]["train/elbo_iw2"] + 50  # the IWAE's own objective, climbing
 
 
 def test_samples_from_the_prior_at_each_eval_and_traversals_at_the_end(finished):
@@ -103,6 +107,9 @@ def test_the_kl_weight_ramps_up_over_its_warmup_and_then_holds():
     (dict(iw_samples_final=-5), "iw_samples_final=-5: must be an integer >= 0 (0 = none)"),
     (dict(task="sweep", model="mlp", betas=(1.0, 4.0)), "weigh a vae's KL: set --config.model=vae"),
     (dict(task="sweep", betas=(4.0, 4.0)), "betas repeats 4.0"),
+    (dict(train_iw_samples=0), "train_iw_samples=0: must be a positive integer"),
+    (dict(train_iw_samples=5, beta=4.0), "train_iw_samples=5 trains an IWAE: it needs --config.model=vae with beta 1"),
+    (dict(train_iw_samples=5, model="mlp"), "train_iw_samples=5 trains an IWAE"),
 ])
 def test_bad_values_are_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as refused:

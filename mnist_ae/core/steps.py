@@ -29,7 +29,8 @@ class Learner:
     the part "classifier" (`head` is the supervised classifier on pixels). `augment_shift`: each
     training digit moves by up to this many pixels, fresh each round (`core.augment`). A `vae.VAE`
     autoencoder trains on the ELBO with the KL weighed by `beta` (a sweep passes each member's), ramped up
-    from 0 over `kl_warmup_steps` rounds; each eval adds its bounds, with `iw_samples` importance samples.
+    from 0 over `kl_warmup_steps` rounds, or with `train_iw_samples` > 1 on the IWAE's k-sample bound; each
+    eval adds its bounds, with `iw_samples` importance samples.
     `input_noise` (kind, level): a denoising autoencoder's corruption of its inputs (`core.noise`), fresh
     each round, the clean digits its targets.
     """
@@ -44,6 +45,7 @@ class Learner:
     beta: float = 1.0
     kl_warmup_steps: int = 0
     iw_samples: int = 0
+    train_iw_samples: int = 1
     input_noise: tuple[str, float] | None = None
 
     @property
@@ -132,7 +134,8 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
     for j, x_bhw in enumerate(x_gbhw):
         def recon_loss(p: Params, x_bhw: jax.Array = x_bhw, j: int = j) -> tuple[jax.Array, jax.Array | Metrics]:
             if learner.is_vae:  # the round's j-th batch binarised and sampled from its own key
-                return vae.training_loss(ae, p, jax.random.fold_in(round_key, j), x_bhw, beta_now, mask_l)
+                return vae.training_loss(ae, p, jax.random.fold_in(round_key, j), x_bhw, beta_now, mask_l,
+                                         learner.train_iw_samples)
             inputs_bhw = x_bhw if not learner.input_noise else noise.corrupt(
                 jax.random.fold_in(noise_key, j), x_bhw, *learner.input_noise)  # the clean batch stays the target
             logits_bhw, _ = ae.apply(p, inputs_bhw, mask_l, method="logits")
@@ -157,6 +160,8 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
     bce = {"train/recon_bce": ae_m["train/ae_loss"]} if ae.output == "sigmoid" and not learner.is_vae else {}
     if learner.is_vae:
         bce = {"train/elbo": ae_m["train/ae_elbo"], "train/kl": ae_m["train/ae_kl"], "train/beta": jnp.asarray(beta_now)}
+        if learner.train_iw_samples > 1:
+            bce[f"train/elbo_iw{learner.train_iw_samples}"] = ae_m["train/ae_elbo_iw"]
     metrics = {
         "train/recon_mse": ae_m["train/ae_recon_mse"],
         **bce,
