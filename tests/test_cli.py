@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The end-of-run analysis, latent pictures and report (2 s of a launch's 6-8 s) off: this module checks
+# the command line; they have their own tests, in process (test_hooks, test_report, test_latent_pictures).
 TINY = ["--config.train_limit=1024", "--config.test_limit=256", "--config.hidden=32,16",
         "--config.latent_dim=4", "--config.batch_size=64", "--config.epochs=2", "--config.grid_digits=4",
-        "--config.projector_points=32", "--config.analyze_at_end=False"]
+        "--config.projector_points=32", "--config.analyze_at_end=False", "--config.latent_pictures=False",
+        "--config.report_at_end=False"]
 
 
 def launch(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

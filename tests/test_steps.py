@@ -52,8 +52,16 @@ def test_ae_update_leaves_probe_bit_identical_and_vice_versa(slice_):
 
 
 class TrainRoundTest(chex.TestCase):
-    @chex.variants(with_jit=True, with_device=True)
+    @chex.variants(with_jit=True)
     def test_round_updates_each_part_the_scheduled_number_of_times(self):
+        self._check_counts()
+
+    @chex.variants(with_device=True)
+    @pytest.mark.slow  # second check: the same round op by op (5 s on 2 cores); the product always jits it
+    def test_round_run_eagerly_updates_each_part_the_scheduled_number_of_times(self):
+        self._check_counts()
+
+    def _check_counts(self):
         from mnist_ae.data import load_dataset
 
         ds = load_dataset("mnist")
