@@ -205,14 +205,19 @@ def test_the_command_keeps_compiled_programs_in_the_users_cache_unless_told_othe
     assert out.stdout.split() == [expected.format(cache=tmp_path), "0.1"]
 
 
-def test_a_command_refused_before_any_compute_imports_neither_jax_nor_orbax():
-    """Refusals come in well under a second: the CLI never imports JAX or orbax to report them."""
-    probe = ("import sys; sys.argv = ['launch.py', '--task', 'bogus']\n"
+@pytest.mark.parametrize("args, message", [
+    (["--task", "bogus"], "error: unknown task 'bogus'"),
+    (["--task", "compare", "--workdirs", "runs/typo*"], "error: --workdirs: 'runs/typo*' matches no folder"),
+])
+def test_a_command_refused_before_any_compute_imports_neither_jax_nor_orbax(args, message):
+    """Refusals come in well under a second: the CLI never imports JAX or orbax to report them (compare
+    imported JAX with its report modules, 1.2 s, before it looked at the paths)."""
+    probe = (f"import sys; sys.argv = ['launch.py', *{args!r}]\n"
              "from mnist_ae.cli import main\n"
              "try:\n    main()\nexcept SystemExit as e:\n    print(e.code, 'jax' in sys.modules, 'orbax.checkpoint' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["2", "False", "False"], result.stderr
-    assert result.stderr.startswith("error: unknown task 'bogus'")
+    assert result.stderr.startswith(message)
 
 
 def test_a_failed_write_names_the_checkpoints_a_rerun_resumes_from(tmp_path):

@@ -14,7 +14,6 @@ from mnist_ae import render
 from mnist_ae.config import FIELDS
 from mnist_ae.metrics import best_indices
 from mnist_ae.report import ReportError
-from mnist_ae.report.collect import finals_of, test_set
 from mnist_ae.workdir import RunDir, write_text_atomic
 
 DIGITS = 10  # test digits reconstructed by every run
@@ -51,7 +50,8 @@ def winners(rows: list[dict[str, float]], metrics: list[str]) -> dict[str, list[
 
 
 def compare_html(paths: list[Path]) -> str:
-    from mnist_ae.report import figures  # noqa: PLC0415
+    from mnist_ae.report import figures  # noqa: PLC0415  (JAX and matplotlib: after the paths are checked)
+    from mnist_ae.report.collect import finals_of  # noqa: PLC0415
     from mnist_ae.report.page import Page, array_png, esc, img, table  # noqa: PLC0415
     from mnist_ae.report.task import load_trained, saved_task  # noqa: PLC0415
 
@@ -93,6 +93,8 @@ def compare_html(paths: list[Path]) -> str:
 
 def _recon_table(runs: list[Any], names: list[str], img: Any, array_png: Any) -> str:
     """The first DIGITS test digits (top) and each run's reconstructions of them (below), a row per run."""
+    from mnist_ae.report.collect import test_set  # noqa: PLC0415
+
     rows = []
     for name, run in zip(names, runs):
         images = test_set(run.config)[0][:DIGITS]
