@@ -117,7 +117,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, epochs: int) -> tuple[Pat
     that needs one: (its workdir, its final metrics). Read it in place; copy it to resume or damage it.
 
     Each such run costs 3-4 s of compiling, evals, checkpoints and pictures: shared by test_api,
-    test_figures, test_faults and test_checkpoint, the quick tier trains two of them instead of six.
+    test_figures, test_faults, test_checkpoint and test_graph, the quick tier trains two of them instead of seven.
     """
     from mnist_ae import tasks
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import tiny, tiny_sweep
+from helpers import tiny, tiny_run, tiny_sweep
 from mnist_ae import parallel, tasks
 from mnist_ae.run import program as program_lib
 from mnist_ae.run.device_data import DeviceData
@@ -65,11 +65,11 @@ def test_an_operation_is_grouped_by_its_network_or_its_phase(stack, expected):
     assert graph.group(stack) == expected
 
 
-def test_a_run_writes_its_round_once_with_the_three_networks_as_groups(tmp_path):
+def test_a_run_writes_its_round_once_with_the_three_networks_as_groups(tmp_path_factory):
     """The event file holds the graph; every node's inputs exist; nodes = inputs + the round's primitives."""
     config = tiny(epochs=2)
-    tasks.run(config, tmp_path, log_framework="tensorboard", quiet=True)
-    event_graph = EventAccumulator(str(tmp_path / "tb")).Reload().Graph()
+    workdir = tiny_run(tmp_path_factory, epochs=2)[0]  # the session's shared run of this config
+    event_graph = EventAccumulator(str(workdir / "tb")).Reload().Graph()
     learner_program, state = program_lib.single_program(config, parallel.make_mesh(0))
     data = DeviceData(jnp.zeros((64, 28, 28), jnp.uint8), None, None, None, np.zeros((1, 28, 28)), ())
     closed, names = learner_program.round_jaxpr(state, data)
@@ -82,7 +82,7 @@ def test_a_run_writes_its_round_once_with_the_three_networks_as_groups(tmp_path)
     assert _edges(event_graph.node, {"probe_step", "probe", "codes"}, {"encoder", "decoder", "ae_step"}) == 0
     assert _edges(event_graph.node, {"encoder"}, {"codes"}) > 0 and _edges(event_graph.node, {"codes"}, {"probe"}) > 0
     assert {n.op for n in event_graph.node if n.name.startswith("codes/")} == {"stop_gradient"}
-    graphs = [e for f in (tmp_path / "tb").glob("events.*") for e in _events(f) if e.HasField("graph_def")]
+    graphs = [e for f in (workdir / "tb").glob("events.*") for e in _events(f) if e.HasField("graph_def")]
     assert len(graphs) == 1, "written at the start only, not at each epoch"
 
 

@@ -85,9 +85,9 @@ def _image_steps(logdir, tag: str) -> list[int]:  # noqa: ANN001
 def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_numbers_in_the_finals(
         tmp_path, stubbed, slow_log, capsys):
     """3 epochs of 32 rounds, evals every 2 epochs: pictures at steps 0, 64 (an eval) and 96 (the last
-    epoch, not an eval); no histograms with histogram_every_epochs=0; the PCA baseline on the run's own
+    epoch, not an eval); histograms on their own interval (every epoch), not the evals'; the PCA baseline on the run's own
     train and test limits; the analysis' numbers in the finals; the report last, after every record."""
-    config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=0, latent_pictures=True,
+    config = tiny(epochs=3, eval_every_epochs=2, histogram_every_epochs=1, latent_pictures=True,
                   analyze_at_end=True, report_at_end=True, evaluate_denoising=True)
     final = tasks.run(config, tmp_path, log_framework="tensorboard", quiet=False)
     run = RunDir(tmp_path)
@@ -98,7 +98,8 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
         assert [a.shape[-2] for a in saved.values() if a.ndim >= 2] == [config.report_codes]
     assert _image_steps(run.tensorboard, "test/probe_confusion") == [0, 64, 96]
     tags = _tags(run.tensorboard)
-    assert tags["histograms"] == []
+    assert [e.step for e in EventAccumulator(str(run.tensorboard), size_guidance={"histograms": 0}).Reload()
+            .Histograms("z/dim_000")] == [0, 32, 64, 96]
     assert {"views/latent/class_means", "views/latent/interpolations"} <= set(tags["images"])
     mnist = data_lib.load_dataset(config.dataset, config.data_dir, config.data_source)
     pca = baselines.pca_test_mse(mnist.train_images[:2048], mnist.test_images[:512], config.latent_dim)
@@ -118,13 +119,15 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
     assert [r["step"] for r in records if "test/recon_mse" in r] == [0, 64, 96]  # the last eval too
 
 
-@pytest.mark.slow  # second check: test_monitoring's histogram schedule is quick
-def test_histograms_follow_their_own_schedule_from_step_0(tmp_path):
-    tasks.run(tiny(epochs=2, histogram_every_epochs=2), tmp_path, log_framework="tensorboard", quiet=True)
-    logdir = RunDir(tmp_path).tensorboard
+@pytest.mark.slow  # second check: the quick picture test's histograms follow their own interval
+def test_histograms_follow_their_own_schedule_from_step_0_and_0_means_none(tmp_path):
+    tasks.run(tiny(epochs=2, histogram_every_epochs=2), tmp_path / "a", log_framework="tensorboard", quiet=True)
+    logdir = RunDir(tmp_path / "a").tensorboard
     steps = [e.step for e in EventAccumulator(str(logdir), size_guidance={"histograms": 0}).Reload()
              .Histograms("z/dim_000")]
     assert steps == [0, 64]
+    tasks.run(tiny(epochs=1, histogram_every_epochs=0), tmp_path / "b", log_framework="tensorboard", quiet=True)
+    assert _tags(RunDir(tmp_path / "b").tensorboard)["histograms"] == []
 
 
 def test_a_classifier_gets_no_autoencoder_picture_analysis_or_report(tmp_path, stubbed):

@@ -281,6 +281,7 @@ def test_wandb_tags_from_the_command_line_are_split_on_commas():
     assert split_tags(()) == ()
 
 
+@pytest.mark.slow  # second check: test_hooks' quick picture test has histograms every epoch, evals every 2
 def test_histograms_follow_their_own_interval_not_the_evals(tmp_path):
     from mnist_ae.tasks import train_and_evaluate as run_training
 
