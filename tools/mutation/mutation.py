@@ -105,6 +105,17 @@ MODULES: dict[str, list[str]] = {
     # hook with the analysis and report stubbed): the run-level suites that also reach them took minutes a mutant.
     "mnist_ae/run/hooks.py": ["tests/test_hooks.py", "tests/test_graph.py", "tests/test_monitoring.py",
                               "tests/test_figures.py", "tests/test_latent_pictures.py"],
+    # What autoencoders are for: the VAE, denoising, retrieval, one-class anomaly detection, and the end-of-run
+    # measures that run them; and the config's checks.
+    "mnist_ae/core/vae.py": ["tests/test_vae.py", "tests/test_vae_run.py", "tests/test_sweep.py"],
+    "mnist_ae/core/noise.py": ["tests/test_denoising.py"],
+    "mnist_ae/core/retrieval.py": ["tests/test_retrieval.py"],
+    "mnist_ae/analysis/retrieval.py": ["tests/test_retrieval.py", "tests/test_hooks.py"],
+    "mnist_ae/analysis/anomaly.py": ["tests/test_anomaly.py"],
+    "mnist_ae/run/measures.py": ["tests/test_hooks.py", "tests/test_anomaly.py", "tests/test_denoising.py",
+                                 "tests/test_vae_run.py", "tests/test_retrieval.py"],
+    "mnist_ae/config_checks.py": ["tests/test_bad_input.py", "tests/test_vae_run.py", "tests/test_anomaly.py",
+                                  "tests/test_denoising.py", "tests/test_errors.py", "tests/test_cli.py"],
 }
 # Modules whose listed tests run with the slow ones among them: the sweep's end-of-run outputs (member
 # exports, results table), a sweep program's initial states, three of the four checkpoint damages and
