@@ -32,6 +32,48 @@ def test_auroc_and_the_roc_curve_are_scikit_learns():
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(anomalous, distinct), abs=1e-12)
 
 
+def test_pca_scores_are_a_direct_svd_reconstruction_error(mnist):
+    """PCA fitted on 500 fours (numpy's SVD of the centred [-1, 1] pixels), each of 200 test digits
+    projected on its first 8 axes: the score is the mean squared residual per pixel (float32 sums of 784
+    squares: 1e-5 relative)."""
+    train = mnist.train_images[:2000][mnist.train_labels[:2000] == 4][:500]
+    test = mnist.test_images[:200]
+    x = train.reshape(len(train), -1).astype(np.float64) / 127.5 - 1.0
+    mean = x.mean(axis=0)
+    axes = np.linalg.svd(x - mean, full_matrices=False)[2][:8].T
+    centred = test.reshape(200, -1).astype(np.float64) / 127.5 - 1.0 - mean
+    expected = np.mean(np.square(centred - centred @ axes @ axes.T), axis=1)
+    np.testing.assert_allclose(anomaly.pca_scores(train, test, 8), expected, rtol=1e-5)
+
+
+def test_the_roc_figure_names_its_axes_and_classes_and_draws_the_chance_line(tmp_path, monkeypatch):
+    seen = []
+    save = anomaly.save
+    monkeypatch.setattr(anomaly, "save", lambda fig, path: (seen.append(fig), save(fig, path))[1])
+    curves = [(name, np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.9, 1.0]), area) for name, area in (("0", 0.9), ("1", 0.75))]
+    assert anomaly.roc_figure(curves, tmp_path / "roc.png").is_file()
+    [ax] = seen[0].axes
+    assert ax.get_xlabel() == "false positive rate (normal digits flagged)"
+    assert ax.get_ylabel() == "true positive rate (anomalies flagged)"
+    assert ax.get_title() == "one-class ROC curves (AUROC in the legend)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0 normal: 0.900", "1 normal: 0.750"]
+    assert [list(line.get_xydata()[[0, -1]].ravel()) for line in ax.get_lines()][-1] == [0, 0, 1, 1]  # chance
+
+
+def test_the_extremes_figure_shows_each_classs_most_and_least_anomalous_digits(tmp_path, monkeypatch):
+    rows_drawn = []
+    monkeypatch.setattr(anomaly, "digit_rows", lambda rows, path, title: rows_drawn.append(rows) or path)
+    images = np.arange(20, dtype=np.uint8)[:, None, None] * np.ones((1, 28, 28), np.uint8)  # digit i is all i
+    scores = np.random.default_rng(0).permutation(20).astype(float)
+    anomaly.extremes_figure([("seven", scores, None)], images, tmp_path / "x.png")
+    [(high, high_nhw), (low, low_nhw)] = rows_drawn[0]
+    assert (high, low) == ("seven: most anomalous", "seven: most normal")
+    by_score = np.argsort(scores)
+    assert high_nhw.shape == low_nhw.shape == (anomaly.EXTREMES, 28, 28) and anomaly.EXTREMES == 8
+    np.testing.assert_array_equal(high_nhw[:, 0, 0], (by_score[::-1][:8] / 127.5 - 1).astype(np.float32))
+    np.testing.assert_array_equal(low_nhw[:, 0, 0], (by_score[:8] / 127.5 - 1).astype(np.float32))
+
+
 def test_class_pools_hold_each_class_and_an_epoch_draws_only_its_pool():
     labels = np.array([0, 1, 1, 2, 1, 0, 2, 2, 2, 1])
     index, valid, per_epoch = build.class_pools(labels, [1, 0])

@@ -33,6 +33,7 @@ def test_the_corruptions_have_their_levels_on_unit_pixels_and_follow_their_key()
     chex.assert_trees_all_equal(noise.corrupt(jax.random.PRNGKey(1), jnp.ones((200, 28, 28)), "masking", 0.3), masked)
     assert not np.array_equal(noise.corrupt(jax.random.PRNGKey(2), jnp.ones((200, 28, 28)), "masking", 0.3), masked)
     assert float(noise.psnr01(jnp.zeros((1, 2, 2)), jnp.full((1, 2, 2), 0.2))[0]) == pytest.approx(20.0)  # mse01 0.01
+    assert float(noise.psnr01(jnp.ones((1, 2, 2)), jnp.ones((1, 2, 2)))[0]) == 100.0  # an exact copy: the cap
 
 
 def test_the_epoch_trains_on_each_batch_corrupted_by_its_round_key_against_the_clean_batch(mnist):

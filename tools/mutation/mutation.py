@@ -108,7 +108,7 @@ MODULES: dict[str, list[str]] = {
     # What autoencoders are for: the VAE, denoising, retrieval, one-class anomaly detection, and the end-of-run
     # measures that run them; and the config's checks.
     "mnist_ae/core/vae.py": ["tests/test_vae.py", "tests/test_vae_run.py", "tests/test_sweep.py"],
-    "mnist_ae/core/noise.py": ["tests/test_denoising.py"],
+    "mnist_ae/core/noise.py": ["tests/test_denoising.py", "tests/test_hooks.py"],
     "mnist_ae/core/retrieval.py": ["tests/test_retrieval.py"],
     "mnist_ae/analysis/retrieval.py": ["tests/test_retrieval.py", "tests/test_hooks.py"],
     "mnist_ae/analysis/anomaly.py": ["tests/test_anomaly.py"],
