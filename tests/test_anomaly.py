@@ -30,6 +30,10 @@ def test_auroc_and_the_roc_curve_are_scikit_learns():
     fpr, tpr = anomaly.roc_curve(distinct, anomalous)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(anomalous, distinct), abs=1e-12)
+    fpr, tpr = anomaly.roc_curve(np.array([0.9, 0.1, 0.2]), np.array([True, False, False]))  # a lone anomaly, first
+    assert list(tpr) == [0, 1, 1, 1] and list(fpr) == [0, 0, 0.5, 1]
+    fpr, tpr = anomaly.roc_curve(np.array([0.9, 0.1, 0.2]), np.array([False, True, True]))  # a lone normal digit
+    assert list(tpr) == [0, 0, 0.5, 1] and list(fpr) == [0, 1, 1, 1]
 
 
 def test_pca_scores_are_a_direct_svd_reconstruction_error(mnist):
