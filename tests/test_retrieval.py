@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
@@ -61,3 +63,7 @@ def test_the_full_datasets_baselines_ship_with_the_package(mnist, tmp_path, monk
     assert set(numbers) == {f"baseline/{name}_{k}" for name in ("pixels", "pca")
                             for k in ("retrieval_map", "retrieval_precision_at_10")}
     assert 0.3 < numbers["baseline/pca_retrieval_map"] < 0.5 and list(tmp_path.iterdir()) == []
+    shipped = json.loads(retrieval.SHIPPED.read_text())  # what tools/ship_baselines.py wrote for SHIPPED_SIZES
+    assert sorted(entry["dataset"] for entry in shipped.values()) == ["fashion_mnist", "mnist"]
+    assert all(sorted(map(int, entry["pca"])) == sorted(retrieval.SHIPPED_SIZES) for entry in shipped.values())
+    assert all(key.startswith(f"v{retrieval.PROTOCOL}_") for key in shipped)  # of this protocol, else never read
