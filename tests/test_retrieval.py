@@ -36,9 +36,20 @@ def test_precision_at_10_and_map_are_brute_force_numpys_and_scikit_learns(codes,
         np.mean([average_precision_score(db_y == y, -d) for d, y in zip(dists, query_y)]), rel=1e-6)
 
 
-def test_the_map_queries_are_the_first_of_each_class():
+def test_average_precision_by_hand_with_the_relevant_items_last():
+    """Codes on a line, so the ranking is plain: query 0 (label 0) finds labels 0, 1, 2, 0, AP = (1/1 + 2/4) / 2;
+    query 1 (label 2) finds its one relevant item third, AP = 1/3; precision@2 = 1/2 and 0."""
+    db, db_y = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 1, 2, 0])
+    got = retrieval.ranked_scores(db, db_y, np.array([[0.0], [-0.1]]), np.array([0, 2]), k=2)
+    assert got["retrieval_map"] == pytest.approx((0.75 + 1 / 3) / 2, rel=1e-12)
+    assert got["retrieval_precision_at_2"] == pytest.approx(0.25, rel=1e-12)
+
+
+def test_the_map_queries_are_the_first_of_each_class(mnist):
     labels = np.array([3, 1, 1, 0, 3, 3, 0, 1, 2])
     np.testing.assert_array_equal(retrieval.balanced_queries(labels, per_class=2), [0, 1, 2, 3, 4, 6, 8])
+    queries = retrieval.balanced_queries(mnist.test_labels)  # the documented 1,000: 100 of each digit
+    assert len(queries) == 1000 and set(np.bincount(mnist.test_labels[queries])) == {100}
 
 
 def test_pca_with_every_axis_retrieves_as_the_pixels_do_and_the_numbers_are_cached(mnist, tmp_path, monkeypatch):
@@ -50,9 +61,12 @@ def test_pca_with_every_axis_retrieves_as_the_pixels_do_and_the_numbers_are_cach
     assert first["baseline/pca_retrieval_map"] == pytest.approx(first["baseline/pixels_retrieval_map"], rel=1e-6)
     assert first["baseline/pca_retrieval_precision_at_10"] == pytest.approx(
         first["baseline/pixels_retrieval_precision_at_10"], rel=1e-6)
+    two_axes = retrieval.baseline_numbers(*data, 2)  # pixels' numbers again, PCA's at 2 axes: far worse
+    assert two_axes["baseline/pixels_retrieval_map"] == first["baseline/pixels_retrieval_map"]
+    assert two_axes["baseline/pca_retrieval_map"] < first["baseline/pixels_retrieval_map"] - 0.05
     monkeypatch.setattr(retrieval, "retrieval_numbers", lambda *a: pytest.fail("recomputed a cached baseline"))
     assert retrieval.baseline_numbers(*data, 784) == first
-    assert len(list(tmp_path.glob("retrieval_*.json"))) == 2
+    assert len(list(tmp_path.glob("retrieval_*.json"))) == 3
 
 
 def test_the_full_datasets_baselines_ship_with_the_package(mnist, tmp_path, monkeypatch):
