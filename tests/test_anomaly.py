@@ -30,6 +30,7 @@ def test_auroc_and_the_roc_curve_are_scikit_learns():
     fpr, tpr = anomaly.roc_curve(distinct, anomalous)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1) and np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc_score(anomalous, distinct), abs=1e-12)
+    assert anomaly.auroc(np.array([0.1, 0.9, 0.2]), np.array([True, False, False])) == 0.0  # the lowest: an anomaly
     fpr, tpr = anomaly.roc_curve(np.array([0.9, 0.1, 0.2]), np.array([True, False, False]))  # a lone anomaly, first
     assert list(tpr) == [0, 1, 1, 1] and list(fpr) == [0, 0, 0.5, 1]
     fpr, tpr = anomaly.roc_curve(np.array([0.9, 0.1, 0.2]), np.array([False, True, True]))  # a lone normal digit
@@ -61,7 +62,8 @@ def test_the_roc_figure_names_its_axes_and_classes_and_draws_the_chance_line(tmp
     assert ax.get_ylabel() == "true positive rate (anomalies flagged)"
     assert ax.get_title() == "one-class ROC curves (AUROC in the legend)"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0 normal: 0.900", "1 normal: 0.750"]
-    assert [list(line.get_xydata()[[0, -1]].ravel()) for line in ax.get_lines()][-1] == [0, 0, 1, 1]  # chance
+    *classes, chance = ax.get_lines()  # a line per class, then the chance diagonal
+    assert len(classes) == 2 and chance.get_xydata().tolist() == [[0, 0], [1, 1]] and chance.get_linestyle() == ":"
 
 
 def test_the_extremes_figure_shows_each_classs_most_and_least_anomalous_digits(tmp_path, monkeypatch):
