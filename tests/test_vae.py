@@ -48,8 +48,8 @@ def test_the_kl_is_the_closed_form_and_matches_a_monte_carlo_estimate():
     kl = vae.kl_per_unit(mean, logvar)
     assert float(kl[0, 0]) == 0.0  # the prior itself
     z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.PRNGKey(3), (200_000, 3))
-    log_q = -0.5 * (vae.LOG_2PI + logvar + (z - mean) ** 2 * jnp.exp(-logvar))
-    log_p = -0.5 * (vae.LOG_2PI + z**2)
+    log_q = -0.5 * (np.log(2 * np.pi) + logvar + (z - mean) ** 2 * jnp.exp(-logvar))
+    log_p = -0.5 * (np.log(2 * np.pi) + z**2)
     # the mean of 200,000 log-ratios: its standard error is below 0.01 for these units
     np.testing.assert_allclose(np.asarray(kl[0]), np.asarray((log_q - log_p).mean(0)), atol=0.02)
 
@@ -80,7 +80,9 @@ def test_the_importance_weighted_bound_tightens_with_k_and_starts_at_the_elbo(di
     (Burda et al.'s Theorem 1, in expectation: at an untrained model the gaps are nats, far above the noise)."""
     model, params = _model_and_params()
     keys = jax.random.split(jax.random.PRNGKey(0), 60)
-    elbos = -np.asarray(jax.jit(jax.vmap(lambda key: vae.elbo_loss(model, params, key, digits)[1]))(keys[:30]))
+    binary = 2.0 * digits - 1.0  # binary already: the training loss's binarisation keeps every bit
+    elbos = np.asarray(jax.jit(jax.vmap(lambda key: vae.training_loss(model, params, key, binary, 1.0, k=1)[1]["elbo"]))(
+        keys[:30]))
     iwae1 = np.asarray(jax.jit(jax.vmap(lambda key: vae.iwae_bound(model, params, jax.random.split(key, 64), digits, 1,
                                                                   chunk=1).mean()))(keys[30:]))
     standard_error = np.sqrt(elbos.var(ddof=1) / 30 + iwae1.var(ddof=1) / 30)
@@ -93,13 +95,27 @@ def test_the_importance_weighted_bound_tightens_with_k_and_starts_at_the_elbo(di
         vae.iwae_bound(model, params, keys_b, digits, 150)
 
 
-def test_beta_weighs_only_the_kl_and_masked_units_are_the_prior(digits):
+def test_the_training_loss_binarises_afresh_and_weighs_only_the_kl_by_beta(mnist):
+    """Grey test digits: the round's key splits into the binarisation's (each pixel 1 with its grey level's
+    probability) and the noise's; the loss is the mean of beta KL - log p(x|z) over those bits and samples,
+    its ELBO, KL and squared error (against the grey digits) beside it."""
+    model, params = _model_and_params()
+    key, grey_u8 = jax.random.PRNGKey(7), jnp.asarray(mnist.test_images[:64])
+    k_bin, k_eps = jax.random.split(key)
+    bits = vae.binarize(k_bin, grey_u8 / 255.0)
+    log_px, kl, logits = vae.elbo_terms(model, params, vae.unit_normals(k_eps, (64,), 4), bits)
+    grey = grey_u8 / 127.5 - 1.0
+    loss4, aux = jax.jit(lambda p: vae.training_loss(model, p, key, grey, 4.0, k=1))(params)
+    np.testing.assert_allclose(loss4, jnp.mean(4.0 * kl.sum(-1) - log_px), rtol=1e-6)
+    np.testing.assert_allclose(aux["elbo"], jnp.mean(log_px - kl.sum(-1)), rtol=1e-6)
+    np.testing.assert_allclose(aux["kl"], jnp.mean(kl.sum(-1)), rtol=1e-6)
+    np.testing.assert_allclose(aux["recon_mse"], jnp.mean(jnp.square(2.0 * jax.nn.sigmoid(logits) - 1.0 - grey)), rtol=1e-5)
+
+
+def test_masked_units_are_the_prior(digits):
     model, params = _model_and_params()
     key = jax.random.PRNGKey(7)
-    log_px, kl, _ = vae.elbo_terms(model, params, vae.unit_normals(key, (64,), 4), digits)
-    loss4, neg_elbo = vae.elbo_loss(model, params, key, digits, beta=4.0)
-    np.testing.assert_allclose(loss4, jnp.mean(4.0 * kl.sum(-1) - log_px), rtol=1e-6)
-    np.testing.assert_allclose(neg_elbo, jnp.mean(kl.sum(-1) - log_px), rtol=1e-6)
+    _, kl, _ = vae.elbo_terms(model, params, vae.unit_normals(key, (64,), 4), digits)
     _, kl_masked, _ = vae.elbo_terms(model, params, vae.unit_normals(key, (64,), 4), digits,
                                      mask_l=jnp.array([1.0, 1.0, 0.0, 0.0]))
     assert float(jnp.abs(kl_masked[:, 2:]).max()) == 0.0
@@ -160,6 +176,9 @@ def test_the_iwae_objective_is_the_log_mean_importance_weight_written_in_numpy(d
     np.testing.assert_allclose(-loss, bound.mean(), rtol=1e-5)
     np.testing.assert_allclose(aux["elbo_iw"], bound.mean(), rtol=1e-5)
     assert float(aux["elbo_iw"]) > log_w.mean()
+    kl = 0.5 * (np.exp(logvar) + mean**2 - 1 - logvar).sum(-1)  # closed form, [b]
+    np.testing.assert_allclose(aux["kl"], kl.mean(), rtol=1e-5)
+    np.testing.assert_allclose(aux["elbo"], log_px.mean() - kl.mean(), rtol=1e-5)
     assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["params"]))
     via_training = jax.jit(lambda q: vae.training_loss(model, q, jax.random.PRNGKey(11), grey, 1.0, k=k))(params)
     assert set(via_training[1]) == {"recon_mse", "elbo", "kl", "elbo_iw"}
@@ -174,7 +193,7 @@ def test_a_wide_model_masked_to_a_narrow_ones_units_gives_its_bounds():
     padded = sweep.pad_to(p2, wide.init(jax.random.PRNGKey(3), x[:1]))  # as a sweep pads a member
     mask = jnp.array([1.0, 1.0, 0.0, 0.0, 0.0])
     key, keys = jax.random.PRNGKey(4), jax.random.split(jax.random.PRNGKey(5), 16)
-    np.testing.assert_allclose(vae.elbo_loss(wide, padded, key, x, 2.0, mask), vae.elbo_loss(narrow, p2, key, x, 2.0),
-                               rtol=1e-6)
+    wide_loss = vae.training_loss(wide, padded, key, 2.0 * x - 1.0, 2.0, mask, k=1)
+    chex.assert_trees_all_close(wide_loss, vae.training_loss(narrow, p2, key, 2.0 * x - 1.0, 2.0, k=1), rtol=1e-6)
     np.testing.assert_allclose(vae.iwae_bound(wide, padded, keys, x, 20, 10, mask),
                                vae.iwae_bound(narrow, p2, keys, x, 20, 10), rtol=1e-6)

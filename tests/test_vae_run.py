@@ -93,6 +93,20 @@ def test_evaluation_scores_the_same_binary_digits_however_the_set_is_chunked_or_
     whole = evaluate(dataclasses.replace(learner, eval_batch_size=300), params, x_u8, y)
     chunked = evaluate(dataclasses.replace(learner, eval_batch_size=64), params, x_u8, y)
     chex.assert_trees_all_close(chunked, whole, rtol=1e-5)
+    # each pixel 1 with its grey level's probability: 235,200 bits, so the share of ones is the mean grey level
+    assert float(bits.mean()) == pytest.approx(float(x_u8.mean()) / 255.0, abs=0.005)
+    # the metrics written out: per-digit means of the ELBO's terms (one sample from the digit's key), the
+    # posterior means' variance over the set, the 4-sample bound (float32 sums of 300: 1e-5)
+    model, p = learner.autoencoder, params["ae"]
+    eps = jax.vmap(lambda key: vae.unit_normals(key, (), 4))(keys)
+    log_px, kl, _ = vae.elbo_terms(model, p, eps, bits)
+    mean = np.asarray(model.apply(p, 2.0 * bits - 1.0, method="posterior")[0], np.float64)
+    np.testing.assert_allclose(whole["test/elbo"], np.mean(log_px - kl.sum(-1)), rtol=1e-5)
+    np.testing.assert_allclose(whole["test/kl"], np.mean(kl.sum(-1)), rtol=1e-5)
+    np.testing.assert_allclose(whole["test/kl_per_unit"], np.mean(kl, axis=0), rtol=1e-5)
+    assert int(whole["test/active_units"]) == int(np.sum(mean.var(axis=0) > 1e-2))
+    bound = vae.iwae_bound(model, p, keys, bits, 4, chunk=vae.iw_chunk(4))
+    np.testing.assert_allclose(whole["test/nll_iw4"], -np.mean(bound), rtol=1e-5)
 
 
 def test_the_kl_weight_ramps_up_over_its_warmup_and_then_holds():

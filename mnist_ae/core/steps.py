@@ -135,7 +135,7 @@ def train_round(learner: Learner, state: TrainState, x_gbhw: jax.Array, y_gb: ja
         def recon_loss(p: Params, x_bhw: jax.Array = x_bhw, j: int = j) -> tuple[jax.Array, jax.Array | Metrics]:
             if learner.is_vae:  # the round's j-th batch binarised and sampled from its own key
                 return vae.training_loss(ae, p, jax.random.fold_in(round_key, j), x_bhw, beta_now, mask_l,
-                                         learner.train_iw_samples)
+                                         k=learner.train_iw_samples)
             inputs_bhw = x_bhw if not learner.input_noise else noise.corrupt(
                 jax.random.fold_in(noise_key, j), x_bhw, *learner.input_noise)  # the clean batch stays the target
             logits_bhw, _ = ae.apply(p, inputs_bhw, mask_l, method="logits")

@@ -14,7 +14,6 @@ wider code draws the same numbers as its single run and its padded weights get n
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -24,7 +23,6 @@ import jax.numpy as jnp
 from mnist_ae.core import losses
 from mnist_ae.core.models import MLP, Autoencoder, MLPDecoder, layer_init
 
-LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_VARIANCE = 1e-2  # Burda et al.: a unit is active when Cov_x(E_q[z_u]) exceeds this
 TRAIN_STREAM = 0xBE7A  # folded into the run's key for the rounds' binarisations and samples
 EVAL_SEED = 123  # the test set's one binarisation and its samples: the same digits for every run and eval
@@ -129,15 +127,6 @@ def elbo_terms(model: VAE, params: dict, eps_bl: jax.Array, x_bhw: jax.Array,
     return bernoulli_log_likelihood(logits_bhw, x_bhw), kl_per_unit(mean_bl, logvar_bl), logits_bhw
 
 
-def elbo_loss(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array, beta: float | jax.Array = 1.0,
-              mask_l: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """The batch's mean of -(log p(x|z) - beta KL) (what training minimises) and its mean -ELBO at beta 1."""
-    eps_bl = unit_normals(key, x_bhw.shape[:1], model.latent_dim)
-    log_px_b, kl_bl, _ = elbo_terms(model, params, eps_bl, x_bhw, mask_l)
-    kl_b = kl_bl.sum(-1)
-    return jnp.mean(beta * kl_b - log_px_b), jnp.mean(kl_b - log_px_b)
-
-
 def iwae_bound(model: VAE, params: dict, keys_b: jax.Array, x_bhw: jax.Array, k: int, chunk: int = 100,
                mask_l: jax.Array | None = None) -> jax.Array:
     """log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x) per image, [b]. Image j's samples come from its own key
@@ -177,7 +166,7 @@ def round_key(rng: jax.Array, step: jax.Array) -> jax.Array:
 
 
 def training_loss(model: VAE, params: dict, key: jax.Array, x_bhw: jax.Array, beta: float | jax.Array,
-                  mask_l: jax.Array | None = None, k: int = 1) -> tuple[jax.Array, dict[str, jax.Array]]:
+                  mask_l: jax.Array | None = None, *, k: int) -> tuple[jax.Array, dict[str, jax.Array]]:
     """A batch of grey digits in [-1, 1], binarised afresh: the mean of beta KL - log p(x|z), and the batch's
     ELBO (at beta 1), KL and the reconstruction's squared error against the grey digits (per pixel, [-1, 1]).
     With k > 1 the IWAE's objective instead (`iwae_loss`; beta is 1 there, the config refuses another)."""
