@@ -43,6 +43,16 @@ def test_shapes_and_the_binarised_pixels(digits):
     assert abs(float(ones) - 0.3) < 5 * np.sqrt(0.3 * 0.7 / 100_000)
 
 
+def test_the_heads_take_the_pytorch_init_of_their_fan_in():
+    """init "torch": each head's weights and biases uniform in +-1/sqrt(32), the trunk's width (not the
+    batch's: the model is initialised on one digit)."""
+    model = vae.make_vae(hidden=(32,), latent_dim=8, init="torch")
+    encoder = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 28, 28)))["params"]["encoder"]
+    for head in ("mean", "logvar"):
+        weights = np.concatenate([np.ravel(encoder[head]["kernel"]), encoder[head]["bias"]])  # 264 draws
+        assert 0.9 / np.sqrt(32) < np.abs(weights).max() <= 1 / np.sqrt(32)
+
+
 def test_the_kl_is_the_closed_form_and_matches_a_monte_carlo_estimate():
     mean, logvar = jnp.array([[0.0, 1.5, -0.7]]), jnp.array([[0.0, -1.0, 0.8]])
     kl = vae.kl_per_unit(mean, logvar)
