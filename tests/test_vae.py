@@ -132,6 +132,10 @@ def test_masked_units_are_the_prior(digits):
     np.testing.assert_allclose(kl_masked[:, :2], kl[:, :2], rtol=1e-6)
 
 
+def test_the_bound_takes_the_largest_chunk_of_samples_up_to_10_that_divides_k():
+    assert [vae.iw_chunk(k) for k in (1, 4, 11, 50, 5000)] == [1, 4, 1, 10, 10]
+
+
 def test_active_units_count_the_means_that_vary_over_the_data():
     rng = np.random.default_rng(0)
     means = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 0.05, 1000), np.full(1000, 3.0), rng.normal(0, 0.2, 1000)], 1)
@@ -189,6 +193,8 @@ def test_the_iwae_objective_is_the_log_mean_importance_weight_written_in_numpy(d
     kl = 0.5 * (np.exp(logvar) + mean**2 - 1 - logvar).sum(-1)  # closed form, [b]
     np.testing.assert_allclose(aux["kl"], kl.mean(), rtol=1e-5)
     np.testing.assert_allclose(aux["elbo"], log_px.mean() - kl.mean(), rtol=1e-5)
+    first = 2.0 / (1.0 + np.exp(-logits[0])) - 1.0  # the first sample's Bernoulli means on [-1, 1]
+    np.testing.assert_allclose(aux["recon_mse"], np.mean(np.square(first - np.asarray(grey).reshape(64, -1))), rtol=1e-5)
     assert all(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads["params"]))
     via_training = jax.jit(lambda q: vae.training_loss(model, q, jax.random.PRNGKey(11), grey, 1.0, k=k))(params)
     assert set(via_training[1]) == {"recon_mse", "elbo", "kl", "elbo_iw"}
