@@ -44,8 +44,7 @@ def mnist() -> Dataset:
 # worker, so its module- and session-scoped runs happen once and no worker waits on another's; started
 # longest first, the short modules fill in around them instead of one long module ending the session.
 LONGEST_FIRST = ("test_parallel", "test_faults", "test_tensorboard_browser", "test_benchmarks", "test_sweep",
-                 "test_report", "test_hooks", "test_analysis", "test_checkpoint", "test_cli", "test_vae_run",
-                 "test_vae", "test_analyze", "test_steps")
+                 "test_analysis", "test_report", "test_analyze", "test_steps", "test_checkpoint")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
