@@ -17,6 +17,7 @@ import jax
 import ml_collections
 
 from mnist_ae import build, parallel
+from mnist_ae import hlo as hlo_text
 from mnist_ae.core import sweep
 from mnist_ae.run import program
 from mnist_ae.config import base_config
@@ -61,7 +62,7 @@ def layout_rows(config: ml_collections.ConfigDict, epochs: int, evals: int = 5) 
         ds = load_data(config, mesh)
         args = (ds.train_x, ds.train_y, *prog.extra_args)
         hlo = prog.epoch_fn.lower(state, *args).compile().as_text()
-        collectives = len(parallel.collective_lines(hlo))
+        collectives = len(hlo_text.collective_lines(hlo))
         jax.block_until_ready(prog.eval_fn(state.params, ds.test_x, ds.test_y, *prog.extra_args))  # compiled
         t = time.perf_counter()
         for _ in range(evals):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import socket
 import threading
 import time
@@ -297,12 +296,3 @@ def jit_sweep_epoch(learner: Any, batch_size: int, mesh: Mesh, epoch_examples: i
                                      batch_constraint=shard_batch_constraint(mesh), member_axis=MEMBERS_AXIS,
                                      epoch_examples=epoch_examples),
                    out_shardings=by_member(mesh), donate_argnums=0)
-
-
-_COLLECTIVE = re.compile(r" (all-reduce|all-gather|reduce-scatter|collective-permute|all-to-all)(-start)?\(")
-
-
-def collective_lines(hlo: str) -> list[str]:
-    """The collectives (and the async "-start" halves) in a compiled program's HLO text: where a layout
-    communicates, as the layout tests and the sweep scaling benchmark count it."""
-    return [line for line in hlo.splitlines() if _COLLECTIVE.search(line)]

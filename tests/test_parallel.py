@@ -1026,10 +1026,10 @@ def test_a_member_split_sweep_epoch_has_no_collective_between_member_groups(swee
     only each group's gradient all-reduce, over its own 2 devices (mesh rows: devices 2g, 2g + 1), carrying 2
     members' gradients. 1 x 8 (every batch split 8 ways, the layout a sweep had before): all 8 devices in one
     group, 8 members' gradients."""
-    from mnist_ae import parallel
+    from mnist_ae.hlo import collective_lines
 
     def collectives(layout: str) -> list[str]:
-        return parallel.collective_lines(sweep_hlo[layout])
+        return collective_lines(sweep_hlo[layout])
 
     assert collectives("8x1") == []
     for layout, members_per_group in (("4x2", 2), ("1x8", 8)):

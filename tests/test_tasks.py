@@ -16,7 +16,8 @@ from mnist_ae import tasks
 LAYERS = (
     ("mnist_ae.core",),
     ("mnist_ae.errors", "mnist_ae.config", "mnist_ae.config_checks", "mnist_ae.metrics", "mnist_ae.workdir",
-     "mnist_ae.render", "mnist_ae.data", "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel"),
+     "mnist_ae.render", "mnist_ae.data", "mnist_ae.build", "mnist_ae.checkpoint", "mnist_ae.parallel",
+     "mnist_ae.hlo"),
     ("mnist_ae.writers", "mnist_ae.analysis", "mnist_ae.api", "mnist_ae.report"),
     ("mnist_ae.run",),
     ("mnist_ae.tasks",),
