@@ -69,6 +69,29 @@ def experiment_config(name: str) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
+def frozen_epoch(mnist: Any, n: int, epoch: int = 0, **overrides: Any) -> tuple[dict, Any, Any, list]:
+    """One jitted epoch of `tiny(**overrides)` on the first `n` training digits at a learning rate of 1e-30,
+    so the parameters never move and each round's logged train MSE is the initial model's error on the batch
+    it was given: (the epoch's metrics, the state it started from, the learner, each round's clean batch on
+    [-1, 1], from the run key's order)."""
+    import jax
+    import jax.numpy as jnp
+
+    from mnist_ae import build
+    from mnist_ae.core import losses
+    from mnist_ae.core.loop import epoch_indices, rounds_per_epoch, train_epoch
+    from mnist_ae.core.steps import init_state
+
+    images, labels = jnp.asarray(mnist.train_images[:n]), jnp.asarray(mnist.train_labels[:n])
+    config = tiny(learning_rate=1e-30, probe_learning_rate=1e-30, train_limit=n, **overrides)
+    learner = build.learner(config)
+    state = init_state(learner, 3).replace(epoch=jnp.asarray(epoch, jnp.int32))
+    _, metrics = jax.jit(lambda s: train_epoch(learner, s, images, labels, config.batch_size))(state)
+    rounds = rounds_per_epoch(learner, n, config.batch_size)
+    idx_rgb = epoch_indices(state.rng, state.epoch, n, rounds, 1, config.batch_size)
+    return metrics, state, learner, [losses.to_unit_range(images[idx_rgb[r, 0]]) for r in range(rounds)]
+
+
 def tiny_sweep(**overrides: Any) -> ml_collections.ConfigDict:
     """`tiny()` as a sweep of 4 members: latent 2 and 5, seeds 0 and 1, one learning rate."""
     return tiny(**{"task": "sweep", "latent_dims": (2, 5), "seeds": (0, 1), "learning_rates": (1e-2,),

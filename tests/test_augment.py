@@ -9,12 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnist_ae import build
 from mnist_ae.core import augment, losses
-from mnist_ae.core.loop import epoch_indices, rounds_per_epoch, train_epoch
-from mnist_ae.core.steps import init_state
 
-from helpers import tiny
+from helpers import frozen_epoch
 
 
 def _numpy_shift(x_hw: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
@@ -51,18 +48,10 @@ def test_the_epoch_trains_on_each_rounds_batch_shifted_by_its_round_key(mnist):
     """With a rate of 1e-30 the parameters never move, so each round's logged train MSE is the
     initial model's error on the batch it was given: the shuffled batch shifted with the key of
     (run key, epoch, round). Unshifted batches give other numbers, so the shift is not skipped."""
-    images, labels = jnp.asarray(mnist.train_images[:1024]), jnp.asarray(mnist.train_labels[:1024])
-    config = tiny(augment_shift=2, learning_rate=1e-30, probe_learning_rate=1e-30, train_limit=1024)
-    learner = build.learner(config)
-    state = init_state(learner, 3)
-    state = state.replace(epoch=jnp.asarray(4, jnp.int32))
-    _, metrics = jax.jit(lambda s: train_epoch(learner, s, images, labels, config.batch_size))(state)
-    rounds = rounds_per_epoch(learner, 1024, config.batch_size)
-    idx_rgb = epoch_indices(state.rng, state.epoch, 1024, rounds, 1, config.batch_size)
+    metrics, state, learner, batches = frozen_epoch(mnist, 1024, epoch=4, augment_shift=2)
     ae, params = learner.autoencoder, state.params["ae"]
     shifted, plain = [], []
-    for r in range(rounds):
-        x_bhw = losses.to_unit_range(images[idx_rgb[r, 0]])
+    for r, x_bhw in enumerate(batches):
         x_shifted = augment.random_shift(augment.round_key(state.rng, state.epoch, r), x_bhw, 2)
         shifted.append(float(losses.mse(ae.apply(params, x_shifted)[0], x_shifted)))
         plain.append(float(losses.mse(ae.apply(params, x_bhw)[0], x_bhw)))

@@ -16,10 +16,9 @@ from mnist_ae.analysis import baselines
 from mnist_ae.config import ConfigError
 from mnist_ae.config_checks import validate
 from mnist_ae.core import losses, noise
-from mnist_ae.core.loop import epoch_indices, rounds_per_epoch, train_epoch
 from mnist_ae.core.steps import denoising, init_state
 
-from helpers import restore_state, tiny
+from helpers import frozen_epoch, restore_state, tiny
 
 
 def test_the_corruptions_have_their_levels_on_unit_pixels_and_follow_their_key():
@@ -39,17 +38,10 @@ def test_the_corruptions_have_their_levels_on_unit_pixels_and_follow_their_key()
 def test_the_epoch_trains_on_each_batch_corrupted_by_its_round_key_against_the_clean_batch(mnist):
     """A rate of 1e-30 keeps the parameters, so each round's logged train MSE is the initial model's
     reconstruction of the corrupted batch against the clean one, with the key of (run key, round)."""
-    images, labels = jnp.asarray(mnist.train_images[:512]), jnp.asarray(mnist.train_labels[:512])
-    config = tiny(input_noise="masking:0.5", learning_rate=1e-30, probe_learning_rate=1e-30, train_limit=512)
-    learner = build.learner(config)
-    state = init_state(learner, 3)
-    _, metrics = jax.jit(lambda s: train_epoch(learner, s, images, labels, config.batch_size))(state)
-    rounds = rounds_per_epoch(learner, 512, config.batch_size)
-    idx_rgb = epoch_indices(state.rng, state.epoch, 512, rounds, 1, config.batch_size)
+    metrics, state, learner, batches = frozen_epoch(mnist, 512, input_noise="masking:0.5")
     ae, params = learner.autoencoder, state.params["ae"]
     expected, against_noisy = [], []
-    for r in range(rounds):
-        x_bhw = losses.to_unit_range(images[idx_rgb[r, 0]])
+    for r, x_bhw in enumerate(batches):
         noisy = noise.corrupt(jax.random.fold_in(noise.round_key(state.rng, jnp.asarray(r)), 0), x_bhw, "masking", 0.5)
         expected.append(float(losses.mse(ae.apply(params, noisy)[0], x_bhw)))
         against_noisy.append(float(losses.mse(ae.apply(params, noisy)[0], noisy)))
