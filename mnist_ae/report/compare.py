@@ -105,8 +105,12 @@ def _recon_table(runs: list[Any], names: list[str], img: Any, array_png: Any) ->
 
 def compare(patterns: str, out: str | Path = "runs/compare.html") -> Path:
     """Write the comparison page of the runs `patterns` names; returns its path."""
+    return write_compare(expand(patterns), out)
+
+
+def write_compare(paths: list[Path], out: str | Path) -> Path:
+    """Write the comparison page of `paths` (as `expand` returns them); returns its path."""
     from mnist_ae.report.task import require_plotly  # noqa: PLC0415
 
-    paths = expand(patterns)
     require_plotly()
     return write_text_atomic(Path(out).expanduser().resolve(), compare_html(paths))

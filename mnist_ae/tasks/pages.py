@@ -21,6 +21,6 @@ def report(workdir: Path) -> Path:
 def compare(workdirs: str, out: Path) -> Path:
     from mnist_ae.report import compare as compare_page  # noqa: PLC0415
 
-    compare_page.expand(workdirs)  # a path that names nothing is refused before `entered` loads JAX
+    paths = compare_page.expand(workdirs)  # a path that names nothing is refused before `entered` loads JAX
     with entered(None):
-        return compare_page.compare(workdirs, out)
+        return compare_page.write_compare(paths, out)
