@@ -135,6 +135,29 @@ def run_once(tmp_path_factory: pytest.TempPathFactory, name: str, produce: Calla
     return out, outcome["value"]
 
 
+def command_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
+    """`launch.py ARGS` in this process, its flags parsed afresh: the exit status (0 when it returns). What it
+    printed: the caller's capsys. For the one line of a command that refuses before any compute, without a
+    process's 0.2-2 s start; test_bad_input keeps whole processes for what only a process shows (its
+    imports, its whole stderr).
+
+    absl keeps the last parse's values, and the `--config.KEY` flags it defined then: a process parses once,
+    so those go first (a second definition is an error)."""
+    from absl import flags
+
+    from mnist_ae import cli
+
+    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+        delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()
+    monkeypatch.setattr("sys.argv", ["launch.py", *args])
+    try:
+        cli.main()
+    except SystemExit as exit_:
+        return exit_.code
+    return 0
+
+
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, epochs: int) -> tuple[Path, dict[str, float]]:
     """A finished `tiny(epochs=...)` run with TensorBoard, trained once per session for every module
     that needs one: (its workdir, its final metrics). Read it in place; copy it to resume or damage it.

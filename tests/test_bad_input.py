@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import REPO, command_in_process
 from mnist_ae.config import ConfigError, base_config
 from mnist_ae.config_checks import validate
 
@@ -139,18 +139,20 @@ def _documented_refusals() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("args, message", _documented_refusals())
-def test_every_refusal_the_docs_quote_is_the_line_the_program_prints(tmp_path, args, message):
-    """The docs quote what the program prints, with `...` for the parts that vary (paths, the fix's details)."""
+def test_every_refusal_the_docs_quote_is_the_line_the_program_prints(tmp_path, args, message, monkeypatch, capsys):
+    """The docs quote what the program prints, with `...` for the parts that vary (paths, the fix's details).
+    In this process: the whole process's single line is the test above's."""
     import re
     import shlex
 
     for name in ("experiments", "data"):  # the repo's, from a fresh folder where any default workdir can go
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "EMPTY").mkdir()  # the docs' name for an empty data folder
-    result = subprocess.run([sys.executable, str(REPO / "launch.py"), *shlex.split(args)], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    monkeypatch.chdir(tmp_path)
+    status = command_in_process(shlex.split(args), monkeypatch)
     pattern = ".*".join(map(re.escape, f"error: {message}".split("...")))
-    assert result.returncode == 2 and re.fullmatch(pattern + r"\n", result.stderr), (pattern, result.stderr)
+    err = capsys.readouterr().err
+    assert status == 2 and re.fullmatch(pattern + r"\n", err), (pattern, err)
 
 
 @pytest.mark.slow

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
 
-from helpers import REPO
+from helpers import command_in_process
 from mnist_ae import errors
 
 
@@ -42,21 +40,20 @@ def test_the_modules_that_raise_them_name_the_same_classes():
         errors.TrainingDiverged, errors.WorkdirBusy, errors.WriterError)
 
 
-def test_every_product_error_the_cli_catches_is_one_line_with_its_status(tmp_path):
-    """A report of a folder that is no run (ReportError, raised after the CLI imported nothing heavy):
-    'error: ' and the message, status 2, no traceback."""
-    result = subprocess.run([sys.executable, "launch.py", "--task", "report", "--workdir", str(tmp_path / "none")],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith("error: no run in ") and "Traceback" not in result.stderr
+def test_every_product_error_the_cli_catches_is_one_line_with_its_status(tmp_path, monkeypatch, capsys):
+    """A report of a folder that is no run (ReportError): 'error: ' and the message, status 2, no traceback."""
+    status, err = command_in_process(["--task", "report", "--workdir", str(tmp_path / "none")], monkeypatch), \
+        capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: no run in ") and "Traceback" not in err
 
 
-def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path):
+def test_a_path_the_file_system_refuses_is_one_line_naming_it(tmp_path, monkeypatch, capsys):
     """A folder where the lock file goes (as a read-only mount or a full disk would, for root too): the
     OSError is one line naming the path (its traceback goes to run.log), status 1, nothing touched."""
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / ".lock").mkdir()
-    result = subprocess.run([sys.executable, "launch.py", "--task", "report", "--workdir", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and result.stderr.count("\n") == 1, result.stderr
-    assert result.stderr.startswith(f"error: cannot write or read {tmp_path / '.lock'}: Is a directory; ")
+    status, err = command_in_process(["--task", "report", "--workdir", str(tmp_path)], monkeypatch), \
+        capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1, err
+    assert err.startswith(f"error: cannot write or read {tmp_path / '.lock'}: Is a directory; ")

@@ -504,8 +504,6 @@ def sweep_hlo(hlo_dir) -> dict[str, str]:
     return {f"{g}x{HLO_DEVICES // g}": (hlo_dir / f"sweep{g}x{HLO_DEVICES // g}.hlo").read_text() for g in HLO_LAYOUTS}
 
 
-
-
 def _replica_groups(line: str) -> list[list[int]]:
     """A collective's device groups, from XLA's three printed forms: explicit `{{0,1},{2,3}}`; iota
     `[4,2]<=[8]` (arange(8) reshaped to [4, 2], optionally transposed first: `<=[2,4]T(1,0)`); or a mesh of

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -15,7 +14,7 @@ import chex
 import numpy as np
 import pytest
 
-from helpers import REPO, eval_records, read_jsonl, run_once, tiny, tiny_sweep
+from helpers import command_in_process, eval_records, read_jsonl, run_once, tiny, tiny_sweep
 from mnist_ae.config import FIELDS
 
 SECTIONS = ["Config", "Provenance", "Final numbers", "Training and test curves", "Over training",
@@ -278,16 +277,15 @@ def test_config_lists_the_changed_keys_first(run_dir):
     assert {row[0] for row in table[: len(changed)]} == changed and len(table) == len(FIELDS)
 
 
-def test_report_task_on_an_interrupted_run(run_dir, tmp_path):
-    """A copy without its last checkpoint: the page says interrupted and shows the epoch it has."""
+def test_report_task_on_an_interrupted_run(run_dir, tmp_path, monkeypatch, capsys):
+    """A copy without its last checkpoint: the page says interrupted and shows the epoch it has. The
+    command line in this process (the launch in a subprocess is test_cli's)."""
     copy = tmp_path / "interrupted"
     shutil.copytree(run_dir, copy)
     shutil.rmtree(copy / "checkpoints" / "2")
     (copy / "report.html").unlink()
-    result = subprocess.run([sys.executable, str(REPO / "launch.py"), "--task", "report", "--workdir", str(copy)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "report.html" in result.stdout
+    assert command_in_process(["--task", "report", "--workdir", str(copy)], monkeypatch) == 0
+    assert str(copy / "report.html") in capsys.readouterr().out
     assert "interrupted: checkpoint of epoch 1 of 2" in (copy / "report.html").read_text()
 
 
@@ -296,8 +294,6 @@ def test_report_task_on_an_interrupted_run(run_dir, tmp_path):
     ("no checkpoint", "has no checkpoint yet"), ("no plotly", "pip install -e '.[report]'"),
 ])
 def test_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, case, message):
-    from mnist_ae import cli
-
     workdir = tmp_path / "run"
     if case != "missing":
         workdir.mkdir()
@@ -305,11 +301,9 @@ def test_errors_are_one_line_exit_2(tmp_path, monkeypatch, capsys, case, message
         (workdir / "config.json").write_text(json.dumps({"task": "reconstruction"}))
     if case == "no plotly":
         monkeypatch.setitem(sys.modules, "plotly", None)  # `import plotly` raises ImportError
-    monkeypatch.setattr(sys, "argv", ["launch.py", "--task", "report", "--workdir", str(workdir)])
-    with pytest.raises(SystemExit) as exit_:
-        cli.main()
+    status = command_in_process(["--task", "report", "--workdir", str(workdir)], monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(err) == 1 and message in err[0], err
+    assert status == 2 and len(err) == 1 and message in err[0], err
 
 
 # ----------------------------------------------------------------------------- compare.html
