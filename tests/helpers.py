@@ -141,20 +141,26 @@ def command_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     process's 0.2-2 s start; test_bad_input keeps whole processes for what only a process shows (its
     imports, its whole stderr).
 
-    absl keeps the last parse's values, and the `--config.KEY` flags it defined then: a process parses once,
-    so those go first (a second definition is an error)."""
+    absl keeps a parse's values and the `--config.KEY` flags it defined (a second definition is an error: a
+    process parses once), and absl's logging reads whether flags were parsed: the flags are left unparsed
+    and without those, before and after, as the other tests in this process expect."""
     from absl import flags
 
     from mnist_ae import cli
 
-    for name in [name for name in flags.FLAGS if name.startswith("config.")]:
-        delattr(flags.FLAGS, name)
-    flags.FLAGS.unparse_flags()
+    def unparse() -> None:
+        for name in [name for name in flags.FLAGS if name.startswith("config.")]:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+
+    unparse()
     monkeypatch.setattr("sys.argv", ["launch.py", *args])
     try:
         cli.main()
     except SystemExit as exit_:
         return exit_.code
+    finally:
+        unparse()
     return 0
 
 
