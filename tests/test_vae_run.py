@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import chex
 import jax
@@ -16,9 +17,10 @@ from mnist_ae.config_checks import validate
 from mnist_ae.core import vae
 from mnist_ae.core.steps import evaluate, init_state, kl_weight
 from mnist_ae.render import read_png
+from mnist_ae.run import measures
 from mnist_ae.workdir import RunDir
 
-from helpers import eval_records, read_jsonl, restore_state, run_once, tiny
+from helpers import eval_records, read_jsonl, restore_state, run_once, tb_accumulator, tiny
 
 ROUNDS = 2048 // 64  # rounds per epoch of tiny()
 
@@ -33,7 +35,7 @@ def finished(tmp_path_factory):
     digit): the ELBO-trained path runs in test_sweep's beta sweep and its single runs."""
     config = vae_config(epochs=1, iw_samples_final=8, latent_pictures=True, report_at_end=True, train_iw_samples=2)
     return run_once(tmp_path_factory, "vae", lambda workdir: tasks.train_and_evaluate(
-        config, workdir, log_framework="none", quiet=True))
+        config, workdir, log_framework="tensorboard", quiet=True))
 
 
 def test_a_run_logs_its_bounds_at_each_eval_and_the_final_bound_after_training(finished):
@@ -48,6 +50,8 @@ def test_a_run_logs_its_bounds_at_each_eval_and_the_final_bound_after_training(f
     # the importance-weighted bounds are tighter than the ELBO (each by about a nat here, far above the
     # Monte Carlo noise of 512 digits) and the final one, with twice the samples, tighter still
     assert finals["test/nll_iw8"] < finals["test/nll_iw4"] < -finals["test/elbo"]
+    [bound] = [r for r in read_jsonl(workdir / "metrics.jsonl") if "test/nll_iw8" in r]  # logged too, at the end
+    assert bound["step"] == ROUNDS and bound["test/nll_iw8"] == pytest.approx(finals["test/nll_iw8"])
     train = [r for r in read_jsonl(workdir / "metrics.jsonl") if "train/elbo" in r]
     assert train and all(np.isfinite(r["train/elbo_iw2"]) and r["train/elbo_iw2"] < 0 for r in train)
     assert train[-1]["train/elbo_iw2"] > train[0]["train/elbo_iw2"] + 50  # the IWAE's own objective, climbing
@@ -58,6 +62,7 @@ def test_samples_from_the_prior_at_each_eval_and_traversals_at_the_end(finished)
     run = RunDir(workdir)
     assert sorted(p.name for p in run.samples.iterdir()) == [f"samples_step_{s:07d}.png" for s in (0, ROUNDS)]
     assert read_png(run.samples_png(ROUNDS)).shape[2] == 3
+    assert [e.step for e in tb_accumulator(run.tensorboard).Images("views/samples")] == [0, ROUNDS]
     assert (run.latent / "traversals.png").exists()
     assert f"digits generated from the prior (a VAE&#x27;s samples at step {ROUNDS:,})" in run.report.read_text()
     config = vae_config(epochs=1)
@@ -67,6 +72,37 @@ def test_samples_from_the_prior_at_each_eval_and_traversals_at_the_end(finished)
     images = learner.autoencoder.apply(state.params["ae"], z_nl, method="decode")
     chex.assert_shape(images, (64, 28, 28))
     assert -1.0 <= float(images.min()) and float(images.max()) <= 1.0
+
+
+def test_a_sweeps_samples_decode_the_same_prior_draws_on_each_members_own_units(tmp_path, monkeypatch):
+    """Ten digits a member, from the same 64 draws: a narrower member's other units are zero (its decoder
+    never saw them move), rows named by member, one picture to the first writer at the step."""
+    from mnist_ae.analysis import digit_figures
+
+    codes, images, drawn = [], [], []
+    program = types.SimpleNamespace(
+        learner=types.SimpleNamespace(autoencoder=types.SimpleNamespace(latent_dim=5)), stacked=True,
+        members=[{"member": "latent2", "latent_dim": 2}, {"member": "latent5", "latent_dim": 5}], step=lambda state: 7,
+        decode=lambda state, z_nl, member: codes.append(z_nl) or np.full((64, 28, 28), member, np.float32))
+    writer = types.SimpleNamespace(write_images=lambda step, views: images.append((step, sorted(views))))
+    run = types.SimpleNamespace(program=program, workdir=tmp_path, writers=[writer, None])
+    digit_rows = digit_figures.digit_rows
+    monkeypatch.setattr(digit_figures, "digit_rows", lambda rows, path, title: drawn.append(rows) or
+                        digit_rows(rows, path, title))
+    measures._samples(run, state=None)
+    narrow, wide = codes
+    chex.assert_trees_all_equal(narrow[:, :2], wide[:, :2])
+    assert not narrow[:, 2:].any() and wide[:, 2:].all()
+    [rows] = drawn
+    assert [(name, len(digits), float(digits.max())) for name, digits in rows] == [("latent2", 10, 0.0), ("latent5", 10, 1.0)]
+    assert images == [(7, ["views/samples"])]
+
+
+def test_the_final_bound_is_a_vaes_with_samples_asked_for_and_shows_its_time():
+    assert measures.bound_hooks(vae_config(iw_samples_final=0)) == []
+    assert measures.bound_hooks(tiny(iw_samples_final=8)) == []  # no bound for a plain autoencoder
+    [hook] = measures.bound_hooks(vae_config(iw_samples_final=8))
+    assert hook.name == "bound with 8 importance samples" and hook.at_end and hook.shown
 
 
 @pytest.mark.slow  # three runs; the quick tier resumes a plain run

@@ -47,7 +47,6 @@ def _samples(run: Run, state: TrainState) -> None:
         rows += [(tags["member"], images[:10])] if run.program.stacked else [("", images[r::8]) for r in range(8)]
     if parallel.is_main_process():
         step = run.program.step(state)
-        RunDir(run.workdir).samples.mkdir(exist_ok=True)
         path = digit_rows(rows, RunDir(run.workdir).samples_png(step), f"samples from the prior at step {step:,}")
         run.writers[0].write_images(step, {"views/samples": render.read_png(path)})
 
