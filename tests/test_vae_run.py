@@ -98,7 +98,12 @@ def test_a_sweeps_samples_decode_the_same_prior_draws_on_each_members_own_units(
     assert images == [(7, ["views/samples"])]
 
 
-def test_the_final_bound_is_a_vaes_with_samples_asked_for_and_shows_its_time():
+def test_a_vae_samples_at_each_eval_and_after_its_last_epoch_and_bounds_once_at_the_end():
+    """The schedules the driver follows (test_hooks checks it does): samples from step 0, at each eval and
+    after the last epoch however the evals fall; the final bound only with samples asked for, its time shown."""
+    [samples] = measures.vae_hooks(vae_config(eval_every_epochs=3))
+    assert (samples.every, samples.at_start, samples.at_last, samples.at_end) == (3, True, True, False)
+    assert measures.vae_hooks(tiny()) == []
     assert measures.bound_hooks(vae_config(iw_samples_final=0)) == []
     assert measures.bound_hooks(tiny(iw_samples_final=8)) == []  # no bound for a plain autoencoder
     [hook] = measures.bound_hooks(vae_config(iw_samples_final=8))
