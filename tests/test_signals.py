@@ -36,10 +36,15 @@ def test_outside_training_the_first_signal_stops_at_once_saying_what_a_rerun_doe
 
 def _run(script: str, signals: list[tuple[float, int]]) -> tuple[subprocess.CompletedProcess, float]:
     """Runs `script` under stop_on_signals, sends each (delay, signal) after its "ready" line; returns the
-    result and the seconds from the first signal to the exit."""
+    result and the seconds from the first signal to the exit.
+
+    The script then waits in 0.1 s sleeps, as a training loop returns to Python between its calls: the kernel
+    may hand a process's signal to any of its threads (the watchdog's, JAX's), and then Python runs the
+    handler at the main thread's next bytecode, not in the middle of one 60 s sleep (a loaded CI machine
+    did so: the seen signal was taken for a blocked run)."""
     code = ("import signal, sys, time\nfrom mnist_ae.run import lifecycle\n"
             "with lifecycle.stop_on_signals() as stop:\n" + "".join(f"    {line}\n" for line in script.splitlines())
-            + "    print('ready', flush=True)\n    time.sleep(60)\n")
+            + "    print('ready', flush=True)\n    for _ in range(600):\n        time.sleep(0.1)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     assert proc.stdout.readline().strip() == "ready"
