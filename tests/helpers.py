@@ -164,6 +164,22 @@ def command_in_process(args: list[str], monkeypatch: pytest.MonkeyPatch) -> int:
     return 0
 
 
+def record_digit_rows(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[tuple[str, Any]]]:
+    """Each digit-row figure drawn from now on (`analysis.digit_figures.digit_rows`, by its title): its rows
+    (label, images). The figure is still drawn and written."""
+    from mnist_ae.analysis import digit_figures
+
+    drawn: dict[str, list[tuple[str, Any]]] = {}
+    digit_rows = digit_figures.digit_rows
+
+    def recording(rows, path, title="", col_labels=()):  # noqa: ANN001, ANN202
+        drawn[title] = list(rows)
+        return digit_rows(rows, path, title, col_labels)
+
+    monkeypatch.setattr(digit_figures, "digit_rows", recording)
+    return drawn
+
+
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, epochs: int) -> tuple[Path, dict[str, float]]:
     """A finished `tiny(epochs=...)` run with TensorBoard, trained once per session for every module
     that needs one: (its workdir, its final metrics). Read it in place; copy it to resume or damage it.

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import re
 import types
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from helpers import hparams_session_groups, tiny, tiny_sweep
+from helpers import hparams_session_groups, record_digit_rows, tiny, tiny_sweep
 from mnist_ae import data as data_lib
 from mnist_ae import tasks
 from mnist_ae.analysis import ANALYSIS_PHASE, baselines, retrieval
@@ -47,19 +48,10 @@ def stubbed(monkeypatch) -> list[tuple[str, bool]]:
 
 
 @pytest.fixture
-def row_labels(monkeypatch) -> dict[str, list[str]]:
-    """Each digit-row figure drawn (by its title): its rows' labels; the figure is drawn as before."""
-    from mnist_ae.analysis import digit_figures
-
-    drawn: dict[str, list[str]] = {}
-    digit_rows = digit_figures.digit_rows
-
-    def recording(rows, path, title="", col_labels=()):  # noqa: ANN001, ANN202
-        drawn[title] = [label for label, _ in rows]
-        return digit_rows(rows, path, title, col_labels)
-
-    monkeypatch.setattr(digit_figures, "digit_rows", recording)
-    return drawn
+def row_labels(monkeypatch) -> Callable[[str], list[str]]:
+    """The row labels of the digit-row figure of a title, as drawn (the figure is drawn as before)."""
+    drawn = record_digit_rows(monkeypatch)
+    return lambda title: [label for label, _ in drawn[title]]
 
 
 @pytest.fixture
@@ -135,7 +127,7 @@ def test_each_picture_at_step_0_every_eval_and_after_the_last_epoch_and_the_end_
     logged_last = {k for r in read_records(run.metrics) if r.get("step") == 96 for k in r}
     assert {"test/retrieval_map", "baseline/pca_retrieval_map", "test/denoise_gaussian0.5_psnr"} <= logged_last
     assert run.denoising.exists() and "views/denoising" in tags["images"]
-    assert row_labels["test digits: noisy, denoised, clean"] == ["gaussian 0.5", "denoised", "clean"]
+    assert row_labels("test digits: noisy, denoised, clean") == ["gaussian 0.5", "denoised", "clean"]
     assert stubbed == [("analysis", True), ("report", True)]
     [records] = slow_log
     assert [r["step"] for r in records if "test/recon_mse" in r] == [0, 64, 96]  # the last eval too
@@ -176,7 +168,7 @@ def test_a_sweep_writes_each_members_hparams_export_pictures_table_and_report(tm
     assert all(EventAccumulator(str(run.member(name).tensorboard)).Reload().Graph().node for name in names)
     assert run.comparison.exists() and run.sweep_results.exists() and any(run.latent.glob("*.png"))
     assert "0.25" in run.sweep_results.read_text()
-    assert row_labels["test digits: noisy, denoised, clean"] == ["gaussian 0.5", *names, "clean"]  # each member's own
+    assert row_labels("test digits: noisy, denoised, clean") == ["gaussian 0.5", *names, "clean"]  # each member's own
     assert all(0 < final["test/denoise_gaussian0.5_psnr"] for final in finals)
     assert stubbed == [("members", True), ("report", True)]
     assert tasks.run(config, tmp_path, log_framework="tensorboard", quiet=True) == finals  # a rerun: the saved

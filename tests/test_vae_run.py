@@ -20,7 +20,7 @@ from mnist_ae.render import read_png
 from mnist_ae.run import measures
 from mnist_ae.workdir import RunDir
 
-from helpers import eval_records, read_jsonl, restore_state, run_once, tb_accumulator, tiny
+from helpers import eval_records, read_jsonl, record_digit_rows, restore_state, run_once, tb_accumulator, tiny
 
 ROUNDS = 2048 // 64  # rounds per epoch of tiny()
 
@@ -77,23 +77,19 @@ def test_samples_from_the_prior_at_each_eval_and_traversals_at_the_end(finished)
 def test_a_sweeps_samples_decode_the_same_prior_draws_on_each_members_own_units(tmp_path, monkeypatch):
     """Ten digits a member, from the same 64 draws: a narrower member's other units are zero (its decoder
     never saw them move), rows named by member, one picture to the first writer at the step."""
-    from mnist_ae.analysis import digit_figures
-
-    codes, images, drawn = [], [], []
+    codes, images = [], []
     program = types.SimpleNamespace(
         learner=types.SimpleNamespace(autoencoder=types.SimpleNamespace(latent_dim=5)), stacked=True,
         members=[{"member": "latent2", "latent_dim": 2}, {"member": "latent5", "latent_dim": 5}], step=lambda state: 7,
         decode=lambda state, z_nl, member: codes.append(z_nl) or np.full((64, 28, 28), member, np.float32))
     writer = types.SimpleNamespace(write_images=lambda step, views: images.append((step, sorted(views))))
     run = types.SimpleNamespace(program=program, workdir=tmp_path, writers=[writer, None])
-    digit_rows = digit_figures.digit_rows
-    monkeypatch.setattr(digit_figures, "digit_rows", lambda rows, path, title: drawn.append(rows) or
-                        digit_rows(rows, path, title))
+    drawn = record_digit_rows(monkeypatch)
     measures._samples(run, state=None)
     narrow, wide = codes
     chex.assert_trees_all_equal(narrow[:, :2], wide[:, :2])
     assert not narrow[:, 2:].any() and wide[:, 2:].all()
-    [rows] = drawn
+    rows = drawn["samples from the prior at step 7"]
     assert [(name, len(digits), float(digits.max())) for name, digits in rows] == [("latent2", 10, 0.0), ("latent5", 10, 1.0)]
     assert images == [(7, ["views/samples"])]
 
