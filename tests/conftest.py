@@ -28,10 +28,23 @@ SUITE_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_e
 _flags = os.environ.get("XLA_FLAGS", "").split()
 _flags += [f for f in SUITE_XLA_FLAGS if f.split("=")[0] not in " ".join(_flags)]  # a user's own setting wins
 os.environ["XLA_FLAGS"] = " ".join(_flags)
+# Under xdist, each worker's BLAS gets its share of the cores: OpenBLAS's threads spin while they wait,
+# so two workers with a thread per core each thrash (a 1,500-digit SVD beside another busy process:
+# 5.2 s with two threads, 0.4 s with one). The variables reach the subprocesses tests start; threadpoolctl
+# sets the library already loaded in this process.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _BLAS_THREADS = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, _BLAS_THREADS)
 
 import pytest  # noqa: E402
+import threadpoolctl  # noqa: E402
 
 from mnist_ae.data import Dataset, load_dataset  # noqa: E402
+
+if _WORKERS > 1:
+    threadpoolctl.threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session")
