@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import sys
 from html.parser import HTMLParser
@@ -277,16 +278,26 @@ def test_config_lists_the_changed_keys_first(run_dir):
     assert {row[0] for row in table[: len(changed)]} == changed and len(table) == len(FIELDS)
 
 
-def test_report_task_on_an_interrupted_run(run_dir, tmp_path, monkeypatch, capsys):
-    """A copy without its last checkpoint: the page says interrupted and shows the epoch it has. The
-    command line in this process (the launch in a subprocess is test_cli's)."""
+def test_report_task_on_an_interrupted_run_shows_its_epoch_and_the_newest_samples(run_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
+    """A copy without its last checkpoint: the page says interrupted and shows the epoch it has. Of the
+    sample grids a VAE keeps from each eval (three here, so neither the first nor the last two pass), the
+    page shows the newest. The command line in this process (the launch in a subprocess is test_cli's)."""
+    from mnist_ae.workdir import RunDir
+
     copy = tmp_path / "interrupted"
     shutil.copytree(run_dir, copy)
     shutil.rmtree(copy / "checkpoints" / "2")
     (copy / "report.html").unlink()
+    run = RunDir(copy)
+    run.samples.mkdir()
+    for step in (0, 16, 32):
+        shutil.copy(next(run.reconstructions.glob("*.png")), run.samples_png(step))
     assert command_in_process(["--task", "report", "--workdir", str(copy)], monkeypatch) == 0
     assert str(copy / "report.html") in capsys.readouterr().out
-    assert "interrupted: checkpoint of epoch 1 of 2" in (copy / "report.html").read_text()
+    page = (copy / "report.html").read_text()
+    assert "interrupted: checkpoint of epoch 1 of 2" in page
+    assert re.findall(r"a VAE&#x27;s samples at step ([\d,]+)\)", page) == ["32"]
 
 
 @pytest.mark.parametrize("case, message", [
@@ -341,7 +352,26 @@ def test_compare_marks_the_winner_and_the_differing_keys(run_dir, other_run, tmp
     assert "test/recon_sse01" in header and starred >= 5
     curves = next(iter(parsed.figures.values()))
     assert {t["name"] for t in curves["data"]} == {"run", "run_b"}
-    assert sum(1 for img in parsed.images if img["alt"] in ("run", "run_b")) == 2
+    grids = [_png_pixels(img["src"]) for img in parsed.images if img["alt"] in ("run", "run_b")]
+    assert len(grids) == 2
+    # each run's row: the first test digits on top, the same for both runs (their reconstructions under them)
+    from mnist_ae import render
+    from mnist_ae.data import load_dataset
+
+    digits = load_dataset("mnist").test_images[:10]
+    top = render.reconstruction_grid(digits, digits)
+    for grid in grids:
+        chex.assert_shape(grid, top.shape[:2])
+        np.testing.assert_array_equal(grid[:top.shape[0] // 2], top[:top.shape[0] // 2, :, 0])
+
+
+def _png_pixels(src: str) -> np.ndarray:
+    """The pixels of an image embedded as a data URL."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
 
 
 def test_compare_names_sorts_highlights_and_refuses_as_documented(run_dir, other_run, tmp_path, monkeypatch):
