@@ -290,6 +290,24 @@ def test_the_results_table_gives_mean_and_spread_over_healthy_seeds_and_draws_th
     assert series["test MSE (lr 0.01)"][0] == pytest.approx([0.2, 0.05])
 
 
+def test_a_beta_sweeps_table_sorts_by_beta_and_shows_the_bound_with_the_most_samples(tmp_path):
+    """Rows sorted by latent size, rate, then beta (0 before 0.5 though the config listed 0.5 first); the
+    bound column is the final one with the most importance samples (8 < 50 < 5000 as numbers, not text)."""
+    from mnist_ae.run.sweep_outputs import results_table
+
+    members = [build.Member(2, 0, 1e-2, beta) for beta in (0.5, 0.0)]
+    finals = [{"test/recon_mse": mse, "test/elbo": -elbo, "test/nll_iw8": elbo - 1, "test/nll_iw50": elbo - 2,
+               "test/nll_iw5000": elbo - 3, "test/active_units": units, "test/probe_accuracy": 0.5}
+              for mse, elbo, units in ((0.2, 100.0, 3.0), (0.1, 90.0, 4.0))]
+    results_table(members, finals, tmp_path)
+    header, _, *rows = [[c.strip() for c in line.strip("|").split("|")]
+                        for line in (tmp_path / "sweep_results.md").read_text().splitlines()]
+    assert header == ["latent", "learning rate", "beta", "seeds", "diverged", "test MSE", "PCA test MSE",
+                      "test ELBO (nats)", "test NLL, k=5000 (nats)", "active units", "probe accuracy"]
+    assert [row[2] for row in rows] == ["0", "0.5"]
+    assert [row[7:10] for row in rows] == [["-90.0000", "87.0000", "4.0000"], ["-100.0000", "97.0000", "3.0000"]]
+
+
 def test_the_comparison_rows_name_seed_and_rate_only_when_members_differ_in_them(monkeypatch):
     from mnist_ae.analysis import digit_figures
     from mnist_ae.run.sweep_outputs import comparison_figure
