@@ -59,7 +59,10 @@ def test_pca_at_30_units_is_the_published_13_87_and_the_shipped_curve(cache):
     """Hinton & Salakhutdinov (2006), Fig. 2B: PCA with 30 components, 13.87 squared error per test
     image on pixels in [0, 1]. Our scale is [-1, 1] per pixel: multiply by 784 / 4. Computed here, and
     equal to the shipped curve: both are float64 sums of the same pixels (1e-9 relative allows another
-    BLAS's summation order)."""
+    BLAS's summation order) along the axes the training digits vary along. The rest (variance below 1e-12
+    of the largest: pixels the training digits never ink) span a space where eigh returns any basis, so
+    how the test energy left there is split among them changes with the BLAS (one OpenBLAS thread against
+    two moved it by 4.3e-9): there both curves only stay within that energy."""
     import json
 
     ds = load_dataset("mnist")
@@ -68,7 +71,11 @@ def test_pca_at_30_units_is_the_published_13_87_and_the_shipped_curve(cache):
     assert curve[64] == pytest.approx(0.0362, abs=5e-5)
     shipped = json.loads(baselines.SHIPPED_CURVES.read_text())[baselines.curve_key(ds.train_images, ds.test_images)]
     assert shipped["dataset"] == "mnist"
-    np.testing.assert_allclose(shipped["curve"], curve, rtol=1e-9, atol=1e-12)
+    train_nd = baselines.unit_pixels(ds.train_images)
+    variance_d = np.linalg.eigvalsh(np.cov(train_nd, rowvar=False))[::-1]
+    varied = int(np.sum(variance_d > 1e-12 * variance_d[0]))  # 712 of 784 axes
+    np.testing.assert_allclose(shipped["curve"][:varied], curve[:varied], rtol=1e-9, atol=1e-12)
+    assert np.all(np.abs(np.array(shipped["curve"][varied:]) - curve[varied:]) <= curve[varied])
 
 
 @pytest.mark.slow
